@@ -1,0 +1,320 @@
+"""The ``pymr`` command: submit, worker, coordinator. A thin layer over ``runners``.
+
+Known errors (``PymrError``) become one clear message and their exit code; a failed
+task shows the user's own traceback. Exit status 0 means the output is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import JobCancelled, JobFailed, JobScriptError, PymrError
+from .inputs import parse_size
+from .job import OUTPUT_FORMATS, Job, Option, load_job_class
+from .runners import run_job
+from .tasks import describe_error
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class SizeType(click.ParamType):
+    name = "BYTES"
+
+    def convert(self, value: Any, param, ctx) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="pymr")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+def main(verbose: int) -> None:
+    """pymr: MapReduce batch processing for Python.
+
+    Write a job script with a pymr.Job subclass, then run it with `pymr submit`,
+    on this machine (several worker processes) or on a cluster.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="pymr %(name)s: %(levelname)s: %(message)s")
+
+
+# -- submit -----------------------------------------------------------------------------------
+def _submit_params(with_script: bool) -> list[click.Parameter]:
+    params: list[click.Parameter] = []
+    if with_script:
+        params.append(click.Argument(["job_script"], metavar="JOB.py", type=click.Path(dir_okay=False)))
+    return params + [
+        click.Argument(["inputs"], nargs=-1, required=True, metavar="INPUT..."),
+        click.Option(["-o", "--output"], required=True, metavar="DIR",
+                     help="Output folder (must not exist unless --overwrite)."),
+        click.Option(["--workers", "-w"], type=click.IntRange(min=1), default=None,
+                     help="Worker processes in local mode [default: number of CPU cores]."),
+        click.Option(["--reducers", "-r"], type=click.IntRange(min=1), default=None,
+                     help="Reduce tasks, one part file each [default: the job's, usually 1]."),
+        click.Option(["--split-size"], type=SIZE, default=None,
+                     help="Bytes of input per map task; suffixes K, M, G [default: the job's, 64M]."),
+        click.Option(["--inline"], is_flag=True, help="Run everything in this process, without ZeroMQ (for debuggers)."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace the output folder if it exists."),
+        click.Option(["--output-format"], type=click.Choice(OUTPUT_FORMATS), default=None,
+                     help="text: key<TAB>value lines; jsonl: [key, value] lines [default: the job's, text]."),
+        click.Option(["--coordinator"], metavar="ADDR", envvar="PYMR_COORDINATOR", default=None,
+                     help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
+        click.Option(["--job"], "job_name", metavar="NAME", default=None,
+                     help="The Job class to run, when the script defines several."),
+        click.Option(["--skip-bad-records"], is_flag=True, default=None,
+                     help="Count and skip undecodable input lines instead of failing."),
+        click.Option(["--sort-buffer"], type=SIZE, default=None,
+                     help="Map output held in memory before spilling to disk, per task [default: 64M]."),
+        click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
+                     help="Attempts per task before the job fails [default: 4]."),
+        click.Option(["--quiet", "-q"], is_flag=True, help="No progress display or summary."),
+    ]
+
+
+def _option_param(option: Option) -> click.Option:
+    if option.type is bool:
+        return click.Option([option.flag + "/--no-" + option.flag[2:]], option.attr, default=bool(option.default),
+                            help=option.help + " [job option]")
+    return click.Option([option.flag], option.attr, type=option.type, default=option.default,
+                        required=option.required, show_default=option.default is not None,
+                        help=option.help + " [job option]")
+
+
+class SubmitCommand(click.Command):
+    """``pymr submit``: its flags grow the job's own options once the script is known."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        script = next((a for a in args if a.endswith(".py") and not a.startswith("-")), None)
+        if script is not None and os.path.isfile(script):
+            name = _value_after(args, "--job")
+            try:
+                job_class = load_job_class(script, name)
+            except JobScriptError as exc:
+                raise click.exceptions.Exit(_fail(str(exc), exc.exit_code)) from None
+            ctx.meta["pymr.job_class"] = job_class
+            self.params.extend(_option_param(o) for o in job_class.options)
+        return super().parse_args(ctx, args)
+
+
+def _value_after(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs: Any) -> None:
+    """Run the job and exit with its status."""
+    if job_class is None:
+        job_class = click.get_current_context().meta.get("pymr.job_class") or _load_or_exit(job_script, kwargs)
+    options = {o.attr: kwargs.pop(o.attr) for o in job_class.options if o.attr in kwargs}
+    quiet = kwargs.pop("quiet")
+    kwargs.pop("job_name", None)
+    progress = None if quiet else ProgressDisplay()
+    settings = dict(
+        workers=kwargs["workers"], reducers=kwargs["reducers"], split_size=kwargs["split_size"],
+        inline=kwargs["inline"], overwrite=kwargs["overwrite"], output_format=kwargs["output_format"],
+        coordinator=kwargs["coordinator"], skip_bad_records=kwargs["skip_bad_records"],
+        buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
+    )
+    started = time.monotonic()
+    try:
+        result = run_job(job_class, list(kwargs["inputs"]), kwargs["output"], options=options,
+                         on_progress=progress, **settings)
+    except KeyboardInterrupt:
+        _end_progress(progress)
+        sys.exit(_fail("interrupted: the job was cancelled and its output removed", 130))
+    except JobCancelled as exc:
+        _end_progress(progress)
+        sys.exit(_fail(str(exc), exc.exit_code))
+    except JobFailed as exc:
+        _end_progress(progress)
+        sys.exit(_fail(_failure_text(exc), exc.exit_code))
+    except PymrError as exc:
+        _end_progress(progress)
+        sys.exit(_fail(str(exc), exc.exit_code))
+    except Exception as exc:  # the user's own exception, raised in --inline mode
+        _end_progress(progress)
+        error = describe_error(exc)
+        where = getattr(exc, "pymr_task", "a task")
+        sys.exit(_fail(f"job {job_class.__name__} failed: {where} raised {error['type']}:\n{error['traceback']}", 1))
+    _end_progress(progress)
+    if not quiet:
+        click.echo(summary(job_class.__name__, result.report, time.monotonic() - started), err=True)
+
+
+def _load_or_exit(job_script: str | None, kwargs: dict[str, Any]) -> type[Job]:
+    try:
+        return load_job_class(job_script or "", kwargs.get("job_name"))
+    except JobScriptError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"pymr: error: {message}", err=True)
+    return code
+
+
+def _failure_text(exc: JobFailed) -> str:
+    detail = exc.task_error or {}
+    text = str(exc)
+    if detail.get("traceback"):
+        text += "\n" + detail["traceback"]
+    return text
+
+
+submit = SubmitCommand(
+    "submit",
+    context_settings=CONTEXT,
+    callback=lambda **kw: _submit(None, **kw),
+    params=_submit_params(with_script=True),
+    help="""Run the job in JOB.py over INPUT... (files, folders, glob patterns) into DIR.
+
+    Without --coordinator this runs in local mode: a coordinator and --workers worker
+    processes on this machine. Exit status is 0 only when the output is committed
+    (DIR/_SUCCESS written). Job options declared by the script appear below once
+    JOB.py is given (try: pymr submit JOB.py --help).""",
+)
+main.add_command(submit)
+
+
+def submit_job_main(job_class: type[Job], argv: Sequence[str] | None = None) -> None:
+    """``python job.py INPUT... -o DIR``: the same flags as ``pymr submit``, for one job."""
+    params = _submit_params(with_script=False) + [_option_param(o) for o in job_class.options]
+    params = [p for p in params if p.name != "job_name"]
+    command = click.Command(job_class.__name__, context_settings=CONTEXT, params=params,
+                            callback=lambda **kw: _submit(job_class, job_name=None, **kw),
+                            help=(job_class.__doc__ or f"Run {job_class.__name__}.").strip())
+    logging.basicConfig(level=logging.WARNING, format="pymr %(name)s: %(levelname)s: %(message)s")
+    command.main(args=list(argv) if argv is not None else None, prog_name=os.path.basename(sys.argv[0]))
+
+
+class ProgressDisplay:
+    """Prints task progress to stderr: one rewritten line on a terminal, else a line per change."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = ""
+        self.last_s = 0.0
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        line = (f"map {body['maps_done']}/{body['maps_total']}  reduce {body['reduces_done']}/{body['reduces_total']}"
+                f"  running {body['running']}  failed attempts {body['failed_attempts']}  {body['elapsed_s']:.1f}s")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self.last)))
+            self.stream.flush()
+            self.last = line
+        elif time.monotonic() - self.last_s >= 1.0 or body["maps_done"] == body["maps_total"]:
+            phase = line.split("  running")[0]
+            if phase != self.last:
+                self.stream.write(line + "\n")
+                self.last, self.last_s = phase, time.monotonic()
+
+    def end(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _end_progress(progress: ProgressDisplay | None) -> None:
+    if progress is not None:
+        progress.end()
+
+
+def summary(name: str, report: dict[str, Any], wall_s: float) -> str:
+    """The end-of-job summary: tasks, records and bytes per phase, counters, time."""
+    counters = report.get("counters", {})
+    fw = counters.get("pymr", {})
+    lines = [
+        f"pymr: job {name} succeeded in {wall_s:.2f} s -> {report['output']}",
+        f"  tasks: {report['map_tasks']} map, {report['reduce_tasks']} reduce"
+        f" ({report['attempts']} attempts, {report['failed_attempts']} failed)",
+        f"  map: {fw.get('map input records', 0):,} records in ({_bytes(fw.get('map input bytes', 0))}),"
+        f" {fw.get('map output records', 0):,} out",
+    ]
+    if report["reduce_tasks"]:
+        lines.append(f"  shuffle: {_bytes(fw.get('shuffle bytes', 0))}"
+                     f" ({fw.get('reduce input records', 0):,} records, {fw.get('reduce input groups', 0):,} keys)")
+        lines.append(f"  reduce: {fw.get('reduce output records', 0):,} records out ({_bytes(fw.get('output bytes', 0))})")
+    for group, names in counters.items():
+        if group == "pymr":
+            continue
+        for counter, amount in names.items():
+            lines.append(f"  {group}: {counter} = {amount:,}")
+    if fw.get("bad records skipped"):
+        lines.append(f"  bad records skipped: {fw['bad records skipped']:,}")
+    return "\n".join(lines)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# -- services ---------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.option("--coordinator", "address", required=True, envvar="PYMR_COORDINATOR", metavar="ADDR",
+              help="The coordinator to serve (tcp://HOST:PORT) [env PYMR_COORDINATOR].")
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tasks this worker runs at the same time.")
+@click.option("--data-dir", envvar="PYMR_DATA_DIR", type=click.Path(file_okay=False), default=None,
+              help="Where map outputs are kept [default: a new temporary folder] [env PYMR_DATA_DIR].")
+@click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
+@click.option("--exit-with-parent", is_flag=True, hidden=True)
+def worker(address: str, slots: int, data_dir: str | None, worker_id: str | None, exit_with_parent: bool) -> None:
+    """Run a worker that takes tasks from a coordinator until it is stopped."""
+    from .worker import Worker
+
+    try:
+        code = Worker(address, worker_id, slots, data_dir, exit_with_parent).run()
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, envvar="PYMR_BIND", metavar="ADDR",
+              help="Address to listen on [env PYMR_BIND]. Only loopback addresses are allowed for now.")
+@click.option("--worker-timeout", type=float, default=10.0, show_default=True,
+              help="Seconds without a heartbeat after which a worker is taken for dead.")
+def coordinator(bind: str, worker_timeout: float) -> None:
+    """Run a coordinator that accepts jobs and workers until Ctrl-C."""
+    from .coordinator import Coordinator
+
+    host = bind.split("://", 1)[-1].rsplit(":", 1)[0]
+    if host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
+        sys.exit(_fail(f"refusing to listen on {bind}: cluster traffic is not authenticated yet, "
+                       "so only loopback addresses are allowed", 2))
+    service = Coordinator(bind, worker_timeout_s=worker_timeout)
+    click.echo(f"pymr coordinator listening on {service.address}", err=True)
+    try:
+        service.serve()
+    except KeyboardInterrupt:
+        service.stop()
+
+
+def run() -> None:
+    main(prog_name="pymr")
+
+
+__all__ = ["main", "submit_job_main", "summary", "traceback"]

@@ -1,0 +1,344 @@
+"""The coordinator: a thin ZeroMQ loop over ``scheduler``'s job state.
+
+It tracks the workers that registered (id, ZeroMQ identity, slots, running attempts,
+the jobs whose code they hold, when they were last heard from) and the jobs that
+clients submitted (their ``JobRun``, spec, code blob, committer and the client to tell).
+
+Each event (a message, or a worker falling silent for ``worker_timeout_s``) becomes a
+scheduler transition; the effects it returns are carried out here (task and job
+commits, cancels), then ``dispatch`` hands pending tasks to workers with free slots.
+The coordinator never unpickles job code: it only forwards the blob, once per worker
+per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from . import protocol as proto
+from . import scheduler as sched
+from .errors import PymrError, ProtocolError
+from .inputs import DEFAULT_SPLIT_SIZE, make_splits, resolve_inputs
+from .outputs import OutputCommitter
+
+log = logging.getLogger("pymr.coordinator")
+POLL_MS = 100
+PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclass
+class WorkerInfo:
+    worker_id: str
+    identity: bytes
+    slots: int
+    last_seen_s: float
+    running: set[str] = field(default_factory=set)
+    jobs_loaded: set[str] = field(default_factory=set)
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.running)
+
+
+@dataclass
+class ActiveJob:
+    run: sched.JobRun
+    spec: dict[str, Any]
+    code: bytes
+    committer: OutputCommitter
+    client: bytes
+    started_s: float
+    error_blob: bytes | None = None
+    last_progress: dict[str, int] | None = None
+    last_progress_s: float = 0.0
+
+
+class Coordinator:
+    """Serves workers and clients on one ROUTER socket until ``stop()``."""
+
+    def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S):
+        self.worker_timeout_s = worker_timeout_s
+        self.context = zmq.Context()
+        self.socket = proto.configure(self.context.socket(zmq.ROUTER))
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its id
+        self.socket.bind(bind)
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.workers: dict[str, WorkerInfo] = {}
+        self.jobs: dict[str, ActiveJob] = {}
+        self._stop = threading.Event()
+
+    # -- loop ------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Handle messages until stopped; then close the socket (linger 0)."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(POLL_MS):
+                    self._receive_all()
+                self._expire_workers()
+                self._send_progress()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            identity, rest = frames[0], frames[1:]
+            try:
+                self._handle(identity, proto.unpack(rest))
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from %r: %s", identity[:32], exc)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("dropped an invalid message from %r: %r", identity[:32], exc)
+
+    def _send(self, identity: bytes, kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> bool:
+        try:
+            self.socket.send_multipart([identity, *proto.pack(kind, body, *blobs)], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # EHOSTUNREACH with ROUTER_MANDATORY, or EAGAIN at the HWM
+            log.warning("cannot send %s to %r: %s", kind, identity[:32], exc)
+            return False
+
+    def _handle(self, identity: bytes, msg: proto.Message) -> None:
+        handler = getattr(self, "_on_" + msg.kind, None)
+        if handler is None:
+            raise ProtocolError(f"a coordinator does not accept {msg.kind!r}")
+        worker = self._worker_by_identity(identity)
+        if worker is not None:
+            worker.last_seen_s = time.monotonic()
+        handler(identity, msg)
+
+    def _worker_by_identity(self, identity: bytes) -> WorkerInfo | None:
+        worker = self.workers.get(identity.decode("utf-8", "replace"))
+        return worker if worker is not None and worker.identity == identity else None
+
+    # -- workers ---------------------------------------------------------------------------
+    def _on_register(self, identity: bytes, msg: proto.Message) -> None:
+        problem = proto.version_mismatch(msg.body.get("versions", {}))
+        if problem:
+            log.warning("refused worker %r: %s", identity[:32], problem)
+            self._send(identity, proto.REFUSED, {"error": problem})
+            return
+        worker_id = identity.decode("utf-8", "replace")
+        if worker_id in self.workers:
+            self._lose_worker(worker_id, "it registered again (restarted)")
+        slots = max(1, int(msg.body.get("slots", 1)))
+        self.workers[worker_id] = WorkerInfo(worker_id, identity, slots, time.monotonic())
+        log.info("worker %s joined with %d slot(s)", worker_id, slots)
+        self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S})
+        self._dispatch()
+
+    def _on_heartbeat(self, identity: bytes, msg: proto.Message) -> None:
+        if self._worker_by_identity(identity) is None:
+            self._send(identity, proto.REFUSED, {"error": "unknown worker: register first", "reregister": True})
+            return
+        self._send(identity, proto.HEARTBEAT)
+
+    def _on_bye(self, identity: bytes, msg: proto.Message) -> None:
+        worker = self._worker_by_identity(identity)
+        if worker is not None:
+            self._lose_worker(worker.worker_id, "it left")
+
+    def _on_worker_lost(self, identity: bytes, msg: proto.Message) -> None:
+        self._lose_worker(str(msg.body["worker_id"]), msg.body.get("reason", "its process died"))
+
+    def _expire_workers(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if now - worker.last_seen_s > self.worker_timeout_s:
+                self._lose_worker(worker.worker_id, f"no heartbeat for {self.worker_timeout_s:g} s")
+
+    def _lose_worker(self, worker_id: str, reason: str) -> None:
+        worker = self.workers.pop(worker_id, None)
+        if worker is None:
+            return
+        log.warning("lost worker %s: %s", worker_id, reason)
+        for active in list(self.jobs.values()):
+            self._apply(active, sched.lose_worker(active.run, worker_id))
+        self._dispatch()
+
+    def _on_task_done(self, identity: bytes, msg: proto.Message) -> None:
+        attempt_id = str(msg.body["attempt_id"])
+        self._release(identity, attempt_id)
+        active = self.jobs.get(str(msg.body["job_id"]))
+        if active is not None:
+            self._apply(active, sched.finish(active.run, attempt_id, msg.body["result"]))
+        self._dispatch()
+
+    def _on_task_failed(self, identity: bytes, msg: proto.Message) -> None:
+        attempt_id = str(msg.body["attempt_id"])
+        self._release(identity, attempt_id)
+        active = self.jobs.get(str(msg.body["job_id"]))
+        if active is not None:
+            if msg.blobs:
+                active.error_blob = msg.blobs[0]
+            self._apply(active, sched.fail(active.run, attempt_id, msg.body["error"]))
+        self._dispatch()
+
+    def _release(self, identity: bytes, attempt_id: str) -> None:
+        worker = self._worker_by_identity(identity)
+        if worker is not None:
+            worker.running.discard(attempt_id)
+
+    # -- clients ---------------------------------------------------------------------------
+    def _on_submit(self, identity: bytes, msg: proto.Message) -> None:
+        spec = msg.body["spec"]
+        if not msg.blobs:
+            raise ProtocolError("submit without job code")
+        job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
+        committer = OutputCommitter(spec["output"], job_id)
+        try:
+            paths = resolve_inputs(spec["inputs"])
+            splits = make_splits(paths, int(spec.get("split_size") or DEFAULT_SPLIT_SIZE))
+            committer.setup(bool(spec.get("overwrite")))
+        except (PymrError, OSError) as exc:
+            self._send(identity, proto.REJECTED, {"error": str(exc), "type": type(exc).__name__})
+            return
+        run = sched.new_job(job_id, spec.get("name", "job"), [s.to_dict() for s in splits],
+                            int(spec["reducers"]) if spec.get("has_reducer") else 0,
+                            int(spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS))
+        self.jobs[job_id] = ActiveJob(run, spec, msg.blobs[0], committer, identity, time.monotonic())
+        log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
+        self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
+        self._dispatch()
+
+    def _on_cancel_job(self, identity: bytes, msg: proto.Message) -> None:
+        active = self.jobs.get(str(msg.body["job_id"]))
+        if active is not None:
+            self._apply(active, sched.cancel(active.run, msg.body.get("reason", "cancelled by the user")))
+
+    def _on_stop(self, identity: bytes, msg: proto.Message) -> None:
+        self.stop()
+
+    def _send_progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for active in self.jobs.values():
+            counts = active.run.counts()
+            if counts != active.last_progress and now - active.last_progress_s >= PROGRESS_INTERVAL_S:
+                active.last_progress, active.last_progress_s = counts, now
+                self._send(active.client, proto.PROGRESS,
+                           {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        """Give pending tasks to workers with free slots, oldest job first."""
+        for worker in list(self.workers.values()):
+            for active in list(self.jobs.values()):
+                while worker.free_slots > 0 and worker.worker_id in self.workers:
+                    picked = sched.assign(active.run, worker.worker_id, time.monotonic())
+                    if picked is None:
+                        break
+                    self._send_task(worker, active, *picked)
+
+    def _send_task(self, worker: WorkerInfo, active: ActiveJob, task: sched.Task, attempt: sched.Attempt) -> None:
+        run, spec = active.run, active.spec
+        body: dict[str, Any] = {
+            "kind": task.kind,
+            "job_id": run.job_id,
+            "attempt_id": attempt.attempt_id,
+            "describe": sched.task_description(task),
+            "attempt_dir": active.committer.attempt_dir(attempt.attempt_id),
+            "output_format": spec.get("output_format", "text"),
+        }
+        if task.kind == "map":
+            body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
+                        skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"))
+        else:
+            body.update(partition=task.index, map_outputs=[m.result["files"][0] for m in run.maps])
+        blobs = [] if run.job_id in worker.jobs_loaded else [active.code]
+        worker.running.add(attempt.attempt_id)
+        if self._send(worker.identity, proto.ASSIGN, body, *blobs):
+            worker.jobs_loaded.add(run.job_id)
+        else:
+            self._lose_worker(worker.worker_id, "it cannot be reached")
+
+    def _apply(self, active: ActiveJob, effects: list[sched.Effect]) -> None:
+        """Carry out what a transition asks for."""
+        for effect in effects:
+            if effect.kind == "commit_task" and effect.task is not None and effect.attempt is not None:
+                if effect.task.kind == "reduce" or active.run.map_only:
+                    active.committer.commit_task(effect.attempt.attempt_id, effect.detail["files"])
+            elif effect.kind == "discard" and effect.attempt is not None:
+                active.committer.discard_attempt(effect.attempt.attempt_id)
+            elif effect.kind == "cancel_attempt" and effect.attempt is not None:
+                worker = self.workers.get(effect.attempt.worker_id)
+                if worker is not None:
+                    worker.running.discard(effect.attempt.attempt_id)
+                    self._send(worker.identity, proto.CANCEL, {"attempt_id": effect.attempt.attempt_id})
+            elif effect.kind in ("job_succeeded", "job_failed"):
+                self._end_job(active)
+
+    def _end_job(self, active: ActiveJob) -> None:
+        run = active.run
+        report = job_report(active)
+        if run.state == sched.JobState.SUCCEEDED:
+            try:
+                active.committer.commit_job(report)
+            except OSError as exc:
+                run.state, run.error = sched.JobState.FAILED, f"job commit failed: {exc}"
+                active.committer.abort_job()
+                report = job_report(active)
+        else:
+            active.committer.abort_job()
+        self._send_progress()
+        blobs = [active.error_blob] if active.error_blob and run.state == sched.JobState.FAILED else []
+        self._send(active.client, proto.FINISHED, report, *blobs)
+        for worker in self.workers.values():
+            if run.job_id in worker.jobs_loaded:
+                self._send(worker.identity, proto.JOB_ENDED, {"job_id": run.job_id})
+                worker.jobs_loaded.discard(run.job_id)
+        del self.jobs[run.job_id]
+        log.info("job %s %s", run.job_id, run.state.value)
+
+    def _shutdown(self) -> None:
+        for active in list(self.jobs.values()):
+            self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
+        for worker in self.workers.values():
+            self._send(worker.identity, proto.SHUTDOWN)
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+def job_report(active: ActiveJob) -> dict[str, Any]:
+    """The machine-readable summary of a job: state, counters, tasks, attempts, time."""
+    run = active.run
+    totals: Counter[tuple[str, str]] = Counter()
+    for task in run.all_tasks():
+        if task.result:
+            for group, names in task.result.get("counters", {}).items():
+                for name, amount in names.items():
+                    totals[(group, name)] += amount
+    counters: dict[str, dict[str, int]] = {}
+    for (group, name), amount in sorted(totals.items()):
+        counters.setdefault(group, {})[name] = amount
+    tasks = run.all_tasks()
+    return {
+        "job_id": run.job_id,
+        "name": run.name,
+        "state": run.state.value,
+        "error": run.error,
+        "error_detail": run.error_detail,
+        "elapsed_s": round(time.monotonic() - active.started_s, 3),
+        "output": active.committer.output_dir,
+        "map_tasks": len(run.maps),
+        "reduce_tasks": len(run.reduces),
+        "attempts": sum(len(t.attempts) for t in tasks),
+        "failed_attempts": sum(t.failures for t in tasks),
+        "counters": counters,
+    }

@@ -1,0 +1,175 @@
+"""Input files, their line-aligned splits, and the records read from a split.
+
+A split is a byte range ``[start, end)`` of one file. It owns every line whose first
+byte lies in that range: a reader that does not start at 0 skips forward past the
+first newline at or after ``start - 1`` and then reads whole lines until a line would
+start at or after ``end``. So a line that crosses a boundary is read once, by the split
+it starts in, and nothing is lost or read twice (Hadoop's text input does the same).
+
+Compressed files (``.gz``, ``.bz2``) cannot be entered in the middle: each is one
+split, and offsets count bytes of the decompressed stream.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .errors import BadRecordError, InputError
+
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
+DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
+_SPLIT_SLOP = 1.1  # a last piece under 10% of a split joins the one before it
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A byte range of one input file: the unit of work of a map task."""
+
+    path: str
+    start: int
+    end: int
+    compressed: bool = False
+
+    def describe(self) -> str:
+        if self.compressed:
+            return f"{self.path} (whole file)"
+        return f"{self.path} bytes {self.start}-{self.end}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "start": self.start, "end": self.end, "compressed": self.compressed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Split:
+        return cls(data["path"], int(data["start"]), int(data["end"]), bool(data["compressed"]))
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``65536``, ``64K``, ``64M``, ``1.5G`` or ``64MiB`` (binary multiples)."""
+    if isinstance(text, int):
+        size = text
+    else:
+        match = _SIZE.match(str(text))
+        if not match:
+            raise ValueError(f"not a size in bytes: {text!r} (examples: 1048576, 512K, 64M, 1G)")
+        number, unit, _ = match.groups()
+        size = int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
+    if size <= 0:
+        raise ValueError(f"a size must be positive, got {text!r}")
+    return size
+
+
+def resolve_inputs(patterns: Sequence[str]) -> list[str]:
+    """Absolute paths of every input file: files, folders (recursively) and globs.
+
+    Hidden files and folders (``.name``, ``_name`` as Hadoop writes) inside folders
+    are skipped. Each pattern must match something.
+    """
+    if not patterns:
+        raise InputError("no input given")
+    found: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if glob.has_magic(pattern) and not matches:
+            raise InputError(f"input pattern matches no file: {pattern}")
+        for match in matches:
+            found.extend(_files_under(match))
+    seen: set[str] = set()
+    unique = [p for p in found if not (p in seen or seen.add(p))]
+    if not unique:
+        raise InputError(f"no input files found in: {', '.join(patterns)}")
+    return unique
+
+
+def _files_under(path: str) -> list[str]:
+    if os.path.isfile(path):
+        if not os.access(path, os.R_OK):
+            raise InputError(f"input file is not readable: {path}")
+        return [os.path.abspath(path)]
+    if os.path.isdir(path):
+        files = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not _hidden(d))
+            files.extend(os.path.abspath(os.path.join(root, n)) for n in sorted(names) if not _hidden(n))
+        return files
+    if os.path.exists(path):
+        raise InputError(f"input is not a regular file or folder: {path}")
+    raise InputError(f"input path does not exist: {path}")
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def make_splits(paths: Sequence[str], split_size: int) -> list[Split]:
+    """Cut each file into byte ranges of about ``split_size``; empty files give none."""
+    splits: list[Split] = []
+    for path in paths:
+        size = os.path.getsize(path)
+        if size == 0:
+            continue
+        if os.path.splitext(path)[1].lower() in COMPRESSED:
+            splits.append(Split(path, 0, size, compressed=True))
+            continue
+        start = 0
+        while size - start > split_size * _SPLIT_SLOP:
+            splits.append(Split(path, start, start + split_size))
+            start += split_size
+        splits.append(Split(path, start, size))
+    if not splits:
+        raise InputError(f"input is empty: {len(paths)} file(s), all of 0 bytes")
+    return splits
+
+
+def read_lines(split: Split) -> Iterator[tuple[int, bytes]]:
+    """``(byte_offset, raw_line)`` for every line the split owns, line endings kept."""
+    if split.compressed:
+        opener = COMPRESSED[os.path.splitext(split.path)[1].lower()]
+        with opener(split.path, "rb") as stream:
+            yield from _lines_from(stream, 0, None)
+        return
+    with open(split.path, "rb", buffering=1024 * 1024) as stream:
+        pos = split.start
+        if pos > 0:
+            stream.seek(pos - 1)
+            pos += len(stream.readline()) - 1
+        yield from _lines_from(stream, pos, split.end)
+
+
+def _lines_from(stream: IO[bytes], pos: int, end: int | None) -> Iterator[tuple[int, bytes]]:
+    for line in stream:
+        if end is not None and pos >= end:
+            return
+        yield pos, line
+        pos += len(line)
+
+
+def read_text_records(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[tuple[str, int], str]]:
+    """Text records: key ``(path, byte_offset)``, value the line as str without its ending.
+
+    An undecodable line raises ``BadRecordError`` naming the file and offset, or, with
+    ``skip_bad_records``, is passed to ``on_skip(offset, error)`` and left out.
+    """
+    path = split.path
+    for offset, raw in read_lines(split):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if skip_bad_records:
+                on_skip(offset, exc)
+                continue
+            raise BadRecordError(
+                f"{path}: line at byte offset {offset} is not valid UTF-8 "
+                f"({exc.reason} at byte {offset + exc.start}); "
+                "use --skip-bad-records to count and skip such lines"
+            ) from None
+        if line.endswith("\n"):
+            line = line[:-2] if line.endswith("\r\n") else line[:-1]
+        yield (path, offset), line

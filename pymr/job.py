@@ -1,0 +1,197 @@
+"""The job API: subclass ``pymr.Job``, write ``map`` (and ``reduce``, ``combine``).
+
+A job instance is made fresh for every task in the worker that runs it, so attributes
+set in ``map_init`` live for one task. Methods that yield pairs are generators::
+
+    class WordCount(pymr.Job):
+        def map(self, key, line):
+            for word in line.split():
+                yield word, 1
+
+        def combine(self, word, counts):
+            yield word, sum(counts)
+
+        def reduce(self, word, counts):
+            yield word, sum(counts)
+
+A job without ``reduce`` is map-only: map output is written as the job's output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+from . import keys
+from .errors import JobScriptError
+
+Pair = tuple[Any, Any]
+OUTPUT_FORMATS = ("text", "jsonl")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A job option: a flag of ``pymr submit`` and of the script, read as ``self.options.NAME``."""
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    required: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.lstrip("-").replace("_", "-")
+
+
+class Job:
+    """Base class of every pymr job. Override ``map``; optionally ``reduce``, ``combine``."""
+
+    #: number of reduce tasks (part files); ``--reducers`` overrides it
+    reducers: ClassVar[int] = 1
+    #: bytes of input per map task; ``--split-size`` overrides it
+    split_size: ClassVar[int | str] = "64M"
+    #: ``text`` (key<TAB>value lines) or ``jsonl`` ([key, value] lines)
+    output_format: ClassVar[str] = "text"
+    #: count and skip undecodable input lines instead of failing the task
+    skip_bad_records: ClassVar[bool] = False
+    #: job options, see ``Option``
+    options: ClassVar[Sequence[Option]] = ()
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        given = dict(options or {})
+        values = {opt.attr: given.pop(opt.attr, opt.default) for opt in type(self).options}
+        values.update(given)
+        self.options = SimpleNamespace(**values)  # type: ignore[misc]  # instance view of the declared options
+        self.counters: dict[tuple[str, str], int] = {}
+
+    # -- what a job overrides ---------------------------------------------------------
+    def map(self, key: Any, value: Any) -> Iterable[Pair]:
+        """Turn one input record into pairs. The default passes the record through."""
+        yield key, value
+
+    def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        """Pre-reduce one key's values on the map side (optional; must not change keys)."""
+        raise NotImplementedError
+
+    def reduce(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        """Turn one key and a stream of its values into output pairs."""
+        raise NotImplementedError
+
+    def partition(self, key: Any, num_reducers: int) -> int:
+        """The reduce task of ``key``: a stable hash by default (never ``hash()``)."""
+        return keys.partition_for(key, num_reducers)
+
+    def map_init(self) -> None:
+        """Called once per map task before its first record."""
+
+    def map_final(self) -> Iterable[Pair]:
+        """Called once per map task after its last record; may yield pairs."""
+        return ()
+
+    def reduce_init(self) -> None:
+        """Called once per reduce task before its first key."""
+
+    def reduce_final(self) -> Iterable[Pair]:
+        """Called once per reduce task after its last key; may yield pairs."""
+        return ()
+
+    # -- what a job calls --------------------------------------------------------------
+    def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to a named counter; totals come back with the job result."""
+        counter = (str(group), str(name))
+        self.counters[counter] = self.counters.get(counter, 0) + amount
+
+    # -- running -------------------------------------------------------------------------
+    @classmethod
+    def has_reducer(cls) -> bool:
+        return cls.reduce is not Job.reduce
+
+    @classmethod
+    def has_combiner(cls) -> bool:
+        return cls.combine is not Job.combine
+
+    @classmethod
+    def has_custom_partition(cls) -> bool:
+        return cls.partition is not Job.partition
+
+    @classmethod
+    def run(cls, inputs: str | Sequence[str], output: str | None = None, **settings: Any):
+        """Run this job and wait for it; returns a ``JobResult`` (iterate it for pairs).
+
+        ``settings``: ``workers``, ``reducers``, ``split_size``, ``output_format``,
+        ``inline``, ``overwrite``, ``coordinator``, ``skip_bad_records``, ``options``
+        (a dict of job option values), ``quiet`` (default True).
+        """
+        from .runners import run_job
+
+        return run_job(cls, inputs, output, **settings)
+
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None) -> None:
+        """Run this job from the command line, as ``pymr submit`` would."""
+        from .cli import submit_job_main
+
+        submit_job_main(cls, argv)
+
+
+def load_job_class(path: str | Path, name: str | None = None) -> type[Job]:
+    """Import a job script and return its Job subclass (the one named ``name`` if given)."""
+    script = Path(path)
+    if not script.is_file():
+        raise JobScriptError(f"job script not found: {script}")
+    module = _import_script(script)
+    candidates = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Job) and obj is not Job and obj.__module__ == module.__name__
+    ]
+    if name is not None:
+        chosen = [c for c in candidates if c.__name__ == name]
+        if not chosen:
+            found = ", ".join(c.__name__ for c in candidates) or "none"
+            raise JobScriptError(f"{script}: no Job class named {name!r} (found: {found})")
+        return chosen[0]
+    leaves = [c for c in candidates if not any(o is not c and issubclass(o, c) for o in candidates)]
+    if not leaves:
+        raise JobScriptError(f"{script}: defines no subclass of pymr.Job")
+    if len(leaves) > 1:
+        names = ", ".join(sorted(c.__name__ for c in leaves))
+        raise JobScriptError(f"{script}: defines several jobs ({names}); choose one with --job NAME")
+    return leaves[0]
+
+
+def _import_script(script: Path):
+    import cloudpickle
+
+    module_name = "pymr_job_" + "".join(c if c.isalnum() else "_" for c in script.stem)
+    spec = importlib.util.spec_from_file_location(module_name, script)
+    if spec is None or spec.loader is None:
+        raise JobScriptError(f"{script}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise JobScriptError(f"{exc.filename}, line {exc.lineno}: SyntaxError: {exc.msg}") from None
+    except BaseException as exc:
+        del sys.modules[module_name]
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        raise JobScriptError(f"{script}: failed to import:\n{detail.rstrip()}") from None
+    # The worker has no copy of the script: ship its functions and classes by value.
+    cloudpickle.register_pickle_by_value(module)
+    return module

@@ -1,0 +1,209 @@
+"""Job output: the text and JSON-lines formats, and the committer that makes output atomic.
+
+Layout while a job runs (``OUT`` is the output folder)::
+
+    OUT/_temporary/<job_id>/<attempt_id>/part-00003    an attempt writes here
+    OUT/_temporary/<job_id>/committed/part-00003       the one attempt committed per task
+
+A task attempt is committed by one ``os.replace`` into ``committed/``, decided by the
+coordinator, which commits exactly one attempt per task (later or duplicate attempts
+are deleted). The job commit moves every committed part into ``OUT``, then writes
+``_SUCCESS`` last and removes ``_temporary``. A failed or cancelled job removes
+``_temporary`` and leaves no part files and no ``_SUCCESS``; if the job created
+``OUT``, it removes ``OUT`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from typing import IO, Any
+
+from .errors import OutputExistsError
+
+SUCCESS = "_SUCCESS"
+TEMPORARY = "_temporary"
+REPORT = "_REPORT.json"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+# -- formats -------------------------------------------------------------------------------
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "backslashreplace")
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    return repr(obj)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=_json_default)
+
+
+def _text_field(obj: Any) -> str:
+    return obj if type(obj) is str else to_json(obj)
+
+
+def format_text(key: Any, value: Any) -> str:
+    """``key<TAB>value``: a str as it is, anything else as JSON; a None value writes the key alone."""
+    if value is None:
+        return _text_field(key) + "\n"
+    return f"{_text_field(key)}\t{_text_field(value)}\n"
+
+
+def format_jsonl(key: Any, value: Any) -> str:
+    """One JSON array ``[key, value]`` per line."""
+    return to_json([key, value]) + "\n"
+
+
+FORMATTERS = {"text": format_text, "jsonl": format_jsonl}
+
+
+class PartWriter:
+    """Writes one part file of pairs in an output format, counting records and bytes."""
+
+    def __init__(self, path: str, output_format: str):
+        self.path = path
+        self.format = FORMATTERS[output_format]
+        self.records = 0
+        self._file: IO[str] = open(path, "w", encoding="utf-8", newline="\n", buffering=1024 * 1024)
+
+    def write(self, key: Any, value: Any) -> None:
+        self._file.write(self.format(key, value))
+        self.records += 1
+
+    def close(self) -> int:
+        """Flush to disk; returns the bytes written."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return os.path.getsize(self.path)
+
+
+def parse_line(line: str, output_format: str) -> tuple[Any, Any]:
+    """Read a pair back from a line of output (text fields that are valid JSON are decoded)."""
+    line = line.rstrip("\n")
+    if output_format == "jsonl":
+        key, value = json.loads(line)
+        return key, value
+    key_text, tab, value_text = line.partition("\t")
+    if not tab:
+        return key_text, None
+    return key_text, _maybe_json(value_text)
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# -- committer -----------------------------------------------------------------------------
+class OutputCommitter:
+    """Owns one job's output folder: attempt folders, task commits, job commit and abort."""
+
+    def __init__(self, output_dir: str, job_id: str):
+        self.output_dir = os.path.abspath(output_dir)
+        self.job_id = job_id
+        self.job_temp = os.path.join(self.output_dir, TEMPORARY, job_id)
+        self.committed = os.path.join(self.job_temp, "committed")
+        self.created_output = False
+
+    def setup(self, overwrite: bool) -> None:
+        """Check and prepare the output folder before any task runs."""
+        if os.path.exists(self.output_dir):
+            if not os.path.isdir(self.output_dir):
+                raise OutputExistsError(f"output path exists and is not a folder: {self.output_dir}")
+            if os.listdir(self.output_dir):
+                if not overwrite:
+                    raise OutputExistsError(
+                        f"output folder already exists: {self.output_dir} (use --overwrite to replace it)"
+                    )
+                self._clear_output()
+        else:
+            os.makedirs(self.output_dir)
+            self.created_output = True
+        os.makedirs(self.committed, exist_ok=True)
+
+    def _clear_output(self) -> None:
+        for name in os.listdir(self.output_dir):
+            path = os.path.join(self.output_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+    def attempt_dir(self, attempt_id: str) -> str:
+        return os.path.join(self.job_temp, attempt_id)
+
+    def commit_task(self, attempt_id: str, files: list[str]) -> None:
+        """Move an attempt's files into ``committed/``: the one commit of its task."""
+        source = self.attempt_dir(attempt_id)
+        for name in files:
+            os.replace(os.path.join(source, name), os.path.join(self.committed, name))
+        shutil.rmtree(source, ignore_errors=True)
+
+    def discard_attempt(self, attempt_id: str) -> None:
+        shutil.rmtree(self.attempt_dir(attempt_id), ignore_errors=True)
+
+    def commit_job(self, report: dict[str, Any]) -> None:
+        """Publish every committed part, the report, then ``_SUCCESS``."""
+        for name in sorted(os.listdir(self.committed)):
+            os.replace(os.path.join(self.committed, name), os.path.join(self.output_dir, name))
+        _write_atomically(os.path.join(self.output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
+        self._remove_temporary()
+        _write_atomically(os.path.join(self.output_dir, SUCCESS), "")
+
+    def abort_job(self) -> None:
+        """Leave nothing that looks like output: no parts, no ``_SUCCESS``."""
+        self._remove_temporary()
+        if self.created_output and os.path.isdir(self.output_dir) and not os.listdir(self.output_dir):
+            os.rmdir(self.output_dir)
+
+    def _remove_temporary(self) -> None:
+        shutil.rmtree(self.job_temp, ignore_errors=True)
+        temporary = os.path.dirname(self.job_temp)
+        if os.path.isdir(temporary) and not os.listdir(temporary):
+            os.rmdir(temporary)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# -- results -------------------------------------------------------------------------------
+class JobResult:
+    """A finished job: its output folder, counters and report; iterate it for ``(key, value)``."""
+
+    def __init__(self, output_dir: str, output_format: str, counters: dict[str, dict[str, int]], report: dict):
+        self.output_dir = output_dir
+        self.output_format = output_format
+        self.counters = counters
+        self.report = report
+
+    def part_files(self) -> list[str]:
+        names = sorted(n for n in os.listdir(self.output_dir) if n.startswith("part-"))
+        return [os.path.join(self.output_dir, n) for n in names]
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for path in self.part_files():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    yield parse_line(line, self.output_format)
+
+    def counter(self, group: str, name: str) -> int:
+        return self.counters.get(group, {}).get(name, 0)
+
+    def __repr__(self) -> str:
+        return f"JobResult(output_dir={self.output_dir!r})"

@@ -1,0 +1,118 @@
+"""The wire protocol between coordinator, workers and clients: message kinds and framing.
+
+Every message is a list of ZeroMQ frames::
+
+    [VERSION, kind, json_body, blob...]
+
+(the coordinator's ROUTER adds the peer identity in front). ``json_body`` is a UTF-8
+JSON object; blobs are opaque bytes (cloudpickled job code, pickled exceptions) that
+only a worker or client unpickles, never the coordinator. Control messages are small;
+bulk data never travels through the coordinator.
+
+Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE.
+Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
+Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP.
+Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from .errors import ProtocolError
+
+VERSION = b"PYMR/1"
+
+REGISTER = "register"
+HEARTBEAT = "heartbeat"
+TASK_DONE = "task_done"
+TASK_FAILED = "task_failed"
+BYE = "bye"
+WELCOME = "welcome"
+REFUSED = "refused"
+ASSIGN = "assign"
+CANCEL = "cancel"
+JOB_ENDED = "job_ended"
+SHUTDOWN = "shutdown"
+SUBMIT = "submit"
+CANCEL_JOB = "cancel_job"
+WORKER_LOST = "worker_lost"
+STOP = "stop"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+PROGRESS = "progress"
+FINISHED = "finished"
+
+KINDS = frozenset(
+    {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN,
+     SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED}
+)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny
+HEARTBEAT_INTERVAL_S = 1.0
+WORKER_TIMEOUT_S = 10.0
+SEND_HWM = 10_000
+LINGER_MS = 0
+
+
+@dataclass
+class Message:
+    kind: str
+    body: dict[str, Any]
+    blobs: list[bytes] = field(default_factory=list)
+
+
+def pack(kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> list[bytes]:
+    return [VERSION, kind.encode(), json.dumps(body or {}, separators=(",", ":")).encode(), *blobs]
+
+
+def unpack(frames: list[bytes]) -> Message:
+    """Decode frames into a Message, or raise ProtocolError saying what is wrong."""
+    if len(frames) < 3:
+        raise ProtocolError(f"message has {len(frames)} frames, expected at least 3")
+    if frames[0] != VERSION:
+        raise ProtocolError(f"unknown protocol version {frames[0][:16]!r} (this is {VERSION.decode()})")
+    try:
+        kind = frames[1].decode()
+        body = json.loads(frames[2])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"undecodable message: {exc}") from None
+    if kind not in KINDS or not isinstance(body, dict):
+        raise ProtocolError(f"unknown message kind {kind[:32]!r}")
+    return Message(kind, body, list(frames[3:]))
+
+
+def configure(sock: zmq.Socket) -> zmq.Socket:
+    """Settings every pymr socket gets, so that no process can hang on exit or a peer."""
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+    sock.setsockopt(zmq.RCVHWM, SEND_HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return sock
+
+
+def versions() -> dict[str, str]:
+    """What must match between peers: cloudpickle only promises compatibility within one Python."""
+    import cloudpickle
+
+    from . import __version__
+
+    return {
+        "pymr": __version__,
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "cloudpickle": cloudpickle.__version__,
+        "implementation": platform.python_implementation(),
+    }
+
+
+def version_mismatch(theirs: dict[str, Any]) -> str | None:
+    """A sentence naming what differs between ``theirs`` and ours, or None."""
+    ours = versions()
+    diffs = [f"{name} {theirs.get(name)!s} (here {ours[name]})" for name in ours if theirs.get(name) != ours[name]]
+    return "incompatible versions: " + ", ".join(diffs) if diffs else None

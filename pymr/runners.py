@@ -1,0 +1,303 @@
+"""Ways to run a job: inline (one process, no ZeroMQ), local (a coordinator and N worker
+processes on this machine), and cluster (submit to a running coordinator).
+
+Local mode is cluster mode in miniature: the coordinator runs in a thread of this
+process, the workers are fresh ``python -m pymr worker`` processes (never forked, so no
+ZeroMQ context or Arrow thread pool is inherited), and the job is submitted through the
+same client protocol a remote ``pymr submit`` uses. A worker process that dies is
+reported to the coordinator at once and replaced. Everything started is stopped when
+the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+import zmq
+
+from . import protocol as proto
+from . import scheduler as sched
+from .coordinator import ActiveJob, Coordinator, job_report
+from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
+from .inputs import DEFAULT_SPLIT_SIZE, make_splits, parse_size, resolve_inputs
+from .job import OUTPUT_FORMATS, Job
+from .outputs import JobResult, OutputCommitter
+from .tasks import run_task
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+_REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError}
+
+
+def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reducers: int | None = None,
+             split_size: int | str | None = None, output_format: str | None = None, overwrite: bool = False,
+             skip_bad_records: bool | None = None, buffer_bytes: int | str | None = None,
+             max_attempts: int | None = None) -> dict[str, Any]:
+    """The JSON description of a run: the job's defaults overridden by what was given."""
+    output_format = output_format or job_class.output_format
+    if output_format not in OUTPUT_FORMATS:
+        raise PymrError(f"unknown output format {output_format!r} (choose from {', '.join(OUTPUT_FORMATS)})")
+    num_reducers = int(reducers if reducers is not None else job_class.reducers)
+    if num_reducers < 1:
+        raise PymrError(f"reducers must be at least 1, got {num_reducers}")
+    return {
+        "name": job_class.__name__,
+        "inputs": [i if "://" in i else os.path.abspath(i) for i in ([inputs] if isinstance(inputs, str) else inputs)],
+        "output": os.path.abspath(output),
+        "reducers": num_reducers,
+        "has_reducer": job_class.has_reducer(),
+        "split_size": parse_size(split_size if split_size is not None else job_class.split_size),
+        "output_format": output_format,
+        "overwrite": bool(overwrite),
+        "skip_bad_records": bool(job_class.skip_bad_records if skip_bad_records is None else skip_bad_records),
+        "buffer_bytes": parse_size(buffer_bytes) if buffer_bytes is not None else None,
+        "max_attempts": int(max_attempts or sched.DEFAULT_MAX_ATTEMPTS),
+    }
+
+
+def job_code(job_class: type[Job], options: dict[str, Any]) -> bytes:
+    """Cloudpickle the job class by value, with its option values."""
+    module = sys.modules.get(job_class.__module__)
+    if module is not None and job_class.__module__ != "__main__" and not job_class.__module__.startswith("pymr."):
+        cloudpickle.register_pickle_by_value(module)
+    return cloudpickle.dumps((job_class, options))
+
+
+def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | None = None, *,
+            workers: int | None = None, inline: bool = False, coordinator: str | None = None,
+            options: dict[str, Any] | None = None, quiet: bool = True,
+            on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
+    """Run a job to completion and return its result (see ``Job.run``)."""
+    if output is None:
+        output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
+        settings.setdefault("overwrite", True)
+        settings.setdefault("output_format", "jsonl")
+    spec = job_spec(job_class, inputs, output, **settings)
+    options = dict(options or {})
+    if inline:
+        report = run_inline(job_class, options, spec)
+    elif coordinator:
+        with Client(coordinator) as client:
+            report = client.run(spec, job_code(job_class, options), on_progress)
+    else:
+        with LocalCluster(workers or os.cpu_count() or 1) as cluster:
+            with Client(cluster.address) as client:
+                report = client.run(spec, job_code(job_class, options), on_progress)
+    return JobResult(spec["output"], spec["output_format"], report["counters"], report)
+
+
+# -- inline --------------------------------------------------------------------------------
+def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Run every task in this process, in order; the user's exception propagates as it is."""
+    job_id = "inline_" + uuid.uuid4().hex[:8]
+    committer = OutputCommitter(spec["output"], job_id)
+    splits = make_splits(resolve_inputs(spec["inputs"]), spec["split_size"] or DEFAULT_SPLIT_SIZE)
+    committer.setup(spec["overwrite"])
+    run = sched.new_job(job_id, spec["name"], [s.to_dict() for s in splits],
+                        spec["reducers"] if spec["has_reducer"] else 0, max_attempts=1)
+    active = ActiveJob(run, spec, b"", committer, b"", time.monotonic())
+    scratch = tempfile.mkdtemp(prefix="pymr-inline-")
+    try:
+        for task in run.maps + run.reduces:
+            _run_inline_task(job_class, options, active, task, scratch)
+        run.state = sched.JobState.SUCCEEDED
+        report = job_report(active)
+        committer.commit_job(report)
+        return report
+    except BaseException:
+        committer.abort_job()
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, scratch: str) -> None:
+    run, spec = active.run, active.spec
+    attempt_id = f"{run.job_id}-{task.task_id}-0"
+    body: dict[str, Any] = {"kind": task.kind, "attempt_dir": active.committer.attempt_dir(attempt_id),
+                            "output_format": spec["output_format"]}
+    if task.kind == "map":
+        body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
+                    skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),
+                    map_output=os.path.join(scratch, attempt_id, "map.arrow"))
+    else:
+        body.update(partition=task.index, map_outputs=[m.result["files"][0] for m in run.maps])
+    task.result = run_task(job_class, options, body)
+    task.state = sched.TaskState.DONE
+    if task.kind == "reduce" or run.map_only:
+        active.committer.commit_task(attempt_id, task.result["files"])
+
+
+# -- client ---------------------------------------------------------------------------------
+class Client:
+    """Submits a job to a coordinator and follows it to the end."""
+
+    def __init__(self, address: str, connect_timeout_s: float = 10.0):
+        self.address = address
+        self.connect_timeout_s = connect_timeout_s
+        self.context = zmq.Context()
+        self.socket = proto.configure(self.context.socket(zmq.DEALER))
+        self.socket.connect(address)
+        self.job_id: str | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        self.context.term()
+
+    def send(self, kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> None:
+        self.socket.send_multipart(proto.pack(kind, body, *blobs))
+
+    def receive(self, timeout_s: float) -> proto.Message | None:
+        if not self.socket.poll(int(timeout_s * 1000)):
+            return None
+        return proto.unpack(self.socket.recv_multipart())
+
+    def submit(self, spec: dict[str, Any], code: bytes) -> str:
+        self.send(proto.SUBMIT, {"spec": spec}, code)
+        deadline = time.monotonic() + self.connect_timeout_s
+        while time.monotonic() < deadline:
+            msg = self.receive(deadline - time.monotonic())
+            if msg is None:
+                break
+            if msg.kind == proto.ACCEPTED:
+                self.job_id = msg.body["job_id"]
+                return self.job_id
+            if msg.kind == proto.REJECTED:
+                raise _REJECTIONS.get(msg.body.get("type"), PymrError)(msg.body["error"])
+        raise ClusterError(f"no answer from the coordinator at {self.address} within {self.connect_timeout_s:g} s")
+
+    def run(self, spec: dict[str, Any], code: bytes, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Submit and wait; Ctrl-C cancels the job on the coordinator before re-raising."""
+        job_id = self.submit(spec, code)
+        try:
+            return self.wait(job_id, on_progress)
+        except KeyboardInterrupt:
+            self.send(proto.CANCEL_JOB, {"job_id": job_id, "reason": "interrupted (Ctrl-C)"})
+            self._await_finish(job_id, timeout_s=10.0)
+            raise
+
+    def wait(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        while True:
+            msg = self.receive(1.0)
+            if msg is None or msg.body.get("job_id") != job_id:
+                continue
+            if msg.kind == proto.PROGRESS and on_progress is not None:
+                on_progress(msg.body)
+            elif msg.kind == proto.FINISHED:
+                return _finished(msg)
+
+    def _await_finish(self, job_id: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = self.receive(deadline - time.monotonic())
+            if msg is not None and msg.kind == proto.FINISHED and msg.body.get("job_id") == job_id:
+                return
+
+
+def _finished(msg: proto.Message) -> dict[str, Any]:
+    report = msg.body
+    if report["state"] == sched.JobState.SUCCEEDED.value:
+        return report
+    if report["state"] == sched.JobState.CANCELLED.value:
+        raise JobCancelled(f"job {report['name']} was cancelled: {report.get('error')}")
+    failure = JobFailed(f"job {report['name']} failed: {report.get('error')}", report.get("error_detail"))
+    failure.report = report
+    if msg.blobs and msg.blobs[0]:
+        try:
+            raise failure from cloudpickle.loads(msg.blobs[0])
+        except JobFailed:
+            raise
+        except Exception:
+            pass
+    raise failure
+
+
+# -- local cluster ------------------------------------------------------------------------------
+class LocalCluster:
+    """A coordinator thread and ``workers`` worker processes, all stopped on exit."""
+
+    def __init__(self, workers: int, slots: int = 1):
+        if workers < 1:
+            raise PymrError(f"workers must be at least 1, got {workers}")
+        self.num_workers = workers
+        self.slots = slots
+        self.coordinator = Coordinator("tcp://127.0.0.1:*")
+        self.address = self.coordinator.address
+        self.root = tempfile.mkdtemp(prefix="pymr-local-")
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.replaced = 0
+        self._thread = threading.Thread(target=self.coordinator.serve, name="pymr-coordinator", daemon=True)
+        self._watch_stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="pymr-worker-watch", daemon=True)
+
+    def __enter__(self) -> LocalCluster:
+        self._thread.start()
+        try:
+            for i in range(self.num_workers):
+                self._start_worker(f"local-{i}")
+        except BaseException:
+            self.close()
+            raise
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _start_worker(self, worker_id: str) -> None:
+        data_dir = os.path.join(self.root, worker_id)
+        command = [sys.executable, "-m", "pymr", "worker", "--coordinator", self.address, "--worker-id", worker_id,
+                   "--slots", str(self.slots), "--data-dir", data_dir, "--exit-with-parent"]
+        self.processes[worker_id] = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+
+    def _watch(self) -> None:
+        """Replace a worker process that died, and tell the coordinator at once."""
+        with Client(self.address) as client:
+            while not self._watch_stop.wait(0.2):
+                for worker_id, process in list(self.processes.items()):
+                    code = process.poll()
+                    if code is None or self._watch_stop.is_set():
+                        continue
+                    client.send(proto.WORKER_LOST, {"worker_id": worker_id,
+                                                    "reason": f"its process exited with status {code}"})
+                    self.replaced += 1
+                    self._start_worker(worker_id)
+
+    def close(self) -> None:
+        self._watch_stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
+        self.coordinator.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        _stop_processes(list(self.processes.values()))
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _stop_processes(processes: list[subprocess.Popen], grace_s: float = 5.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

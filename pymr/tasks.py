@@ -1,0 +1,164 @@
+"""Running one task attempt: the same code for the inline runner and for workers.
+
+A task is a plain dict (it travels as JSON from the coordinator):
+
+* map: ``split`` (see ``inputs.Split``), ``num_reducers`` (0 for a map-only job),
+  ``map_output`` (the run file to write) or, map-only, ``attempt_dir`` and ``part``;
+* reduce: ``partition``, ``map_outputs`` (run file paths), ``attempt_dir``.
+
+Both return ``{"files": [...], "counters": {group: {name: n}}}`` plus, for a map,
+the rows of each partition. User code runs in the calling thread; exceptions from it
+propagate unchanged so the caller can report the user's own traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .inputs import Split, read_text_records
+from .job import Job
+from .outputs import PartWriter, part_name
+from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
+
+FRAMEWORK = "pymr"
+CHECK_EVERY = 4096
+
+StopCheck = Callable[[], None]
+
+
+def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any], check: StopCheck | None = None):
+    """Run a map or reduce task of ``job_class`` and return its result."""
+    job = job_class(options)
+    if task["kind"] == "map":
+        result = _run_map(job, task, check or _no_check)
+    else:
+        result = _run_reduce(job, task, check or _no_check)
+    result["counters"] = counters_to_dict(job.counters)
+    return result
+
+
+def _no_check() -> None:
+    pass
+
+
+def counters_to_dict(counters: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    nested: dict[str, dict[str, int]] = {}
+    for (group, name), amount in counters.items():
+        nested.setdefault(group, {})[name] = amount
+    return nested
+
+
+def _run_map(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]:
+    split = Split.from_dict(task["split"])
+    count = job.increment_counter
+
+    def on_skip(offset: int, error: Exception) -> None:
+        count(FRAMEWORK, "bad records skipped")
+
+    records = read_text_records(split, bool(task.get("skip_bad_records")), on_skip)
+    if task["num_reducers"] == 0:
+        return _run_map_only(job, task, records, check)
+    os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
+    buffer = MapOutputBuffer(
+        os.path.dirname(task["map_output"]),
+        task["num_reducers"],
+        job.partition,
+        job.combine if job.has_combiner() else None,
+        int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES),
+        on_combine=lambda n_in, n_out: (count(FRAMEWORK, "combine input records", n_in),
+                                        count(FRAMEWORK, "combine output records", n_out)),
+    )
+    emitted = _feed(job, records, buffer.add, check)
+    path = buffer.close(task["map_output"])
+    reader = RunReader(path)
+    rows = [reader.rows(p) for p in range(task["num_reducers"])]
+    count(FRAMEWORK, "map output records", emitted)
+    count(FRAMEWORK, "spilled records", buffer.spilled_records)
+    count(FRAMEWORK, "map output bytes", os.path.getsize(path))
+    return {"files": [path], "partition_rows": rows}
+
+
+def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None], check: StopCheck) -> int:
+    """Call map on every record (with the init and final hooks); returns pairs emitted."""
+    job.map_init()
+    emitted = 0
+    read = 0
+    nbytes = 0
+    for read, (key, value) in enumerate(records, 1):
+        nbytes += len(value)
+        for out_key, out_value in job.map(key, value) or ():
+            emit(out_key, out_value)
+            emitted += 1
+        if read % CHECK_EVERY == 0:
+            check()
+    for out_key, out_value in job.map_final() or ():
+        emit(out_key, out_value)
+        emitted += 1
+    job.increment_counter(FRAMEWORK, "map input records", read)
+    job.increment_counter(FRAMEWORK, "map input bytes", nbytes)
+    return emitted
+
+
+def _run_map_only(job: Job, task: dict[str, Any], records: Iterable, check: StopCheck) -> dict[str, Any]:
+    name = part_name(task["part"])
+    os.makedirs(task["attempt_dir"], exist_ok=True)
+    writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
+    try:
+        emitted = _feed(job, records, writer.write, check)
+    finally:
+        nbytes = writer.close()
+    job.increment_counter(FRAMEWORK, "map output records", emitted)
+    job.increment_counter(FRAMEWORK, "output bytes", nbytes)
+    return {"files": [name]}
+
+
+def _run_reduce(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]:
+    partition = task["partition"]
+    readers = [RunReader(path) for path in task["map_outputs"]]
+    count = job.increment_counter
+    count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
+    name = part_name(partition)
+    os.makedirs(task["attempt_dir"], exist_ok=True)
+    writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
+    groups = records = 0
+    try:
+        job.reduce_init()
+        for key, values in group_pairs(_counting(merge_partition(readers, partition), task, count)):
+            groups += 1
+            for out_key, out_value in job.reduce(key, values) or ():
+                writer.write(out_key, out_value)
+            if groups % CHECK_EVERY == 0:
+                check()
+        for out_key, out_value in job.reduce_final() or ():
+            writer.write(out_key, out_value)
+    finally:
+        nbytes = writer.close()
+    count(FRAMEWORK, "reduce input groups", groups)
+    count(FRAMEWORK, "reduce output records", writer.records)
+    count(FRAMEWORK, "output bytes", nbytes)
+    return {"files": [name]}
+
+
+def _counting(triples, task, count):
+    n = 0
+    for n, triple in enumerate(triples, 1):
+        yield triple
+    count(FRAMEWORK, "reduce input records", n)
+
+
+def describe_error(exc: BaseException) -> dict[str, str]:
+    """The user's view of an exception: type, message, and a traceback without pymr's frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    user_frames = [f for f in frames if not os.path.abspath(f.filename).startswith(package)]
+    lines = ["Traceback (most recent call last):\n"] if user_frames else []
+    lines += traceback.format_list(user_frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": str(exc),
+        "traceback": "".join(lines).rstrip(),
+    }
