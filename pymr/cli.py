@@ -87,17 +87,22 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
 
 def _option_param(option: Option) -> click.Option:
     if option.type is bool:
-        return click.Option([option.flag + "/--no-" + option.flag[2:]], option.attr, default=bool(option.default),
+        return click.Option([option.flag + "/--no-" + option.flag[2:], option.attr], default=bool(option.default),
                             help=option.help + " [job option]")
-    return click.Option([option.flag], option.attr, type=option.type, default=option.default,
-                        required=option.required, show_default=option.default is not None,
-                        help=option.help + " [job option]")
+    extra = {"default": option.default, "show_default": True} if option.default is not None else {}
+    return click.Option([option.flag, option.attr], type=option.type, required=option.required,
+                        help=option.help + " [job option]", **extra)
 
 
 class SubmitCommand(click.Command):
     """``pymr submit``: its flags grow the job's own options once the script is known."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.base_params = list(self.params)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self.params = list(self.base_params)
         script = next((a for a in args if a.endswith(".py") and not a.startswith("-")), None)
         if script is not None and os.path.isfile(script):
             name = _value_after(args, "--job")
@@ -106,7 +111,7 @@ class SubmitCommand(click.Command):
             except JobScriptError as exc:
                 raise click.exceptions.Exit(_fail(str(exc), exc.exit_code)) from None
             ctx.meta["pymr.job_class"] = job_class
-            self.params.extend(_option_param(o) for o in job_class.options)
+            self.params += [_option_param(o) for o in job_class.options]
         return super().parse_args(ctx, args)
 
 
@@ -215,17 +220,15 @@ class ProgressDisplay:
         self.last_s = 0.0
 
     def __call__(self, body: dict[str, Any]) -> None:
-        line = (f"map {body['maps_done']}/{body['maps_total']}  reduce {body['reduces_done']}/{body['reduces_total']}"
-                f"  running {body['running']}  failed attempts {body['failed_attempts']}  {body['elapsed_s']:.1f}s")
+        phase = f"map {body['maps_done']}/{body['maps_total']}  reduce {body['reduces_done']}/{body['reduces_total']}"
+        line = f"{phase}  running {body['running']}  failed attempts {body['failed_attempts']}  {body['elapsed_s']:.1f}s"
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last)))
             self.stream.flush()
             self.last = line
-        elif time.monotonic() - self.last_s >= 1.0 or body["maps_done"] == body["maps_total"]:
-            phase = line.split("  running")[0]
-            if phase != self.last:
-                self.stream.write(line + "\n")
-                self.last, self.last_s = phase, time.monotonic()
+        elif phase != self.last and time.monotonic() - self.last_s >= 1.0:
+            self.stream.write(line + "\n")
+            self.last, self.last_s = phase, time.monotonic()
 
     def end(self) -> None:
         if self.tty and self.last:

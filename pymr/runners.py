@@ -28,6 +28,7 @@ import zmq
 
 from . import protocol as proto
 from . import scheduler as sched
+from .code import dump_job
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
 from .inputs import DEFAULT_SPLIT_SIZE, make_splits, parse_size, resolve_inputs
@@ -65,14 +66,6 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
     }
 
 
-def job_code(job_class: type[Job], options: dict[str, Any]) -> bytes:
-    """Cloudpickle the job class by value, with its option values."""
-    module = sys.modules.get(job_class.__module__)
-    if module is not None and job_class.__module__ != "__main__" and not job_class.__module__.startswith("pymr."):
-        cloudpickle.register_pickle_by_value(module)
-    return cloudpickle.dumps((job_class, options))
-
-
 def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | None = None, *,
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True,
@@ -84,15 +77,18 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
         settings.setdefault("output_format", "jsonl")
     spec = job_spec(job_class, inputs, output, **settings)
     options = dict(options or {})
+    missing = [o.flag for o in job_class.options if o.required and options.get(o.attr) is None]
+    if missing:
+        raise PymrError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
     if inline:
         report = run_inline(job_class, options, spec)
     elif coordinator:
         with Client(coordinator) as client:
-            report = client.run(spec, job_code(job_class, options), on_progress)
+            report = client.run(spec, dump_job(job_class, options), on_progress)
     else:
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
             with Client(cluster.address) as client:
-                report = client.run(spec, job_code(job_class, options), on_progress)
+                report = client.run(spec, dump_job(job_class, options), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
 
 
@@ -132,7 +128,11 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
                     map_output=os.path.join(scratch, attempt_id, "map.arrow"))
     else:
         body.update(partition=task.index, map_outputs=[m.result["files"][0] for m in run.maps])
-    task.result = run_task(job_class, options, body)
+    try:
+        task.result = run_task(job_class, options, body)
+    except Exception as exc:
+        exc.pymr_task = sched.task_description(task)  # read by the CLI to say where it failed
+        raise
     task.state = sched.TaskState.DONE
     if task.kind == "reduce" or run.map_only:
         active.committer.commit_task(attempt_id, task.result["files"])

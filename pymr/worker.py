@@ -29,6 +29,7 @@ import cloudpickle
 import zmq
 
 from . import protocol as proto
+from .code import load_job
 from .tasks import describe_error, run_task
 
 log = logging.getLogger("pymr.worker")
@@ -177,7 +178,7 @@ class Worker:
         job_id, attempt_id = str(task["job_id"]), str(task["attempt_id"])
         if blobs:
             try:
-                self.jobs[job_id] = cloudpickle.loads(blobs[0])
+                self.jobs[job_id] = load_job(blobs[0])
             except Exception as exc:
                 error = describe_error(exc)
                 error["message"] = f"cannot load the job's code on worker {self.worker_id}: {error['message']}"

@@ -1,0 +1,102 @@
+"""Shared helpers: run pymr as a real command, read output folders, find leftover processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = ROOT / "jobs"
+TEST_JOBS = Path(__file__).resolve().parent / "jobs"
+SAMPLE = ROOT / "sample_data" / "books"
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Live processes whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append((int(entry), cmdline))
+    return found
+
+
+class Pymr:
+    """Runs ``python -m pymr`` with its own TMPDIR, so anything it leaves running can be found."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmpdir = tmp_path / "pymr-tmp"
+        self.tmpdir.mkdir()
+        self.env = dict(os.environ, TMPDIR=str(self.tmpdir), PYTHONUNBUFFERED="1")
+
+    def run(self, *args: str, timeout: float = 120, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "pymr", *map(str, args)], capture_output=True, text=True,
+                                env=self.env, timeout=timeout, cwd=ROOT, **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pymr {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "pymr", *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT)
+
+    def leftovers(self) -> list[tuple[int, str]]:
+        return processes_mentioning(str(self.tmpdir))
+
+
+@pytest.fixture
+def pymr(tmp_path):
+    runner = Pymr(tmp_path)
+    yield runner
+    left = runner.leftovers()
+    for pid, _ in left:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    assert not left, f"processes left running: {left}"
+
+
+def read_parts(folder: Path) -> list[list[str]]:
+    """Lines of each part file, in part order."""
+    parts = sorted(p for p in folder.iterdir() if p.name.startswith("part-"))
+    return [p.read_text(encoding="utf-8").splitlines() for p in parts]
+
+
+def text_pairs(folder: Path) -> dict[str, str]:
+    pairs = {}
+    for lines in read_parts(folder):
+        for line in lines:
+            key, _, value = line.partition("\t")
+            assert key not in pairs, f"key {key!r} in two places"
+            pairs[key] = value
+    return pairs
+
+
+def reference_word_counts(paths) -> Counter:
+    """Word count computed in plain Python, with the tokenization jobs/wordcount.py documents."""
+    import string
+
+    punctuation = string.punctuation + "\u201c\u201d\u2018\u2019\u2014"
+    counts: Counter = Counter()
+    for path in paths:
+        with open(path, encoding="utf-8", newline="") as f:
+            for line in f:
+                for token in line.split():
+                    word = token.strip(punctuation).lower()
+                    if word:
+                        counts[word] += 1
+    return counts

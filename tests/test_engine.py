@@ -1,0 +1,271 @@
+"""End to end through `python -m pymr submit`: real worker processes, real sockets, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs
+
+BOOKS = sorted(SAMPLE.iterdir())
+
+
+def test_wordcount_local_mode_matches_reference(pymr, tmp_path):
+    out = tmp_path / "wc"
+    result = pymr.run("submit", JOBS / "wordcount.py", SAMPLE, "-o", out, "--workers", "2", "--reducers", "4",
+                      "--split-size", "1M", check=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001", "part-00002", "part-00003"]
+    expected = reference_word_counts(BOOKS)
+    got = {word: int(count) for word, count in text_pairs(out).items()}
+    assert got == dict(expected)
+    for lines in read_parts(out):
+        keys = [line.split("\t")[0] for line in lines]
+        assert keys == sorted(keys), "keys must be sorted within a part file"
+    assert "succeeded" in result.stderr and "shuffle" in result.stderr
+    report = json.loads((out / "_REPORT.json").read_text())
+    assert report["map_tasks"] > len(BOOKS)  # 1M splits cut the bigger books
+    assert report["counters"]["pymr"]["reduce output records"] == len(expected)
+
+
+def test_inverted_index_matches_reference(pymr, tmp_path):
+    out = tmp_path / "index"
+    pymr.run("submit", JOBS / "inverted_index.py", SAMPLE, "-o", out, "-w", "2", "-r", "3", check=True)
+    import string
+
+    punctuation = string.punctuation + "\u201c\u201d\u2018\u2019\u2014"
+    expected = defaultdict(set)
+    for path in BOOKS:
+        for word in path.read_text(encoding="utf-8").split():
+            word = word.strip(punctuation).lower()
+            if word:
+                expected[word].add(str(path))
+    got = {word: json.loads(files) for word, files in text_pairs(out).items()}
+    assert got == {word: sorted(files) for word, files in expected.items()}
+
+
+def test_grep_is_map_only_with_a_pattern_option(pymr, tmp_path):
+    out = tmp_path / "grep"
+    pymr.run("submit", JOBS / "grep.py", SAMPLE, "-o", out, "--pattern", r"whale|Noah", "-w", "2", check=True)
+    got = sorted(line for lines in read_parts(out) for line in lines)
+    expected = sorted(line for path in BOOKS for line in path.read_text(encoding="utf-8").splitlines()
+                      if "whale" in line or "Noah" in line)
+    assert got == expected and len(expected) > 10
+    missing = pymr.run("submit", JOBS / "grep.py", SAMPLE, "-o", tmp_path / "g2")
+    assert missing.returncode == 2 and "--pattern" in missing.stderr
+
+
+def test_inline_and_local_give_identical_output(pymr, tmp_path):
+    args = ["--reducers", "3", "--split-size", "128K"]
+    books = [SAMPLE / "python-tutorial.txt", SAMPLE / "copyright-does-not-exist.txt"]
+    pymr.run("submit", TEST_JOBS / "unicode_keys.py", *books, "-o", tmp_path / "local", "-w", "2", *args, check=True)
+    pymr.run("submit", TEST_JOBS / "unicode_keys.py", *books, "-o", tmp_path / "inline", "--inline", *args,
+             check=True)
+    local, inline = read_parts(tmp_path / "local"), read_parts(tmp_path / "inline")
+    assert local == inline and len(local) == 3
+    assert any(line.startswith("null\t") for lines in local for line in lines)
+
+
+def test_jsonl_output_format(pymr, tmp_path):
+    out = tmp_path / "j"
+    pymr.run("submit", TEST_JOBS / "unicode_keys.py", SAMPLE, "-o", out, "--output-format", "jsonl", "-w", "2",
+             check=True)
+    pairs = [json.loads(line) for lines in read_parts(out) for line in lines]
+    assert all(isinstance(p, list) and len(p) == 2 for p in pairs)
+    assert [None, sum(1 for path in BOOKS for line in path.read_text(encoding="utf-8").splitlines() if line)] in pairs
+
+
+def test_failing_map_fails_cleanly_with_the_users_traceback(pymr, tmp_path):
+    data = tmp_path / "in.txt"
+    data.write_text("fine\nthis will FAIL\nfine too\n")
+    out = tmp_path / "out"
+    result = pymr.run("submit", TEST_JOBS / "failing.py", data, "-o", out, "-w", "2")
+    assert result.returncode == 1
+    assert "failing.py" in result.stderr and "line 8" in result.stderr  # the user's file and line
+    assert "ValueError: cannot handle line 'this will FAIL'" in result.stderr
+    assert "map task 0" in result.stderr and str(data) in result.stderr  # which task and split
+    assert "after 4 attempt(s)" in result.stderr
+    assert not out.exists(), "a failed job must leave no output folder behind"
+
+
+def test_failing_map_inline_names_the_task(pymr, tmp_path):
+    data = tmp_path / "in.txt"
+    data.write_text("FAIL\n")
+    result = pymr.run("submit", TEST_JOBS / "failing.py", data, "-o", tmp_path / "out", "--inline")
+    assert result.returncode == 1 and "map task 0" in result.stderr and "failing.py" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_that_fails_once_is_retried(pymr, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    pymr.run("submit", TEST_JOBS / "fail_once.py", SAMPLE, "-o", out, "-w", "2", "--marker-dir", markers, check=True)
+    report = json.loads((out / "_REPORT.json").read_text())
+    assert report["failed_attempts"] == len(BOOKS) and (out / "_SUCCESS").exists()
+    counts = {k: int(v) for k, v in text_pairs(out).items()}
+    expected = defaultdict(int)
+    for path in BOOKS:
+        for word in path.read_text(encoding="utf-8").split():
+            expected[word] += 1
+    assert counts == expected
+
+
+def test_worker_process_that_dies_is_replaced(pymr, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    books = [SAMPLE / "python-tutorial.txt", SAMPLE / "us-declaration-and-constitution.txt"]
+    result = pymr.run("submit", TEST_JOBS / "fail_once.py", *books, "-o", out, "-w", "2", "--marker-dir", markers,
+                      "--crash", check=True)
+    assert (out / "_SUCCESS").exists(), result.stderr
+    assert sum(int(v) for v in text_pairs(out).values()) == sum(len(p.read_text().split()) for p in books)
+    report = json.loads((out / "_REPORT.json").read_text())
+    assert report["failed_attempts"] == 2
+
+
+def test_tasks_run_at_the_same_time_in_different_processes(pymr, tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    for i in range(4):
+        (data / f"{i}.txt").write_text(f"line {i}\n")
+    out = tmp_path / "out"
+    pymr.run("submit", TEST_JOBS / "spans.py", data, "-o", out, "-w", "2", "-r", "2", "--output-format", "jsonl",
+             check=True)
+    spans = defaultdict(list)
+    for lines in read_parts(out):
+        for line in lines:
+            (kind, _), [pid, start, end] = json.loads(line)
+            spans[kind].append((pid, start, end))
+    for kind in ("map", "reduce"):
+        runs = spans[kind]
+        assert len({pid for pid, _, _ in runs}) == 2, f"{kind} tasks should run in two processes: {runs}"
+        overlapping = any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in runs for b in runs)
+        assert overlapping, f"no two {kind} tasks overlapped in time: {runs}"
+    assert min(s for _, s, _ in spans["reduce"]) >= max(e for _, _, e in spans["map"]), "reduces start after maps"
+
+
+def test_interrupt_cancels_cleanly(pymr, tmp_path):
+    out = tmp_path / "out"
+    proc = pymr.popen("submit", TEST_JOBS / "spans.py", SAMPLE, "-o", out, "-w", "2", "--sleep", "30")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(pymr.leftovers()) < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not out.exists()
+
+
+def test_existing_output_is_refused_unless_overwrite(pymr, tmp_path):
+    data = tmp_path / "in.txt"
+    data.write_text("a b a\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("keep me")
+    refused = pymr.run("submit", JOBS / "wordcount.py", data, "-o", out, "-w", "1")
+    assert refused.returncode == 2 and "already exists" in refused.stderr and "--overwrite" in refused.stderr
+    assert (out / "old").read_text() == "keep me"
+    pymr.run("submit", JOBS / "wordcount.py", data, "-o", out, "-w", "1", "--overwrite", check=True)
+    assert not (out / "old").exists() and text_pairs(out) == {"a": "2", "b": "1"}
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda d: d / "missing.txt", "does not exist"),
+    (lambda d: (d / "empty.txt").write_text("") and d / "empty.txt" or d / "empty.txt", "input is empty"),
+    (lambda d: (d / "emptydir").mkdir() or d / "emptydir", "no input files"),
+    (lambda d: str(d / "*.nothing"), "matches no file"),
+])
+def test_bad_inputs_are_clear_errors(pymr, tmp_path, make_input, message):
+    target = make_input(tmp_path)
+    result = pymr.run("submit", JOBS / "wordcount.py", target, "-o", tmp_path / "out", "-w", "1")
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_job_scripts_are_clear_errors(pymr, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import pymr\nclass J(pymr.Job)\n    pass\n")
+    result = pymr.run("submit", broken, SAMPLE, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "broken.py, line 2: SyntaxError" in result.stderr
+    empty = tmp_path / "nojob.py"
+    empty.write_text("x = 1\n")
+    result = pymr.run("submit", empty, SAMPLE, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "defines no subclass of pymr.Job" in result.stderr
+    raising = tmp_path / "raising.py"
+    raising.write_text("import pymr\nraise ImportError('no such thing')\n")
+    result = pymr.run("submit", raising, SAMPLE, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "no such thing" in result.stderr and "raising.py" in result.stderr
+    two = tmp_path / "two.py"
+    two.write_text("import pymr\nclass A(pymr.Job):\n    pass\nclass B(pymr.Job):\n    pass\n")
+    result = pymr.run("submit", two, SAMPLE, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "--job" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_undecodable_line_fails_or_is_skipped(pymr, tmp_path):
+    data = tmp_path / "bad.txt"
+    data.write_bytes(b"good line\n\xff\xfe broken\nlast line\n")
+    result = pymr.run("submit", JOBS / "wordcount.py", data, "-o", tmp_path / "out", "-w", "1", "--max-attempts", "1")
+    assert result.returncode == 1 and "byte offset 10" in result.stderr and str(data) in result.stderr
+    pymr.run("submit", JOBS / "wordcount.py", data, "-o", tmp_path / "out", "-w", "1", "--skip-bad-records",
+             check=True)
+    assert text_pairs(tmp_path / "out") == {"good": "1", "line": "2", "last": "1"}
+    report = json.loads((tmp_path / "out" / "_REPORT.json").read_text())
+    assert report["counters"]["pymr"]["bad records skipped"] == 1
+
+
+def test_python_api_runs_and_iterates(tmp_path):
+    import pymr
+
+    job = pymr.load_job_class(JOBS / "wordcount.py")
+    result = job.run([str(SAMPLE / "us-declaration-and-constitution.txt")], output=str(tmp_path / "o"), workers=2)
+    pairs = dict(result)
+    assert pairs == dict(reference_word_counts([SAMPLE / "us-declaration-and-constitution.txt"]))
+    assert result.counters["pymr"]["reduce output records"] == len(pairs)
+    assert result.counter("pymr", "map input records") > 100
+
+
+def test_python_api_raises_job_failed_with_the_users_exception(tmp_path):
+    import pymr
+
+    data = tmp_path / "in.txt"
+    data.write_text("FAIL\n")
+    job = pymr.load_job_class(TEST_JOBS / "failing.py")
+    with pytest.raises(pymr.JobFailed) as info:
+        job.run([str(data)], output=str(tmp_path / "o"), workers=1, max_attempts=2)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "failing.py" in info.value.task_error["traceback"]
+
+
+def test_job_script_runs_on_its_own(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "wc"
+    result = subprocess.run([sys.executable, str(JOBS / "wordcount.py"), str(SAMPLE / "kjv-pentateuch.txt"),
+                             "-o", str(out), "-w", "2"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (out / "_SUCCESS").exists()
+    assert {k: int(v) for k, v in text_pairs(out).items()} == dict(
+        reference_word_counts([SAMPLE / "kjv-pentateuch.txt"]))
+
+
+def test_partitioning_is_stable_across_hash_seeds(pymr, tmp_path):
+    outs = []
+    for seed in ("0", "1", "987654"):
+        pymr.env["PYTHONHASHSEED"] = seed
+        out = tmp_path / f"out{seed}"
+        pymr.run("submit", JOBS / "wordcount.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2", "-r", "4",
+                 "--split-size", "256K", check=True)
+        outs.append(read_parts(out))
+    assert outs[0] == outs[1] == outs[2]

@@ -1,0 +1,369 @@
+"""Map output runs: spill, sort, partition, combine, merge and group (pymr/shuffle.py).
+
+Every test writes real run files with ``MapOutputBuffer`` and reads them back with
+``RunReader`` + ``merge_partition`` + ``group_pairs``; the expected groups come from a
+plain-Python reference: pairs split by partition, stably sorted by ``encode_key``,
+grouped by equal encodings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from itertools import groupby
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pymr
+from pymr.keys import encode_key, partition_for
+from pymr.shuffle import MapOutputBuffer, RunReader, group_pairs, merge_partition
+
+
+class Point:
+    """A user value type: pickled by reference (it lives at module level)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __eq__(self, other):
+        return type(other) is Point and (self.x, self.y) == (other.x, other.y)
+
+    def __repr__(self):
+        return f"Point({self.x!r}, {self.y!r})"
+
+
+def make_local_class():
+    class Local:
+        """Defined in a function: plain pickle refuses it, so it needs cloudpickle."""
+
+        def __init__(self, payload):
+            self.payload = payload
+
+        def __eq__(self, other):
+            return type(other).__name__ == "Local" and self.payload == other.payload
+
+        def __repr__(self):
+            return f"Local({self.payload!r})"
+
+    return Local
+
+
+Local = make_local_class()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def tag(value):
+    """``value`` with exact types made visible, so 1, 1.0, True and -0.0, 0.0 differ."""
+    if type(value) is float:
+        return ("float", repr(value))
+    if type(value) is tuple:
+        return ("tuple", tuple(tag(v) for v in value))
+    if type(value) is list:
+        return ("list", [tag(v) for v in value])
+    if type(value) is dict:
+        return ("dict", [(tag(k), tag(v)) for k, v in value.items()])
+    return (type(value).__qualname__, value)
+
+
+def write_map(folder, name, pairs, num_partitions, *, partitioner=partition_for, combiner=None,
+              buffer_bytes=1, spill_at=(), on_combine=None):
+    """Run one map's pairs through a buffer; returns the run path and how many spills came before close."""
+    attempt = os.path.join(str(folder), name)
+    os.makedirs(attempt)
+    buffer = MapOutputBuffer(attempt, num_partitions, partitioner, combiner, buffer_bytes, on_combine=on_combine)
+    spill_at = set(spill_at)
+    for i, (key, value) in enumerate(pairs):
+        if i in spill_at:
+            buffer.spill()
+        buffer.add(key, value)
+    spills = len(buffer.runs)
+    final = os.path.join(attempt, "map.arrow")
+    assert buffer.close(final) == final
+    assert os.listdir(attempt) == ["map.arrow"], "spill files left behind"
+    return final, spills
+
+
+def read_groups(paths, num_partitions):
+    readers = [RunReader(p) for p in paths]
+    return [[(key, list(values)) for key, values in group_pairs(merge_partition(readers, p))]
+            for p in range(num_partitions)]
+
+
+def reference_groups(pairs, num_partitions, partitioner=partition_for):
+    by_partition = [[] for _ in range(num_partitions)]
+    for key, value in pairs:
+        by_partition[partitioner(key, num_partitions)].append((key, value))
+    result = []
+    for items in by_partition:
+        items.sort(key=lambda kv: encode_key(kv[0]))
+        groups = []
+        for _, group in groupby(items, key=lambda kv: encode_key(kv[0])):
+            group = list(group)
+            groups.append((group[0][0], [v for _, v in group]))
+        result.append(groups)
+    return result
+
+
+def tagged(groups):
+    return [[(tag(k), [tag(v) for v in values]) for k, values in part] for part in groups]
+
+
+# -- deterministic data ----------------------------------------------------------------------
+WORDS = ["", "a", "b", "ab", "a\x00", "\x00", "zebra", "Zebra", "éclair", "日本", "\U0001d11e", "10", "9"] + [
+    f"w{i:03d}" for i in range(120)
+]
+
+
+def skewed(rng, pool, count):
+    weights = [1 / (i + 1) for i in range(len(pool))]  # Zipf-like: a few hot keys, a long tail
+    return rng.choices(pool, weights, k=count)
+
+
+KEY_POOLS = {
+    "str": WORDS,
+    "int": [0, 1, -1, 2, 255, 256, -256, 10**6, -(10**6), 2**63 - 1, -(2**63)] + list(range(100, 220)),
+    "mixed": [None, False, True, 0, 1, -5, 2**70, -(2**70), 0.0, 1.5, -2.5, math.inf, -math.inf, 1.0,
+              b"", b"\x00", b"a", "", "a", "1", "\udc80", (), (1,), ("a", 1), ("a", (b"\x00", None))]
+    + [f"m{i}" for i in range(40)] + list(range(40)),
+    "tuple": [("user", i % 17, b"\x00" * (i % 3), i % 5 == 0) for i in range(120)] + [(), ("user",), (("x",),)],
+    "surrogate_str": ["a", "b\udc80", "\ud800", "plain"] + WORDS[:30],
+}
+
+
+def make_values(kind, rng, count):
+    if kind == "int":
+        return [rng.randint(-(10**9), 10**9) for _ in range(count)]
+    if kind == "float":
+        return [rng.choice([rng.uniform(-1e6, 1e6), -0.0, math.inf, 0.5]) for _ in range(count)]
+    if kind == "str":
+        return [rng.choice(WORDS) + str(i) for i in range(count)]
+    if kind == "none":
+        return [None] * count
+    if kind == "dict":
+        return [{"n": i, "tags": [rng.choice(WORDS)], "nested": {"x": i * 0.5}} for i in range(count)]
+    if kind == "object":
+        return [Point(i, rng.choice(WORDS)) for i in range(count)]
+    if kind == "local_object":
+        return [Local((i, rng.random())) for i in range(count)]
+    if kind == "mixed":
+        choices = [lambda i: i, lambda i: i * 0.25, lambda i: str(i), lambda i: None, lambda i: i % 2 == 0,
+                   lambda i: b"b%d" % i, lambda i: 2**80 + i, lambda i: Point(i, i), lambda i: [i, {"k": i}]]
+        return [rng.choice(choices)(i) for i in range(count)]
+    raise AssertionError(kind)
+
+
+VALUE_KINDS = ["int", "float", "str", "mixed", "none", "dict", "object", "local_object"]
+
+
+# -- one map, many spills --------------------------------------------------------------------
+@pytest.mark.parametrize("value_kind", VALUE_KINDS)
+@pytest.mark.parametrize("key_kind", ["str", "int", "mixed", "tuple", "surrogate_str"])
+def test_tiny_buffer_spills_and_reads_back_exactly(tmp_path, key_kind, value_kind):
+    rng = random.Random(f"{key_kind}/{value_kind}")
+    count = 2600
+    pairs = list(zip(skewed(rng, KEY_POOLS[key_kind], count), make_values(value_kind, rng, count)))
+    path, spills = write_map(tmp_path, "map-0", pairs, 4, buffer_bytes=1)
+    assert spills >= 2, "a 1-byte buffer must spill every 1024 pairs"
+    got = read_groups([path], 4)
+    assert tagged(got) == tagged(reference_groups(pairs, 4))
+    assert sum(RunReader(path).rows(p) for p in range(4)) == count
+
+
+def test_values_of_a_key_keep_emission_order_across_spills(tmp_path):
+    pairs = [(f"k{i % 3}", i) for i in range(5000)]
+    path, spills = write_map(tmp_path, "map-0", pairs, 2, buffer_bytes=1)
+    assert spills >= 4
+    groups = [g for part in read_groups([path], 2) for g in part]
+    assert sorted(k for k, _ in groups) == ["k0", "k1", "k2"]
+    for key, values in groups:
+        assert values == [i for i in range(5000) if f"k{i % 3}" == key]
+
+
+def test_empty_map_output_has_every_partition_empty(tmp_path):
+    path, spills = write_map(tmp_path, "map-0", [], 3)
+    assert spills == 0
+    assert read_groups([path], 3) == [[], [], []]
+
+
+def test_single_partition_and_single_key(tmp_path):
+    pairs = [("only", i) for i in range(3000)]
+    path, _ = write_map(tmp_path, "map-0", pairs, 1)
+    assert read_groups([path], 1) == [[("only", list(range(3000)))]]
+
+
+def test_custom_partitioner_is_used(tmp_path):
+    def by_parity(key, num_partitions):
+        return key % 2
+
+    pairs = [(i % 50, str(i)) for i in range(1500)]
+    path, _ = write_map(tmp_path, "map-0", pairs, 2, partitioner=by_parity)
+    got = read_groups([path], 2)
+    assert [k for k, _ in got[0]] == list(range(0, 50, 2))
+    assert [k for k, _ in got[1]] == list(range(1, 50, 2))
+    assert got == reference_groups(pairs, 2, by_parity)
+
+
+def test_everything_in_one_partition(tmp_path):
+    pairs = [(f"k{i % 7}", i) for i in range(2100)]
+    path, _ = write_map(tmp_path, "map-0", pairs, 5, partitioner=lambda key, n: 3)
+    got = read_groups([path], 5)
+    assert [len(part) for part in got] == [0, 0, 0, 7, 0]
+    assert got == reference_groups(pairs, 5, lambda key, n: 3)
+
+
+# -- combiner --------------------------------------------------------------------------------
+def sum_combiner(key, values):
+    yield key, sum(values)
+
+
+@pytest.mark.parametrize("key_kind", ["str", "int", "mixed", "tuple"])
+@pytest.mark.parametrize("value_kind", ["int", "halves"])
+def test_sum_combiner_totals_match(tmp_path, key_kind, value_kind):
+    rng = random.Random(f"combine/{key_kind}/{value_kind}")
+    count = 3500
+    keys = skewed(rng, KEY_POOLS[key_kind], count)
+    values = [rng.randint(-1000, 1000) for _ in range(count)]
+    if value_kind == "halves":  # floats whose sums are exact in any order
+        values = [v / 2 for v in values]
+    pairs = list(zip(keys, values))
+    calls = []
+    path, spills = write_map(tmp_path, "map-0", pairs, 3, combiner=sum_combiner,
+                             on_combine=lambda n_in, n_out: calls.append((n_in, n_out)))
+    assert spills >= 3
+    assert calls and all(n_out <= n_in for n_in, n_out in calls)
+    got = read_groups([path], 3)
+    want = [[(k, [sum(vs)]) for k, vs in part] for part in reference_groups(pairs, 3)]
+    # the merge at close combines again, so each key leaves the map with one value
+    assert tagged(got) == tagged(want)
+
+
+def test_combiner_over_several_maps(tmp_path):
+    rng = random.Random("combine/maps")
+    maps = [[(rng.choice(WORDS[:20]), rng.randint(0, 9)) for _ in range(1500)] for _ in range(3)]
+    paths = [write_map(tmp_path, f"map-{i}", pairs, 2, combiner=sum_combiner)[0] for i, pairs in enumerate(maps)]
+    totals = {}
+    for pairs in maps:
+        for key, value in pairs:
+            totals[key] = totals.get(key, 0) + value
+    got = {}
+    for part in read_groups(paths, 2):
+        for key, values in part:
+            assert key not in got
+            assert 1 <= len(values) <= 3  # at most one combined value per map
+            got[key] = sum(values)
+    assert got == totals
+
+
+# -- several maps ----------------------------------------------------------------------------
+def check_merged(paths, maps, num_partitions):
+    """The merged stream of every partition is sorted, complete, and keeps each map's order."""
+    readers = [RunReader(p) for p in paths]
+    all_pairs = [pair for pairs in maps for pair in pairs]
+    want = reference_groups(all_pairs, num_partitions)
+    for partition in range(num_partitions):
+        stream = list(merge_partition(readers, partition))
+        encodings = [encode_key(key) for _, key, _ in stream]
+        assert encodings == sorted(encodings), f"partition {partition} not sorted"
+        assert all(partition_for(key, num_partitions) == partition for _, key, _ in stream)
+        groups = [(key, list(values)) for key, values in group_pairs(iter(stream))]
+        assert [tag(k) for k, _ in groups] == [tag(k) for k, _ in want[partition]]
+        for (key, values), (_, want_values) in zip(groups, want[partition]):
+            assert sorted(values) == sorted(want_values), f"values of {key!r}"
+            for map_id in range(len(maps)):
+                mine = [v for v in values if v[0] == map_id]
+                assert mine == sorted(mine), f"values of {key!r} from map {map_id} out of emission order"
+
+
+def test_merging_maps_with_different_key_columns(tmp_path):
+    # str-only, int-only, int beyond int64, mixed and surrogate keys: every key column kind
+    rng = random.Random("maps")
+    pools = [KEY_POOLS["str"], KEY_POOLS["int"], [2**64, -(2**64), 5, 7], KEY_POOLS["mixed"], KEY_POOLS["surrogate_str"]]
+    maps = [[(key, (map_id, seq)) for seq, key in enumerate(skewed(rng, pool, 1300))] for map_id, pool in enumerate(pools)]
+    paths = [write_map(tmp_path, f"map-{i}", pairs, 4)[0] for i, pairs in enumerate(maps)]
+    check_merged(paths, maps, 4)
+
+
+def test_merging_maps_with_the_same_hot_keys(tmp_path):
+    rng = random.Random("hot")
+    maps = [[(key, (map_id, seq)) for seq, key in enumerate(skewed(rng, WORDS[:5], 1100 + 300 * map_id))]
+            for map_id in range(4)]
+    paths = [write_map(tmp_path, f"map-{i}", pairs, 3)[0] for i, pairs in enumerate(maps)]
+    check_merged(paths, maps, 3)
+
+
+# -- property test ---------------------------------------------------------------------------
+SURROGATES = st.sampled_from(["\ud800", "\udc80", "\udfff"])
+key_families = {
+    "str": st.text(st.one_of(st.sampled_from(["a", "b", "\x00", "é", "\U0001d11e"]), SURROGATES), max_size=4),
+    "int": st.one_of(st.integers(-300, 300), st.integers(-(2**70), 2**70)),
+    "tuple": st.tuples(st.sampled_from(["u", "v", ""]), st.integers(-3, 3), st.binary(max_size=2)),
+}
+key_families["mixed"] = st.one_of(
+    st.none(), st.booleans(), key_families["int"], st.floats(allow_nan=False).filter(lambda x: x != 0.0),
+    st.binary(max_size=3), key_families["str"], key_families["tuple"], st.just(0.0),
+)
+value_families = {
+    "int": st.integers(-(2**62), 2**62),
+    "big_int": st.integers(-(2**80), 2**80),
+    "float": st.floats(),
+    "str": st.text(max_size=5),
+    "mixed": st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=3), st.binary(max_size=3),
+                       st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+                       st.builds(Point, st.integers(), st.text(max_size=2))),
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_maps_read_back_like_the_reference(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("maps")
+    key_family = data.draw(st.sampled_from(sorted(key_families)), label="key family")
+    value_family = data.draw(st.sampled_from(sorted(value_families)), label="value family")
+    pool = data.draw(st.lists(key_families[key_family], min_size=1, max_size=8, unique_by=encode_key), label="keys")
+    hot = st.just(pool[0])
+    keys = st.one_of(hot, hot, st.sampled_from(pool))  # about two thirds of pairs on one key
+    num_partitions = data.draw(st.integers(1, 5), label="partitions")
+    num_maps = data.draw(st.integers(1, 3), label="maps")
+    maps = []
+    paths = []
+    for map_id in range(num_maps):
+        pairs = data.draw(st.lists(st.tuples(keys, value_families[value_family]), max_size=60), label=f"map {map_id}")
+        spill_at = data.draw(st.sets(st.integers(0, max(0, len(pairs) - 1)), max_size=4), label="spill at")
+        paths.append(write_map(folder, f"map-{map_id}", pairs, num_partitions, spill_at=spill_at)[0])
+        maps.append(pairs)
+    got = read_groups(paths, num_partitions)
+    want = reference_groups([pair for pairs in maps for pair in pairs], num_partitions)
+    # maps are read in order, so a key's values come map after map, each in emission order
+    assert tagged(got) == tagged(want)
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [4, 5, -1, 100, 1.0, "0", None, True])
+def test_partition_out_of_range_is_a_clear_value_error(tmp_path, bad):
+    buffer = MapOutputBuffer(str(tmp_path), 4, lambda key, n: bad)
+    buffer.add("key", 1)
+    with pytest.raises(ValueError) as info:
+        buffer.close(str(tmp_path / "map.arrow"))
+    message = str(info.value)
+    assert "partition" in message and repr(bad) in message and "0..3" in message
+
+
+def test_partition_out_of_range_on_a_spill(tmp_path):
+    buffer = MapOutputBuffer(str(tmp_path), 2, lambda key, n: 0 if key < 1500 else n, buffer_bytes=1)
+    with pytest.raises(ValueError, match="partition"):
+        for i in range(3000):
+            buffer.add(i, i)
+        buffer.close(str(tmp_path / "map.arrow"))
+
+
+@pytest.mark.parametrize("key, type_name", [([1], "list"), ({"a": 1}, "dict"), (Point(1, 2), "Point")])
+def test_unsupported_key_raises_key_type_error(tmp_path, key, type_name):
+    for partitioner in (partition_for, lambda k, n: 0):
+        buffer = MapOutputBuffer(str(tmp_path), 2, partitioner)
+        buffer.add("fine", 1)
+        buffer.add(key, 2)
+        with pytest.raises(pymr.KeyTypeError, match=type_name):
+            buffer.close(str(tmp_path / "map.arrow"))
