@@ -20,8 +20,7 @@ from . import __version__
 from .errors import JobCancelled, JobFailed, JobScriptError, PymrError
 from .inputs import parse_size
 from .job import OUTPUT_FORMATS, Job, Option, load_job_class
-from .runners import run_job
-from .tasks import describe_error
+from .errors import describe_error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -73,6 +72,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="text: key<TAB>value lines; jsonl: [key, value] lines [default: the job's, text]."),
         click.Option(["--coordinator"], metavar="ADDR", envvar="PYMR_COORDINATOR", default=None,
                      help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
+        click.Option(["--secret-file"], metavar="FILE", envvar="PYMR_SECRET_FILE", default=None,
+                     help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
         click.Option(["--job"], "job_name", metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
         click.Option(["--skip-bad-records"], is_flag=True, default=None,
@@ -135,9 +136,12 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
     settings = dict(
         workers=kwargs["workers"], reducers=kwargs["reducers"], split_size=kwargs["split_size"],
         inline=kwargs["inline"], overwrite=kwargs["overwrite"], output_format=kwargs["output_format"],
-        coordinator=kwargs["coordinator"], skip_bad_records=kwargs["skip_bad_records"],
+        coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
+        skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
     )
+    from .runners import run_job
+
     started = time.monotonic()
     try:
         result = run_job(job_class, list(kwargs["inputs"]), kwargs["output"], options=options,
@@ -275,21 +279,53 @@ def _bytes(n: int) -> str:
 
 
 # -- services ---------------------------------------------------------------------------------
+SECRET_HELP = "The cluster key file from `pymr keygen` [env PYMR_SECRET_FILE]."
+
+
+def _key_or_exit(secret_file: str | None, address: str, what: str):
+    from .security import is_loopback, read_key_file
+
+    if secret_file is None:
+        if not is_loopback(address):
+            sys.exit(_fail(f"refusing to use {address} without --secret-file: a {what} runs code it is sent, so "
+                           "non-loopback traffic must be authenticated (create a key with: pymr keygen FILE)", 2))
+        click.echo(f"pymr {what}: no --secret-file: unauthenticated, loopback only", err=True)
+        return None
+    try:
+        return read_key_file(secret_file)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--coordinator", "address", required=True, envvar="PYMR_COORDINATOR", metavar="ADDR",
               help="The coordinator to serve (tcp://HOST:PORT) [env PYMR_COORDINATOR].")
-@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tasks this worker runs at the same time.")
+@click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True, envvar="PYMR_SLOTS",
+              help="Tasks this worker runs at the same time, each in its own process [env PYMR_SLOTS].")
 @click.option("--data-dir", envvar="PYMR_DATA_DIR", type=click.Path(file_okay=False), default=None,
               help="Where map outputs are kept [default: a new temporary folder] [env PYMR_DATA_DIR].")
+@click.option("--host", envvar="PYMR_HOST", default=None, metavar="ADDR",
+              help="The address other workers reach this one at, to fetch map outputs "
+                   "[default: 127.0.0.1 without a secret, else this host's address] [env PYMR_HOST].")
 @click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
-def worker(address: str, slots: int, data_dir: str | None, worker_id: str | None, exit_with_parent: bool) -> None:
-    """Run a worker that takes tasks from a coordinator until it is stopped."""
+def worker(address: str, secret_file: str | None, slots: int, data_dir: str | None, host: str | None,
+           worker_id: str | None, exit_with_parent: bool) -> None:
+    """Run a worker that takes tasks from a coordinator until it is stopped.
+
+    The worker runs each task in a child process, keeps map outputs in --data-dir and
+    serves them to reducers on other machines. If the coordinator goes away, the
+    worker keeps trying to reconnect.
+    """
     from .worker import Worker
 
+    key = _key_or_exit(secret_file, address, "worker")
+    if key is None and host is not None and host not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit(_fail("--host other than loopback needs --secret-file", 2))
+    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host)
     try:
-        code = Worker(address, worker_id, slots, data_dir, exit_with_parent).run()
+        code = service.run()
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
@@ -297,23 +333,47 @@ def worker(address: str, slots: int, data_dir: str | None, worker_id: str | None
 
 @main.command(context_settings=CONTEXT)
 @click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, envvar="PYMR_BIND", metavar="ADDR",
-              help="Address to listen on [env PYMR_BIND]. Only loopback addresses are allowed for now.")
+              help="Address to listen on [env PYMR_BIND]; non-loopback addresses need --secret-file.")
+@click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
-              help="Seconds without a heartbeat after which a worker is taken for dead.")
-def coordinator(bind: str, worker_timeout: float) -> None:
-    """Run a coordinator that accepts jobs and workers until Ctrl-C."""
+              help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
+def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> None:
+    """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
+
+    Several jobs may run at once; tasks go to workers oldest job first. Stopping the
+    coordinator cancels its running jobs (their output is removed); workers wait
+    for it to come back.
+    """
+    import signal
+
     from .coordinator import Coordinator
 
-    host = bind.split("://", 1)[-1].rsplit(":", 1)[0]
-    if host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
-        sys.exit(_fail(f"refusing to listen on {bind}: cluster traffic is not authenticated yet, "
-                       "so only loopback addresses are allowed", 2))
-    service = Coordinator(bind, worker_timeout_s=worker_timeout)
+    key = _key_or_exit(secret_file, bind, "coordinator")
+    service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
     click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:
         service.serve()
     except KeyboardInterrupt:
         service.stop()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("path", metavar="FILE")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def keygen(path: str, force: bool) -> None:
+    """Create a cluster key FILE (mode 0600) for --secret-file.
+
+    Copy it to every machine of the cluster: anyone who holds it can submit jobs,
+    run workers and read shuffle data, and nobody else can.
+    """
+    from .security import generate_key, write_key_file
+
+    try:
+        write_key_file(path, generate_key(), overwrite=force)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
+    click.echo(f"wrote cluster key to {path} (mode 0600)", err=True)
 
 
 def run() -> None:

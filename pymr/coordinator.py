@@ -28,6 +28,7 @@ from . import scheduler as sched
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, make_splits, resolve_inputs
 from .outputs import OutputCommitter
+from .security import ClusterKey, Security
 
 log = logging.getLogger("pymr.coordinator")
 POLL_MS = 100
@@ -64,10 +65,12 @@ class ActiveJob:
 class Coordinator:
     """Serves workers and clients on one ROUTER socket until ``stop()``."""
 
-    def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S):
+    def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S,
+                 key: ClusterKey | None = None):
         self.worker_timeout_s = worker_timeout_s
         self.context = zmq.Context()
-        self.socket = proto.configure(self.context.socket(zmq.ROUTER))
+        self.security = Security(self.context, key)
+        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its id
         self.socket.bind(bind)
@@ -82,11 +85,15 @@ class Coordinator:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         try:
+            next_dispatch = 0.0
             while not self._stop.is_set():
                 if poller.poll(POLL_MS):
                     self._receive_all()
                 self._expire_workers()
                 self._send_progress()
+                if time.monotonic() >= next_dispatch:  # stragglers become worth a backup as time passes
+                    self._dispatch()
+                    next_dispatch = time.monotonic() + 0.5
         finally:
             self._shutdown()
 
@@ -178,7 +185,7 @@ class Coordinator:
         self._release(identity, attempt_id)
         active = self.jobs.get(str(msg.body["job_id"]))
         if active is not None:
-            self._apply(active, sched.finish(active.run, attempt_id, msg.body["result"]))
+            self._apply(active, sched.finish(active.run, attempt_id, msg.body["result"], time.monotonic()))
         self._dispatch()
 
     def _on_task_failed(self, identity: bytes, msg: proto.Message) -> None:
@@ -186,9 +193,13 @@ class Coordinator:
         self._release(identity, attempt_id)
         active = self.jobs.get(str(msg.body["job_id"]))
         if active is not None:
-            if msg.blobs:
-                active.error_blob = msg.blobs[0]
-            self._apply(active, sched.fail(active.run, attempt_id, msg.body["error"]))
+            error = msg.body["error"]
+            if "fetch_failed" in error:
+                self._apply(active, sched.fetch_failed(active.run, attempt_id, int(error["fetch_failed"]), error))
+            else:
+                if msg.blobs and msg.blobs[0]:
+                    active.error_blob = msg.blobs[0]
+                self._apply(active, sched.fail(active.run, attempt_id, error))
         self._dispatch()
 
     def _release(self, identity: bytes, attempt_id: str) -> None:
@@ -212,7 +223,8 @@ class Coordinator:
             return
         run = sched.new_job(job_id, spec.get("name", "job"), [s.to_dict() for s in splits],
                             int(spec["reducers"]) if spec.get("has_reducer") else 0,
-                            int(spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS))
+                            int(spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS),
+                            speculative=bool(spec.get("speculative", True)))
         self.jobs[job_id] = ActiveJob(run, spec, msg.blobs[0], committer, identity, time.monotonic())
         log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
         self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
@@ -260,7 +272,7 @@ class Coordinator:
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
                         skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"))
         else:
-            body.update(partition=task.index, map_outputs=[m.result["files"][0] for m in run.maps])
+            body.update(partition=task.index, map_outputs=[m.result["map_output"] for m in run.maps])
         blobs = [] if run.job_id in worker.jobs_loaded else [active.code]
         worker.running.add(attempt.attempt_id)
         if self._send(worker.identity, proto.ASSIGN, body, *blobs):
@@ -309,10 +321,10 @@ class Coordinator:
     def _shutdown(self) -> None:
         for active in list(self.jobs.values()):
             self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
-        for worker in self.workers.values():
-            self._send(worker.identity, proto.SHUTDOWN)
+        # Workers are not told to stop: they wait for a coordinator to come back.
         self.socket.close(linger=0)
-        self.context.term()
+        self.security.close()
+        self.context.destroy(linger=0)
 
 
 def job_report(active: ActiveJob) -> dict[str, Any]:

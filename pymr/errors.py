@@ -6,6 +6,10 @@ failed task) and exits with ``exit_code``; anything else is a bug in pymr.
 
 from __future__ import annotations
 
+import os
+import pickle
+import traceback
+
 
 class PymrError(Exception):
     """Base of every error pymr reports to a user."""
@@ -66,3 +70,30 @@ class JobCancelled(JobFailed):
     """The job was cancelled (Ctrl-C on ``pymr submit``, or a cancel request)."""
 
     exit_code = 130
+
+
+def describe_error(exc: BaseException) -> dict[str, str]:
+    """The user's view of an exception: type, message, and a traceback without pymr's frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep  # pymr's own frames are left out
+    user_frames = [f for f in frames if not os.path.abspath(f.filename).startswith(package)]
+    lines = ["Traceback (most recent call last):\n"] if user_frames else []
+    lines += traceback.format_list(user_frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": str(exc),
+        "traceback": "".join(lines).rstrip(),
+    }
+
+
+def pickle_exception(exc: BaseException) -> bytes:
+    """The exception itself, so a Python caller can see its real type (empty if it won't pickle)."""
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return b""

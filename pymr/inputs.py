@@ -69,14 +69,14 @@ def parse_size(text: str | int) -> int:
 def resolve_inputs(patterns: Sequence[str]) -> list[str]:
     """Absolute paths of every input file: files, folders (recursively) and globs.
 
-    Hidden files and folders (``.name``, ``_name`` as Hadoop writes) inside folders
-    are skipped. Each pattern must match something.
+    Hidden files and folders (``.name``, and ``_name`` as Hadoop writes) inside folders
+    and in glob matches are skipped. Each pattern must match something.
     """
     if not patterns:
         raise InputError("no input given")
     found: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = _glob(pattern) if glob.has_magic(pattern) else [pattern]
         if glob.has_magic(pattern) and not matches:
             raise InputError(f"input pattern matches no file: {pattern}")
         for match in matches:
@@ -86,6 +86,14 @@ def resolve_inputs(patterns: Sequence[str]) -> list[str]:
     if not unique:
         raise InputError(f"no input files found in: {', '.join(patterns)}")
     return unique
+
+
+def _glob(pattern: str) -> list[str]:
+    """Glob matches, leaving out hidden names below the pattern's literal prefix."""
+    parts = pattern.split(os.sep)
+    literal = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return [m for m in sorted(glob.glob(pattern, recursive=True))
+            if not any(_hidden(part) for part in m.split(os.sep)[literal:])]
 
 
 def _files_under(path: str) -> list[str]:

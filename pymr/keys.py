@@ -7,6 +7,8 @@ mixed in one job; they then sort by type first, in the order
     None < bool < int < float < bytes < str < tuple
 
 so ``1`` and ``1.0`` are different keys, and ``"10"`` comes after every number.
+``-0.0`` and ``0.0`` are one key; NaN sorts after every other float. Integer keys are
+limited to 1008 bits.
 
 Every key has an order-preserving byte encoding (``encode_key``): comparing two
 encodings as bytes gives the same answer as comparing the keys. Map outputs store keys
@@ -53,11 +55,6 @@ def partition_for(key: Any, num_partitions: int) -> int:
     return zlib.crc32(encode_key(key)) % num_partitions
 
 
-def sort_key(key: Any) -> Any:
-    """A value that orders ``key`` among keys of any type (used only by inline sorts)."""
-    return key if type(key) is str else encode_key(key)
-
-
 def _escape(raw: bytes) -> bytes:
     return raw.replace(b"\x00", b"\x00\xff") + b"\x00\x00"
 
@@ -94,7 +91,7 @@ def _encode_int(value: int) -> bytes:
     magnitude = abs(value)
     raw = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
     if len(raw) > _MAX_INT_BYTES:
-        raise KeyTypeError(f"integer key too large to order: {value:.40}...")
+        raise KeyTypeError(f"integer key too large to order ({value.bit_length()} bits; the limit is 1008)")
     if value >= 0:
         return bytes([0x80 + len(raw)]) + raw
     inverted = bytes(255 - b for b in raw)
@@ -102,6 +99,8 @@ def _encode_int(value: int) -> bytes:
 
 
 def _encode_float(value: float) -> bytes:
+    if value == 0.0 or value != value:
+        value = abs(value)  # -0.0 == 0.0 in Python, so they are one key; every NaN is one key too
     (bits,) = struct.unpack(">Q", struct.pack(">d", value))
     bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | (1 << 63)
     return struct.pack(">Q", bits)

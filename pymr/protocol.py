@@ -13,6 +13,7 @@ Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
 Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP.
 Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
+Reducer -> a worker's shuffle server: FETCH_INDEX, FETCH_BATCH; back: INDEX, BATCH, FETCH_ERROR.
 """
 
 from __future__ import annotations
@@ -48,10 +49,16 @@ ACCEPTED = "accepted"
 REJECTED = "rejected"
 PROGRESS = "progress"
 FINISHED = "finished"
+FETCH_INDEX = "fetch_index"
+FETCH_BATCH = "fetch_batch"
+INDEX = "index"
+BATCH = "batch"
+FETCH_ERROR = "fetch_error"
 
 KINDS = frozenset(
     {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN,
-     SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED}
+     SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
+     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR}
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny

@@ -34,7 +34,7 @@ from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExi
 from .inputs import DEFAULT_SPLIT_SIZE, make_splits, parse_size, resolve_inputs
 from .job import OUTPUT_FORMATS, Job
 from .outputs import JobResult, OutputCommitter
-from .tasks import run_task
+from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 _REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError}
@@ -68,6 +68,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
 
 def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | None = None, *,
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
+            secret_file: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True,
             on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``)."""
@@ -83,11 +84,12 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
     if inline:
         report = run_inline(job_class, options, spec)
     elif coordinator:
-        with Client(coordinator) as client:
+        key = read_key_file(secret_file) if secret_file else None
+        with Client(coordinator, key) as client:
             report = client.run(spec, dump_job(job_class, options), on_progress)
     else:
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
-            with Client(cluster.address) as client:
+            with Client(cluster.address, cluster.key) as client:
                 report = client.run(spec, dump_job(job_class, options), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
 
@@ -127,7 +129,9 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
                     skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),
                     map_output=os.path.join(scratch, attempt_id, "map.arrow"))
     else:
-        body.update(partition=task.index, map_outputs=[m.result["files"][0] for m in run.maps])
+        body.update(partition=task.index, map_outputs=[{"path": m.result["map_output"]} for m in run.maps])
+    from .tasks import run_task
+
     try:
         task.result = run_task(job_class, options, body)
     except Exception as exc:
@@ -142,11 +146,11 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
 class Client:
     """Submits a job to a coordinator and follows it to the end."""
 
-    def __init__(self, address: str, connect_timeout_s: float = 10.0):
+    def __init__(self, address: str, key: ClusterKey | None = None, connect_timeout_s: float = 10.0):
         self.address = address
         self.connect_timeout_s = connect_timeout_s
         self.context = zmq.Context()
-        self.socket = proto.configure(self.context.socket(zmq.DEALER))
+        self.socket = Security(self.context, key).client(proto.configure(self.context.socket(zmq.DEALER)))
         self.socket.connect(address)
         self.job_id: str | None = None
 
@@ -158,7 +162,7 @@ class Client:
 
     def close(self) -> None:
         self.socket.close(linger=0)
-        self.context.term()
+        self.context.destroy(linger=0)
 
     def send(self, kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> None:
         self.socket.send_multipart(proto.pack(kind, body, *blobs))
@@ -180,7 +184,8 @@ class Client:
                 return self.job_id
             if msg.kind == proto.REJECTED:
                 raise _REJECTIONS.get(msg.body.get("type"), PymrError)(msg.body["error"])
-        raise ClusterError(f"no answer from the coordinator at {self.address} within {self.connect_timeout_s:g} s")
+        raise ClusterError(f"no answer from the coordinator at {self.address} within {self.connect_timeout_s:g} s "
+                           "(is it running, and do both use the same --secret-file?)")
 
     def run(self, spec: dict[str, Any], code: bytes, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Submit and wait; Ctrl-C cancels the job on the coordinator before re-raising."""
@@ -230,16 +235,23 @@ def _finished(msg: proto.Message) -> dict[str, Any]:
 
 # -- local cluster ------------------------------------------------------------------------------
 class LocalCluster:
-    """A coordinator thread and ``workers`` worker processes, all stopped on exit."""
+    """A coordinator thread and ``workers`` worker processes, all stopped on exit.
+
+    The run gets its own cluster key (a 0600 file in the run's private folder), so
+    even on loopback no other local user can submit code to these workers.
+    """
 
     def __init__(self, workers: int, slots: int = 1):
         if workers < 1:
             raise PymrError(f"workers must be at least 1, got {workers}")
         self.num_workers = workers
         self.slots = slots
-        self.coordinator = Coordinator("tcp://127.0.0.1:*")
-        self.address = self.coordinator.address
         self.root = tempfile.mkdtemp(prefix="pymr-local-")
+        self.key = generate_key()
+        self.key_file = os.path.join(self.root, "cluster.key")
+        write_key_file(self.key_file, self.key)
+        self.coordinator = Coordinator("tcp://127.0.0.1:*", key=self.key)
+        self.address = self.coordinator.address
         self.processes: dict[str, subprocess.Popen] = {}
         self.replaced = 0
         self._thread = threading.Thread(target=self.coordinator.serve, name="pymr-coordinator", daemon=True)
@@ -263,12 +275,13 @@ class LocalCluster:
     def _start_worker(self, worker_id: str) -> None:
         data_dir = os.path.join(self.root, worker_id)
         command = [sys.executable, "-m", "pymr", "worker", "--coordinator", self.address, "--worker-id", worker_id,
-                   "--slots", str(self.slots), "--data-dir", data_dir, "--exit-with-parent"]
+                   "--slots", str(self.slots), "--data-dir", data_dir, "--secret-file", self.key_file,
+                   "--host", "127.0.0.1", "--exit-with-parent"]
         self.processes[worker_id] = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
 
     def _watch(self) -> None:
         """Replace a worker process that died, and tell the coordinator at once."""
-        with Client(self.address) as client:
+        with Client(self.address, self.key) as client:
             while not self._watch_stop.wait(0.2):
                 for worker_id, process in list(self.processes.items()):
                     code = process.poll()

@@ -14,7 +14,12 @@ How a task moves::
        +------fail---------+   (failures < max_attempts; else the job FAILS)
        +---lose_worker-----+   (also DONE maps whose output lived on the lost worker)
 
-Reduce tasks are assigned only when every map is DONE. A task is DONE exactly once:
+Reduce tasks are assigned only when every map is DONE. When a phase has no pending
+task left, a worker with a free slot gets a *backup* attempt of a straggler: a task
+whose only attempt has run longer than ``SPECULATION_FACTOR`` times the median time of
+the phase's finished tasks (and at least ``SPECULATION_MIN_S``); MapReduce §3.6. A
+reduce that cannot fetch a map output (``fetch_failed``) goes back to pending without
+counting as a failure, and that map runs again. A task is DONE exactly once:
 a second successful attempt of the same task is reported as a duplicate and its output
 is discarded, so output is never duplicated. Every transition returns a list of
 ``Effect`` values that the coordinator carries out (commit a task, end the job ...).
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_MAX_ATTEMPTS = 4
+SPECULATION_FACTOR = 2.0
+SPECULATION_MIN_S = 3.0
 
 
 class TaskState(str, enum.Enum):
@@ -48,6 +55,8 @@ class Attempt:
     worker_id: str
     started_s: float
     state: str = "running"  # running | succeeded | failed | lost | killed
+    finished_s: float | None = None
+    backup: bool = False
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Task:
     state: TaskState = TaskState.PENDING
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
+    fetch_failures: int = 0
     result: dict[str, Any] | None = None
     winner: Attempt | None = None
     last_error: dict[str, Any] | None = None
@@ -87,6 +97,7 @@ class JobRun:
     maps: list[Task]
     reduces: list[Task]
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    speculative: bool = True
     state: JobState = JobState.RUNNING
     error: str | None = None
     error_detail: dict[str, Any] | None = None
@@ -117,10 +128,10 @@ class JobRun:
 
 
 def new_job(job_id: str, name: str, splits: list[dict[str, Any]], num_reducers: int,
-            max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> JobRun:
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS, speculative: bool = True) -> JobRun:
     maps = [Task("map", i, split=s) for i, s in enumerate(splits)]
     reduces = [Task("reduce", p) for p in range(num_reducers)]
-    return JobRun(job_id, name, maps, reduces, max_attempts=max_attempts)
+    return JobRun(job_id, name, maps, reduces, max_attempts=max_attempts, speculative=speculative)
 
 
 def assign(job: JobRun, worker_id: str, now_s: float) -> tuple[Task, Attempt] | None:
@@ -133,18 +144,41 @@ def assign(job: JobRun, worker_id: str, now_s: float) -> tuple[Task, Attempt] | 
         return None
     phase = job.maps if not job.maps_done() else job.reduces
     pending = [t for t in phase if t.state == TaskState.PENDING]
-    if not pending:
-        return None
-    fresh = [t for t in pending if all(a.worker_id != worker_id for a in t.attempts if a.state != "running")]
-    task = (fresh or pending)[0]
-    attempt = Attempt(f"{job.job_id}-{task.task_id}-{len(task.attempts)}", worker_id, now_s)
+    if pending:
+        fresh = [t for t in pending if all(a.worker_id != worker_id for a in t.attempts if a.state != "running")]
+        return _start_attempt(job, (fresh or pending)[0], worker_id, now_s, backup=False)
+    straggler = _straggler(job, phase, worker_id, now_s) if job.speculative else None
+    if straggler is not None:
+        return _start_attempt(job, straggler, worker_id, now_s, backup=True)
+    return None
+
+
+def _start_attempt(job: JobRun, task: Task, worker_id: str, now_s: float, backup: bool) -> tuple[Task, Attempt]:
+    attempt = Attempt(f"{job.job_id}-{task.task_id}-{len(task.attempts)}", worker_id, now_s, backup=backup)
     task.attempts.append(attempt)
     task.state = TaskState.RUNNING
     job.attempts_by_id[attempt.attempt_id] = (task, attempt)
     return task, attempt
 
 
-def finish(job: JobRun, attempt_id: str, result: dict[str, Any]) -> list[Effect]:
+def _straggler(job: JobRun, phase: list[Task], worker_id: str, now_s: float) -> Task | None:
+    """The slowest running task of the phase worth a backup attempt on ``worker_id``, if any."""
+    durations = sorted(t.winner.finished_s - t.winner.started_s for t in phase
+                       if t.state == TaskState.DONE and t.winner and t.winner.finished_s is not None)
+    if not durations:
+        return None
+    threshold = max(SPECULATION_MIN_S, SPECULATION_FACTOR * durations[len(durations) // 2])
+    candidates = []
+    for task in phase:
+        running = task.running()
+        if task.state != TaskState.RUNNING or len(running) != 1 or any(a.backup for a in task.attempts):
+            continue
+        if running[0].worker_id != worker_id and now_s - running[0].started_s > threshold:
+            candidates.append((running[0].started_s, task))
+    return min(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def finish(job: JobRun, attempt_id: str, result: dict[str, Any], now_s: float = 0.0) -> list[Effect]:
     """An attempt succeeded: the first success of a task wins, later ones are discarded."""
     found = job.attempts_by_id.get(attempt_id)
     if found is None:
@@ -154,6 +188,7 @@ def finish(job: JobRun, attempt_id: str, result: dict[str, Any]) -> list[Effect]
         attempt.state = "killed" if attempt.state == "running" else attempt.state
         return [Effect("discard", task, attempt, result)]
     attempt.state = "succeeded"
+    attempt.finished_s = now_s
     task.state = TaskState.DONE
     task.winner = attempt
     task.result = result
@@ -186,6 +221,26 @@ def fail(job: JobRun, attempt_id: str, error: dict[str, Any], counts_as_failure:
         return effects + _fail_job(job, task, error)
     if not task.running():
         task.state = TaskState.PENDING
+    return effects
+
+
+def fetch_failed(job: JobRun, attempt_id: str, map_index: int, error: dict[str, Any]) -> list[Effect]:
+    """A reduce could not read a map's output: rerun that map, retry the reduce later."""
+    found = job.attempts_by_id.get(attempt_id)
+    if found is None or not 0 <= map_index < len(job.maps):
+        return []
+    task, attempt = found
+    task.fetch_failures += 1
+    if task.fetch_failures > 2 * job.max_attempts:
+        return fail(job, attempt_id, error)  # counts: this reduce cannot get its input at all
+    effects = fail(job, attempt_id, error, counts_as_failure=False)
+    lost = job.maps[map_index]
+    if lost.state == TaskState.DONE and job.state == JobState.RUNNING:
+        lost.state = TaskState.PENDING
+        if lost.winner is not None:
+            lost.winner.state = "lost"
+        lost.winner = None
+        lost.result = None
     return effects
 
 

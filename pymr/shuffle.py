@@ -109,8 +109,8 @@ class MapOutputBuffer:
         count = self.num_partitions
         partitioner = self.partitioner
         partitions = [partitioner(k, count) for k in keys]
-        bad = next((p for p in partitions if type(p) is not int or not 0 <= p < count), None)
-        if bad is not None:
+        if not all(type(p) is int and 0 <= p < count for p in partitions):
+            bad = next(p for p in partitions if type(p) is not int or not 0 <= p < count)
             raise ValueError(f"partition() returned {bad!r}; it must be an int in 0..{count - 1}")
         return partitions
 
@@ -234,7 +234,7 @@ class RunWriter:
         self.schema = schema
         self.key_kind = _kind_of(schema.field("key").type, _KEY_TYPES)
         self.value_kind = _kind_of(schema.field("value").type, _VALUE_TYPES)
-        self.index = [[0, 0, 0] for _ in range(num_partitions)]
+        self.index = [[0, 0, 0, 0] for _ in range(num_partitions)]
         self.batches = 0
         self.current = 0
         self._sink = pa.OSFile(path, "wb")
@@ -251,6 +251,7 @@ class RunWriter:
                 self.batches += 1
                 self.index[self.current][1] += 1
                 self.index[self.current][2] += batch.num_rows
+                self.index[self.current][3] += batch.nbytes
 
     def write_pairs(self, keys: list[Any], values: list[Any]) -> None:
         """Write pairs already in order; raises ``_KindMismatch`` if they do not fit."""
@@ -287,33 +288,35 @@ class RunReader:
         self._reader = pa.ipc.open_file(pa.memory_map(path))
         last = self._reader.get_batch_with_custom_metadata(self._reader.num_record_batches - 1)
         self.index = json.loads(last.custom_metadata[INDEX_KEY.encode()])
-        schema = self._reader.schema
-        self.key_kind = _kind_of(schema.field("key").type, _KEY_TYPES)
-        self.value_kind = _kind_of(schema.field("value").type, _VALUE_TYPES)
+        self.key_kind, self.value_kind = kind_of_schema(self._reader.schema)
 
     def rows(self, partition: int) -> int:
         return self.index[partition][2]
 
     def nbytes(self, partition: int) -> int:
-        first, count, _ = self.index[partition]
-        return sum(self._reader.get_batch(i).nbytes for i in range(first, first + count))
+        return self.index[partition][3]
 
     def batches(self, partition: int) -> Iterator[pa.RecordBatch]:
-        first, count, _ = self.index[partition]
+        first, count = self.index[partition][:2]
         for i in range(first, first + count):
             yield self._reader.get_batch(i)
 
     def triples(self, partition: int, encoded: bool) -> Iterator[tuple[Any, Any, Any]]:
         """``(sort_key, key, value)``; ``sort_key`` is the key's byte encoding if ``encoded``."""
         for batch in self.batches(partition):
-            yield from _batch_triples(batch, self.key_kind, self.value_kind, encoded)
+            yield from batch_triples(batch, self.key_kind, self.value_kind, encoded)
+
+
+def kind_of_schema(schema: pa.Schema) -> tuple[str, str]:
+    """The (key kind, value kind) of a run file's schema."""
+    return _kind_of(schema.field("key").type, _KEY_TYPES), _kind_of(schema.field("value").type, _VALUE_TYPES)
 
 
 def _kind_of(arrow_type: pa.DataType, kinds: dict[str, pa.DataType]) -> str:
     return next(kind for kind, t in kinds.items() if t == arrow_type)
 
 
-def _batch_triples(batch: pa.RecordBatch, key_kind: str, value_kind: str, encoded: bool):
+def batch_triples(batch: pa.RecordBatch, key_kind: str, value_kind: str, encoded: bool):
     raw_keys = batch.column(0).to_pylist()
     values = batch.column(1).to_pylist()
     if value_kind == "pickle":
@@ -329,7 +332,7 @@ def _table_pairs(table: pa.Table) -> Iterator[tuple[Any, Any, Any]]:
     kind_k = _kind_of(table.schema.field("key").type, _KEY_TYPES)
     kind_v = _kind_of(table.schema.field("value").type, _VALUE_TYPES)
     for batch in table.select(["key", "value"]).to_batches(max_chunksize=BATCH_ROWS):
-        yield from _batch_triples(batch, kind_k, kind_v, encoded=False)
+        yield from batch_triples(batch, kind_k, kind_v, encoded=False)
 
 
 def merge_partition(readers: Sequence[RunReader], partition: int) -> Iterator[tuple[Any, Any, Any]]:

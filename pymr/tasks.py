@@ -4,17 +4,19 @@ A task is a plain dict (it travels as JSON from the coordinator):
 
 * map: ``split`` (see ``inputs.Split``), ``num_reducers`` (0 for a map-only job),
   ``map_output`` (the run file to write) or, map-only, ``attempt_dir`` and ``part``;
-* reduce: ``partition``, ``map_outputs`` (run file paths), ``attempt_dir``.
+* reduce: ``partition``, ``map_outputs`` (``{"path", "host", "address"}`` of each map's
+  run file, in map order), ``attempt_dir``.
 
 Both return ``{"files": [...], "counters": {group: {name: n}}}`` plus, for a map,
 the rows of each partition. User code runs in the calling thread; exceptions from it
-propagate unchanged so the caller can report the user's own traceback.
+propagate unchanged so the caller can report the user's own traceback. ``settings``
+says where this task runs (``host``) and holds the cluster key (``key``) for fetching
+map outputs from other hosts.
 """
 
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,24 +26,18 @@ from .outputs import PartWriter, part_name
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
 
 FRAMEWORK = "pymr"
-CHECK_EVERY = 4096
-
-StopCheck = Callable[[], None]
 
 
-def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any], check: StopCheck | None = None):
+def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any],
+             settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a map or reduce task of ``job_class`` and return its result."""
     job = job_class(options)
     if task["kind"] == "map":
-        result = _run_map(job, task, check or _no_check)
+        result = _run_map(job, task)
     else:
-        result = _run_reduce(job, task, check or _no_check)
+        result = _run_reduce(job, task, settings or {})
     result["counters"] = counters_to_dict(job.counters)
     return result
-
-
-def _no_check() -> None:
-    pass
 
 
 def counters_to_dict(counters: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -51,7 +47,7 @@ def counters_to_dict(counters: dict[tuple[str, str], int]) -> dict[str, dict[str
     return nested
 
 
-def _run_map(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]:
+def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     split = Split.from_dict(task["split"])
     count = job.increment_counter
 
@@ -60,7 +56,7 @@ def _run_map(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]
 
     records = read_text_records(split, bool(task.get("skip_bad_records")), on_skip)
     if task["num_reducers"] == 0:
-        return _run_map_only(job, task, records, check)
+        return _run_map_only(job, task, records)
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
     buffer = MapOutputBuffer(
         os.path.dirname(task["map_output"]),
@@ -71,17 +67,17 @@ def _run_map(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]
         on_combine=lambda n_in, n_out: (count(FRAMEWORK, "combine input records", n_in),
                                         count(FRAMEWORK, "combine output records", n_out)),
     )
-    emitted = _feed(job, records, buffer.add, check)
+    emitted = _feed(job, records, buffer.add)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
     count(FRAMEWORK, "map output records", emitted)
     count(FRAMEWORK, "spilled records", buffer.spilled_records)
     count(FRAMEWORK, "map output bytes", os.path.getsize(path))
-    return {"files": [path], "partition_rows": rows}
+    return {"map_output": path, "partition_rows": rows}
 
 
-def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None], check: StopCheck) -> int:
+def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None]) -> int:
     """Call map on every record (with the init and final hooks); returns pairs emitted."""
     job.map_init()
     emitted = 0
@@ -92,8 +88,6 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None], check: 
         for out_key, out_value in job.map(key, value) or ():
             emit(out_key, out_value)
             emitted += 1
-        if read % CHECK_EVERY == 0:
-            check()
     for out_key, out_value in job.map_final() or ():
         emit(out_key, out_value)
         emitted += 1
@@ -102,12 +96,12 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None], check: 
     return emitted
 
 
-def _run_map_only(job: Job, task: dict[str, Any], records: Iterable, check: StopCheck) -> dict[str, Any]:
+def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:
     name = part_name(task["part"])
     os.makedirs(task["attempt_dir"], exist_ok=True)
     writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
     try:
-        emitted = _feed(job, records, writer.write, check)
+        emitted = _feed(job, records, writer.write)
     finally:
         nbytes = writer.close()
     job.increment_counter(FRAMEWORK, "map output records", emitted)
@@ -115,50 +109,69 @@ def _run_map_only(job: Job, task: dict[str, Any], records: Iterable, check: Stop
     return {"files": [name]}
 
 
-def _run_reduce(job: Job, task: dict[str, Any], check: StopCheck) -> dict[str, Any]:
+def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     partition = task["partition"]
-    readers = [RunReader(path) for path in task["map_outputs"]]
-    count = job.increment_counter
-    count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
-    name = part_name(partition)
-    os.makedirs(task["attempt_dir"], exist_ok=True)
-    writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
-    groups = records = 0
-    try:
-        job.reduce_init()
-        for key, values in group_pairs(_counting(merge_partition(readers, partition), task, count)):
-            groups += 1
-            for out_key, out_value in job.reduce(key, values) or ():
+    with MapOutputs(task["map_outputs"], partition, settings) as readers:
+        count = job.increment_counter
+        count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
+        name = part_name(partition)
+        os.makedirs(task["attempt_dir"], exist_ok=True)
+        writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
+        groups = 0
+        try:
+            job.reduce_init()
+            for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
+                groups += 1
+                for out_key, out_value in job.reduce(key, values) or ():
+                    writer.write(out_key, out_value)
+            for out_key, out_value in job.reduce_final() or ():
                 writer.write(out_key, out_value)
-            if groups % CHECK_EVERY == 0:
-                check()
-        for out_key, out_value in job.reduce_final() or ():
-            writer.write(out_key, out_value)
-    finally:
-        nbytes = writer.close()
+        finally:
+            nbytes = writer.close()
     count(FRAMEWORK, "reduce input groups", groups)
     count(FRAMEWORK, "reduce output records", writer.records)
     count(FRAMEWORK, "output bytes", nbytes)
     return {"files": [name]}
 
 
-def _counting(triples, task, count):
+class MapOutputs:
+    """Readers of one partition of every map output, local or remote; closes what it opened."""
+
+    def __init__(self, locations: list[dict[str, Any]], partition: int, settings: dict[str, Any]):
+        self.locations = locations
+        self.partition = partition
+        self.settings = settings
+        self.context = None
+        self.security = None
+        self.readers: list = []
+
+    def __enter__(self) -> list:
+        from .fetch import open_map_output
+
+        if any(loc.get("host") not in (None, self.settings.get("host")) for loc in self.locations):
+            import zmq
+
+            from .security import ClusterKey, Security
+
+            key = self.settings.get("key")
+            self.context = zmq.Context()
+            self.security = Security(self.context, ClusterKey.from_dict(key) if key else None)
+        for index, location in enumerate(self.locations):
+            self.readers.append(open_map_output(location, index, self.partition, self.settings,
+                                                self.context, self.security))
+        return self.readers
+
+    def __exit__(self, *exc: Any) -> None:
+        for reader in self.readers:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+        if self.context is not None:
+            self.context.destroy(linger=0)
+
+
+def _counting(triples, count):
     n = 0
     for n, triple in enumerate(triples, 1):
         yield triple
     count(FRAMEWORK, "reduce input records", n)
-
-
-def describe_error(exc: BaseException) -> dict[str, str]:
-    """The user's view of an exception: type, message, and a traceback without pymr's frames."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    user_frames = [f for f in frames if not os.path.abspath(f.filename).startswith(package)]
-    lines = ["Traceback (most recent call last):\n"] if user_frames else []
-    lines += traceback.format_list(user_frames)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        "message": str(exc),
-        "traceback": "".join(lines).rstrip(),
-    }

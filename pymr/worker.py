@@ -1,64 +1,68 @@
-"""A worker: registers with the coordinator, runs the tasks it is given, heartbeats.
+"""A worker: registers with the coordinator, runs tasks in executors, serves map outputs.
 
-The main thread owns the ZeroMQ socket: it registers, heartbeats every
-``HEARTBEAT_INTERVAL_S`` (any message from the coordinator counts as a sign of life),
-receives tasks and cancels, and sends results. Each task runs in a thread of its own
-(one per slot), so a long ``map`` never delays a heartbeat, and reports back over an
-inproc socket. Job code arrives cloudpickled once per job and is cached until the
-coordinator says the job ended; map outputs live under ``data_dir/<job_id>/``.
+The worker process itself runs no user code. Its main loop owns every socket: the
+DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S``,
+receive tasks and cancels, send results), the shuffle server other workers fetch map
+outputs from (``fetch.ShuffleServer``), and the pipes of its ``slots`` executors
+(``executor.Executor``), each a child process that runs one task at a time.
 
-A worker whose coordinator falls silent reconnects with backoff and registers again;
-it never crashes for that.
+* An executor that dies (``os._exit``, a segfault, the OOM killer) fails its attempt
+  with the reason, and a fresh one replaces it; a cancelled attempt's executor is
+  killed and replaced.
+* Job code arrives once per worker per job (the worker caches the blob until the
+  coordinator says the job ended, then deletes the job's map outputs).
+* Any message from the coordinator counts as a sign of life; when it falls silent for
+  ``WORKER_TIMEOUT_S``, the worker reconnects with growing backoff and registers
+  again. It never exits for that.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import shutil
 import signal
 import socket as socketlib
 import tempfile
-import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
-import cloudpickle
 import zmq
 
 from . import protocol as proto
-from .code import load_job
-from .tasks import describe_error, run_task
+from .executor import Executor
+from .fetch import ShuffleServer
+from .security import LOOPBACK_HOSTS, ClusterKey, Security
 
 log = logging.getLogger("pymr.worker")
 POLL_MS = 200
 MAX_BACKOFF_S = 30.0
 
 
-class TaskCancelled(Exception):
-    """Raised inside a task thread when the coordinator cancels its attempt."""
-
-
 class Worker:
     def __init__(self, coordinator: str, worker_id: str | None = None, slots: int = 1,
-                 data_dir: str | None = None, exit_with_parent: bool = False):
+                 data_dir: str | None = None, exit_with_parent: bool = False, key: ClusterKey | None = None,
+                 host: str | None = None):
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
         self.own_data_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="pymr-worker-")
+        self.data_dir = os.path.abspath(data_dir or tempfile.mkdtemp(prefix="pymr-worker-"))
         os.makedirs(self.data_dir, exist_ok=True)
         self.parent_pid = os.getppid() if exit_with_parent else None
+        self.host = host or ("127.0.0.1" if key is None else _default_host())
+        self.key = key
         self.context = zmq.Context()
-        self.results = self.context.socket(zmq.PULL)
-        self.results_addr = f"inproc://results-{uuid.uuid4().hex}"
-        self.results.bind(self.results_addr)
+        self.security = Security(self.context, key)
+        bind_host = "127.0.0.1" if key is None or self.host in LOOPBACK_HOSTS else "*"
+        self.shuffle = ShuffleServer(self.context, self.security, bind_host, self.host, self.data_dir)
+        settings = {"host": self.host, "key": key.to_dict() if key else None}
+        self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]
         self.socket: zmq.Socket | None = None
-        self.jobs: dict[str, tuple[type, dict[str, Any]]] = {}
-        self.cancelled: dict[str, threading.Event] = {}
-        self.running: set[str] = set()
+        self.jobs: dict[str, bytes] = {}
+        self.queue: deque[dict[str, Any]] = deque()
         self._stop = False
         self._last_heard_s = time.monotonic()
 
@@ -78,36 +82,41 @@ class Worker:
     def _connect(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
-        self.socket = proto.configure(self.context.socket(zmq.DEALER))
+        self.socket = self.security.client(proto.configure(self.context.socket(zmq.DEALER)))
         self.socket.setsockopt(zmq.IDENTITY, self.worker_id.encode())
         self.socket.connect(self.coordinator)
         self._last_heard_s = time.monotonic()
-        self._send(proto.REGISTER, {"slots": self.slots, "pid": os.getpid(), "host": socketlib.gethostname(),
-                                    "data_dir": self.data_dir, "versions": proto.versions()})
+        self._send(proto.REGISTER, {"slots": self.slots, "pid": os.getpid(), "host": self.host,
+                                    "shuffle_address": self.shuffle.address, "versions": proto.versions()})
 
     def _loop(self) -> int:
-        poller = zmq.Poller()
-        poller.register(self.results, zmq.POLLIN)
         next_heartbeat = time.monotonic() + proto.HEARTBEAT_INTERVAL_S
         backoff_s = proto.WORKER_TIMEOUT_S
         while not self._stop:
-            if self.socket not in dict(poller.sockets):
-                poller.register(self.socket, zmq.POLLIN)
+            poller = zmq.Poller()
+            poller.register(self.socket, zmq.POLLIN)
+            poller.register(self.shuffle.socket, zmq.POLLIN)
+            for executor in self.executors:
+                poller.register(executor.fileno(), zmq.POLLIN)
             events = dict(poller.poll(POLL_MS))
-            if self.results in events:
-                self._forward_results()
+            if self.shuffle.socket in events:
+                self.shuffle.handle_all()
+            for executor in self.executors:
+                if executor.fileno() in events:
+                    self._collect(executor)
             if self.socket in events:
                 code = self._receive()
                 if code is not None:
                     return code
                 backoff_s = proto.WORKER_TIMEOUT_S
+            self._start_queued()
             now = time.monotonic()
             if now >= next_heartbeat:
-                self._send(proto.HEARTBEAT, {"running": sorted(self.running)})
+                running = [e.attempt_id for e in self.executors if e.busy]
+                self._send(proto.HEARTBEAT, {"running": running})
                 next_heartbeat = now + proto.HEARTBEAT_INTERVAL_S
             if now - self._last_heard_s > backoff_s:
                 log.warning("coordinator %s silent for %.0f s; reconnecting", self.coordinator, backoff_s)
-                poller.unregister(self.socket)
                 self._connect()
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -117,12 +126,13 @@ class Worker:
         return 0
 
     def _close(self) -> None:
-        for event in self.cancelled.values():
-            event.set()
+        for executor in self.executors:
+            executor.kill()
+        self.shuffle.close()
         if self.socket is not None:
             self.socket.close(linger=0)
-        self.results.close(linger=0)
-        self.context.term() if not self.running else self.context.destroy(linger=0)
+        self.security.close()
+        self.context.destroy(linger=0)
         if self.own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -142,23 +152,23 @@ class Worker:
             self._last_heard_s = time.monotonic()
             try:
                 msg = proto.unpack(frames)
-            except proto.ProtocolError as exc:
-                log.warning("dropped a malformed message: %s", exc)
+                code = self._handle(msg)
+            except (proto.ProtocolError, KeyError, TypeError, ValueError) as exc:
+                log.warning("dropped a malformed message: %r", exc)
                 continue
-            code = self._handle(msg)
             if code is not None:
                 return code
 
     def _handle(self, msg: proto.Message) -> int | None:
         body = msg.body
         if msg.kind == proto.ASSIGN:
-            self._start_task(body, msg.blobs)
+            if msg.blobs:
+                self.jobs[str(body["job_id"])] = msg.blobs[0]
+            self.queue.append(body)
         elif msg.kind == proto.CANCEL:
-            event = self.cancelled.get(str(body.get("attempt_id")))
-            if event is not None:
-                event.set()
+            self._cancel(str(body["attempt_id"]))
         elif msg.kind == proto.JOB_ENDED:
-            self._end_job(str(body.get("job_id")))
+            self._end_job(str(body["job_id"]))
         elif msg.kind == proto.SHUTDOWN:
             return 0
         elif msg.kind == proto.REFUSED:
@@ -169,78 +179,68 @@ class Worker:
             return 2
         return None
 
+    def _cancel(self, attempt_id: str) -> None:
+        self.queue = deque(t for t in self.queue if t["attempt_id"] != attempt_id)
+        for executor in self.executors:
+            if executor.attempt_id == attempt_id:
+                log.info("killing attempt %s", attempt_id)
+                executor.restart()
+
     def _end_job(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
-        shutil.rmtree(os.path.join(self.data_dir, os.path.basename(job_id)), ignore_errors=True)
+        for executor in self.executors:
+            executor.forget(job_id)
+        job_dir = os.path.join(self.data_dir, os.path.basename(job_id))
+        self.shuffle.forget(os.path.realpath(job_dir))
+        shutil.rmtree(job_dir, ignore_errors=True)
 
     # -- tasks -----------------------------------------------------------------------------
-    def _start_task(self, task: dict[str, Any], blobs: list[bytes]) -> None:
-        job_id, attempt_id = str(task["job_id"]), str(task["attempt_id"])
-        if blobs:
-            try:
-                self.jobs[job_id] = load_job(blobs[0])
-            except Exception as exc:
-                error = describe_error(exc)
-                error["message"] = f"cannot load the job's code on worker {self.worker_id}: {error['message']}"
-                self._send(proto.TASK_FAILED, {"job_id": job_id, "attempt_id": attempt_id, "error": error})
+    def _start_queued(self) -> None:
+        while self.queue:
+            executor = next((e for e in self.executors if not e.busy), None)
+            if executor is None:
                 return
-        if job_id not in self.jobs:
-            self._send(proto.TASK_FAILED, {"job_id": job_id, "attempt_id": attempt_id,
-                                           "error": {"type": "WorkerError", "message": "job code missing"}})
+            task = self.queue.popleft()
+            job_id = str(task["job_id"])
+            if job_id not in self.jobs:
+                self._report_failure(task, {"type": "WorkerError", "message": "the job's code never arrived"})
+                continue
+            if task["kind"] == "map":
+                task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
+                                                  str(task["attempt_id"]), "map.arrow")
+            executor.run(task, self.jobs[job_id])
+
+    def _collect(self, executor: Executor) -> None:
+        attempt_id = executor.attempt_id
+        message = executor.receive()
+        ids = {"job_id": attempt_id.rsplit("-", 2)[0] if attempt_id else None, "attempt_id": attempt_id}
+        if message is None:
+            reason = executor.exit_reason()
+            log.warning("executor for %s died: %s", attempt_id, reason)
+            executor.restart()
+            if attempt_id is not None:
+                self._send(proto.TASK_FAILED, {**ids, "error": {"type": "TaskProcessDied",
+                                                                "message": f"the task's process died: {reason}",
+                                                                "worker_id": self.worker_id}})
             return
-        job_class, options = self.jobs[job_id]
-        if task["kind"] == "map":
-            task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id), attempt_id, "map.arrow")
-        cancelled = threading.Event()
-        self.cancelled[attempt_id] = cancelled
-        self.running.add(attempt_id)
-        thread = threading.Thread(target=self._run_task, args=(job_class, options, task, cancelled),
-                                  name=f"task-{attempt_id}", daemon=True)
-        thread.start()
-
-    def _run_task(self, job_class: type, options: dict[str, Any], task: dict[str, Any],
-                  cancelled: threading.Event) -> None:
-        def check() -> None:
-            if cancelled.is_set():
-                raise TaskCancelled
-
-        out = self.context.socket(zmq.PUSH)
-        out.setsockopt(zmq.LINGER, 1000)
-        out.connect(self.results_addr)
-        ids = {"job_id": task["job_id"], "attempt_id": task["attempt_id"]}
-        try:
-            result = run_task(job_class, options, task, check)
-            out.send_multipart(proto.pack(proto.TASK_DONE, {**ids, "result": result}))
-        except TaskCancelled:
-            out.send_multipart(proto.pack(proto.TASK_FAILED, {**ids, "cancelled": True,
-                                                              "error": {"type": "Cancelled", "message": "cancelled"}}))
-        except BaseException as exc:  # the user's exception, reported with its own traceback
-            error = describe_error(exc)
+        if message[0] == "done":
+            result = message[1]
+            if "map_output" in result:
+                result["map_output"] = {"path": result["map_output"], "host": self.host,
+                                        "address": self.shuffle.address}
+            self._send(proto.TASK_DONE, {**ids, "result": result})
+        else:
+            error, exception_blob = message[1], message[2]
             error["worker_id"] = self.worker_id
-            out.send_multipart(proto.pack(proto.TASK_FAILED, {**ids, "error": error}, _pickle_exception(exc)))
-        finally:
-            out.close()
+            self._send(proto.TASK_FAILED, {**ids, "error": error}, exception_blob)
 
-    def _forward_results(self) -> None:
-        while True:
-            try:
-                frames = self.results.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            msg = proto.unpack(frames)
-            attempt_id = str(msg.body["attempt_id"])
-            self.running.discard(attempt_id)
-            self.cancelled.pop(attempt_id, None)
-            if msg.body.get("cancelled"):
-                continue  # the coordinator already counted it out
-            self.socket.send_multipart(frames, zmq.NOBLOCK)
+    def _report_failure(self, task: dict[str, Any], error: dict[str, Any]) -> None:
+        self._send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"], "error": error})
 
 
-def _pickle_exception(exc: BaseException) -> bytes:
-    """The exception itself, so a Python caller can see its real type (empty if it won't pickle)."""
+def _default_host() -> str:
+    """This machine's address as other machines see it (override with --host)."""
     try:
-        data = cloudpickle.dumps(exc)
-        pickle.loads(data)
-        return data
-    except Exception:
-        return b""
+        return socketlib.gethostbyname(socketlib.gethostname())
+    except OSError:
+        return socketlib.gethostname()

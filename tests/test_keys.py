@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pymr
-from pymr.keys import decode_key, encode_key, partition_for, sort_key
+from pymr.keys import decode_key, encode_key, partition_for
 
 TYPE_RANK = {type(None): 0, bool: 1, int: 2, float: 3, bytes: 4, str: 5, tuple: 6}
 
@@ -39,11 +40,11 @@ def reference(key):
 
 
 def typed(key):
-    """``key`` with every part tagged by its exact type (and floats by repr, for -0.0)."""
+    """``key`` with every part tagged by its exact type (floats by repr; -0.0 is the key 0.0)."""
     if type(key) is tuple:
         return ("tuple", tuple(typed(item) for item in key))
     if type(key) is float:
-        return ("float", repr(key))
+        return ("float", repr(key + 0.0))  # -0.0 + 0.0 == 0.0: pymr keeps one zero key
     return (type(key).__name__, key)
 
 
@@ -94,14 +95,19 @@ any_key = key_strategy(all_floats)
 ordered_key = key_strategy(floats_no_negative_zero)
 
 
+# One key of each kind, in the documented order.
+LADDER = [None, False, True, -(2**100), -1, 0, 1, 2**100, -math.inf, -1.5, 0.0, 1.5, math.inf,
+          b"", b"\x00", b"\xff", "", "\x00", "10", "a", "\U0001d11e", (), (None,), (1,), (1, 2), ("a",)]
+
+
 # -- order ---------------------------------------------------------------------------------
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(ordered_key, ordered_key)
 def test_encoding_order_matches_key_order(a, b):
     assert cmp(encode_key(a), encode_key(b)) == cmp(reference(a), reference(b))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.one_of(*(st.tuples(s, s) for s in (text, binary, integers, floats_no_negative_zero, st.booleans()))))
 def test_encoding_order_within_one_type(pair):
     a, b = pair
@@ -115,9 +121,7 @@ def test_sorting_by_encoding_sorts_keys(keys):
 
 
 def test_cross_type_order_is_documented_order():
-    ladder = [None, False, True, -(2**100), -1, 0, 1, 2**100, -math.inf, -1.5, 0.0, 1.5, math.inf,
-              b"", b"\x00", b"\xff", "", "\x00", "10", "a", "\U0001d11e", (), (None,), (1,), (1, 2), ("a",)]
-    encodings = [encode_key(k) for k in ladder]
+    encodings = [encode_key(k) for k in LADDER]
     assert encodings == sorted(encodings)
     assert len(set(encodings)) == len(encodings)
     # "10" sorts after every number, and 1 and 1.0 are different keys
@@ -154,7 +158,7 @@ def test_negative_zero_is_the_same_key_as_zero():
 
 
 # -- round trip ----------------------------------------------------------------------------
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(any_key)
 def test_decode_inverts_encode_with_exact_types(key):
     back = decode_key(encode_key(key))
@@ -201,13 +205,6 @@ def test_int_too_large_to_encode_raises_key_type_error():
             encode_key(key)
 
 
-# -- sort_key ------------------------------------------------------------------------------
-@settings(max_examples=200, deadline=None)
-@given(st.lists(ordered_key, max_size=12))
-def test_sort_key_orders_keys_of_any_type(keys):
-    assert [typed(k) for k in sorted(keys, key=sort_key)] == [typed(k) for k in sorted(keys, key=reference)]
-
-
 # -- partitions ----------------------------------------------------------------------------
 FIXED_KEYS = [
     None, True, False, 0, 1, -1, 42, 2**64, -(2**200), 0.0, 1.5, -2.25, float("inf"), float("-inf"),
@@ -245,7 +242,7 @@ def test_partition_for_is_the_same_in_every_process():
     assert len(set(here["64"])) > 32
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(any_key, st.integers(min_value=1, max_value=10_000))
 def test_partition_for_is_crc32_of_encoding(key, num_partitions):
     partition = partition_for(key, num_partitions)
