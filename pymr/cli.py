@@ -320,10 +320,15 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     """
     from .worker import Worker
 
+    from .security import is_loopback_host
+
     key = _key_or_exit(secret_file, address, "worker")
-    if key is None and host is not None and host not in ("127.0.0.1", "localhost", "::1"):
+    if key is None and host is not None and not is_loopback_host(host):
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
     service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host)
+    if not exit_with_parent:  # local mode's workers stay quiet
+        click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
+                   f"served at {service.shuffle.address}", err=True)
     try:
         code = service.run()
     except KeyboardInterrupt:

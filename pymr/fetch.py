@@ -52,10 +52,13 @@ class FetchFailed(PymrError):
 class ShuffleServer:
     """Answers fetch requests for the map outputs under ``data_dir`` (and nothing else)."""
 
-    def __init__(self, context: zmq.Context, security: Security, bind_host: str, advertise_host: str, data_dir: str):
+    def __init__(self, context: zmq.Context, security: Security, advertise_host: str, data_dir: str):
         self.data_dir = os.path.realpath(data_dir)
         self.socket = security.server(proto.configure(context.socket(zmq.ROUTER)))
-        port = self.socket.bind_to_random_port(f"tcp://{bind_host}")
+        try:
+            port = self.socket.bind_to_random_port(f"tcp://{advertise_host}")
+        except zmq.ZMQError:  # the advertised address is not one of ours (NAT): listen on all
+            port = self.socket.bind_to_random_port("tcp://*")
         self.address = f"tcp://{advertise_host}:{port}"
         self._files: OrderedDict[str, Any] = OrderedDict()  # open, memory-mapped map outputs
 

@@ -81,9 +81,15 @@ def read_key_file(path: str) -> ClusterKey:
     return key
 
 
+def is_loopback_host(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 def is_loopback(address: str) -> bool:
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
-    return host in LOOPBACK_HOSTS
+    """Whether a ``tcp://HOST:PORT`` address (or ``ipc://``, ``inproc://``) stays on this machine."""
+    if not address.startswith("tcp://"):
+        return address.startswith(("ipc://", "inproc://"))
+    return is_loopback_host(address[len("tcp://"):].rsplit(":", 1)[0])
 
 
 class Security:

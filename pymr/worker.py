@@ -34,7 +34,7 @@ import zmq
 from . import protocol as proto
 from .executor import Executor
 from .fetch import ShuffleServer
-from .security import LOOPBACK_HOSTS, ClusterKey, Security
+from .security import ClusterKey, Security, is_loopback_host
 
 log = logging.getLogger("pymr.worker")
 POLL_MS = 200
@@ -56,8 +56,9 @@ class Worker:
         self.key = key
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        bind_host = "127.0.0.1" if key is None or self.host in LOOPBACK_HOSTS else "*"
-        self.shuffle = ShuffleServer(self.context, self.security, bind_host, self.host, self.data_dir)
+        if key is None and not is_loopback_host(self.host):
+            raise ValueError("a worker without a cluster key serves map outputs on loopback only")
+        self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
         settings = {"host": self.host, "key": key.to_dict() if key else None}
         self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]
         self.socket: zmq.Socket | None = None
