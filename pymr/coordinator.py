@@ -33,6 +33,8 @@ from .security import ClusterKey, Security
 log = logging.getLogger("pymr.coordinator")
 POLL_MS = 100
 PROGRESS_INTERVAL_S = 0.25
+CLIENT_HEARTBEAT_S = 5.0  # progress is sent at least this often, so a client can tell we are alive
+MAX_REMEMBERED_SUBMISSIONS = 1000
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Coordinator:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[str, WorkerInfo] = {}
         self.jobs: dict[str, ActiveJob] = {}
+        self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
         self._stop = threading.Event()
 
     # -- loop ------------------------------------------------------------------------------
@@ -152,10 +155,26 @@ class Coordinator:
         self._dispatch()
 
     def _on_heartbeat(self, identity: bytes, msg: proto.Message) -> None:
-        if self._worker_by_identity(identity) is None:
+        worker = self._worker_by_identity(identity)
+        if worker is None:
             self._send(identity, proto.REFUSED, {"error": "unknown worker: register first", "reregister": True})
             return
         self._send(identity, proto.HEARTBEAT)
+        self._reconcile(worker, set(map(str, msg.body.get("running", []))))
+
+    def _reconcile(self, worker: WorkerInfo, reported: set[str]) -> None:
+        """Attempts the worker does not know of (a lost ASSIGN or result) are retried."""
+        now = time.monotonic()
+        for attempt_id in list(worker.running - reported):
+            for active in list(self.jobs.values()):
+                found = active.run.attempts_by_id.get(attempt_id)
+                if found and now - found[1].started_s > 3 * proto.HEARTBEAT_INTERVAL_S:
+                    log.warning("worker %s does not know attempt %s; retrying it", worker.worker_id, attempt_id)
+                    worker.running.discard(attempt_id)
+                    self._apply(active, sched.fail(active.run, attempt_id, {
+                        "type": "AttemptLost", "message": f"worker {worker.worker_id} lost track of it"},
+                        counts_as_failure=False))
+        self._dispatch()
 
     def _on_bye(self, identity: bytes, msg: proto.Message) -> None:
         worker = self._worker_by_identity(identity)
@@ -212,6 +231,13 @@ class Coordinator:
         spec = msg.body["spec"]
         if not msg.blobs:
             raise ProtocolError("submit without job code")
+        request_id = str(msg.body.get("request_id", ""))
+        known = self.submissions.get(request_id)
+        if known is not None:  # the client resent a submit whose answer it missed
+            if known in self.jobs:
+                self.jobs[known].client = identity
+                self._send(identity, proto.ACCEPTED, {"job_id": known, **self.jobs[known].run.counts()})
+            return
         job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
         committer = OutputCommitter(spec["output"], job_id)
         try:
@@ -226,6 +252,10 @@ class Coordinator:
                             int(spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS),
                             speculative=bool(spec.get("speculative", True)))
         self.jobs[job_id] = ActiveJob(run, spec, msg.blobs[0], committer, identity, time.monotonic())
+        if request_id:
+            self.submissions[request_id] = job_id
+            while len(self.submissions) > MAX_REMEMBERED_SUBMISSIONS:
+                self.submissions.pop(next(iter(self.submissions)))
         log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
         self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
         self._dispatch()
@@ -242,7 +272,8 @@ class Coordinator:
         now = time.monotonic()
         for active in self.jobs.values():
             counts = active.run.counts()
-            if counts != active.last_progress and now - active.last_progress_s >= PROGRESS_INTERVAL_S:
+            changed = counts != active.last_progress and now - active.last_progress_s >= PROGRESS_INTERVAL_S
+            if changed or now - active.last_progress_s >= CLIENT_HEARTBEAT_S:
                 active.last_progress, active.last_progress_s = counts, now
                 self._send(active.client, proto.PROGRESS,
                            {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
@@ -352,5 +383,6 @@ def job_report(active: ActiveJob) -> dict[str, Any]:
         "reduce_tasks": len(run.reduces),
         "attempts": sum(len(t.attempts) for t in tasks),
         "failed_attempts": sum(t.failures for t in tasks),
+        "backup_attempts": sum(a.backup for t in tasks for a in t.attempts),
         "counters": counters,
     }

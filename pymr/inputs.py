@@ -138,6 +138,16 @@ def make_splits(paths: Sequence[str], split_size: int) -> list[Split]:
 
 def read_lines(split: Split) -> Iterator[tuple[int, bytes]]:
     """``(byte_offset, raw_line)`` for every line the split owns, line endings kept."""
+    try:
+        yield from _read_lines(split)
+    except OSError as exc:
+        if exc.filename != split.path:
+            raise
+        raise InputError(f"cannot read input {split.path}: {exc.strerror} (in cluster mode, inputs must be on a "
+                         "filesystem that every worker sees at the same path)") from None
+
+
+def _read_lines(split: Split) -> Iterator[tuple[int, bytes]]:
     if split.compressed:
         opener = COMPRESSED[os.path.splitext(split.path)[1].lower()]
         with opener(split.path, "rb") as stream:

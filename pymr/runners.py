@@ -37,6 +37,7 @@ from .outputs import JobResult, OutputCommitter
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 ProgressCallback = Callable[[dict[str, Any]], None]
+SILENCE_LIMIT_S = 60.0  # the coordinator sends progress at least every 5 s
 _REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError}
 
 
@@ -165,7 +166,11 @@ class Client:
         self.context.destroy(linger=0)
 
     def send(self, kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> None:
-        self.socket.send_multipart(proto.pack(kind, body, *blobs))
+        try:
+            self.socket.send_multipart(proto.pack(kind, body, *blobs), zmq.NOBLOCK)
+        except zmq.Again:
+            raise ClusterError(f"cannot send to the coordinator at {self.address}: its queue is full "
+                               "or it is unreachable") from None
 
     def receive(self, timeout_s: float) -> proto.Message | None:
         if not self.socket.poll(int(timeout_s * 1000)):
@@ -173,17 +178,23 @@ class Client:
         return proto.unpack(self.socket.recv_multipart())
 
     def submit(self, spec: dict[str, Any], code: bytes) -> str:
-        self.send(proto.SUBMIT, {"spec": spec}, code)
+        """Send the job; resent with backoff until answered (the coordinator runs it once)."""
+        request_id = uuid.uuid4().hex
         deadline = time.monotonic() + self.connect_timeout_s
+        wait_s = 1.0
         while time.monotonic() < deadline:
-            msg = self.receive(deadline - time.monotonic())
-            if msg is None:
-                break
-            if msg.kind == proto.ACCEPTED:
-                self.job_id = msg.body["job_id"]
-                return self.job_id
-            if msg.kind == proto.REJECTED:
-                raise _REJECTIONS.get(msg.body.get("type"), PymrError)(msg.body["error"])
+            self.send(proto.SUBMIT, {"spec": spec, "request_id": request_id}, code)
+            answer_by = min(deadline, time.monotonic() + wait_s)
+            while time.monotonic() < answer_by:
+                msg = self.receive(answer_by - time.monotonic())
+                if msg is None:
+                    break
+                if msg.kind == proto.ACCEPTED:
+                    self.job_id = msg.body["job_id"]
+                    return self.job_id
+                if msg.kind == proto.REJECTED:
+                    raise _REJECTIONS.get(msg.body.get("type"), PymrError)(msg.body["error"])
+            wait_s *= 2
         raise ClusterError(f"no answer from the coordinator at {self.address} within {self.connect_timeout_s:g} s "
                            "(is it running, and do both use the same --secret-file?)")
 
@@ -198,10 +209,15 @@ class Client:
             raise
 
     def wait(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        last_heard = time.monotonic()
         while True:
             msg = self.receive(1.0)
             if msg is None or msg.body.get("job_id") != job_id:
+                if time.monotonic() - last_heard > SILENCE_LIMIT_S:
+                    raise ClusterError(f"lost contact with the coordinator at {self.address}: nothing heard for "
+                                       f"{SILENCE_LIMIT_S:g} s; job {job_id} may still be running there")
                 continue
+            last_heard = time.monotonic()
             if msg.kind == proto.PROGRESS and on_progress is not None:
                 on_progress(msg.body)
             elif msg.kind == proto.FINISHED:

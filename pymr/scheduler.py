@@ -28,6 +28,7 @@ is discarded, so output is never duplicated. Every transition returns a list of
 from __future__ import annotations
 
 import enum
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,11 +164,11 @@ def _start_attempt(job: JobRun, task: Task, worker_id: str, now_s: float, backup
 
 def _straggler(job: JobRun, phase: list[Task], worker_id: str, now_s: float) -> Task | None:
     """The slowest running task of the phase worth a backup attempt on ``worker_id``, if any."""
-    durations = sorted(t.winner.finished_s - t.winner.started_s for t in phase
-                       if t.state == TaskState.DONE and t.winner and t.winner.finished_s is not None)
+    durations = [t.winner.finished_s - t.winner.started_s for t in phase
+                 if t.state == TaskState.DONE and t.winner and t.winner.finished_s is not None]
     if not durations:
         return None
-    threshold = max(SPECULATION_MIN_S, SPECULATION_FACTOR * durations[len(durations) // 2])
+    threshold = max(SPECULATION_MIN_S, SPECULATION_FACTOR * statistics.median(durations))
     candidates = []
     for task in phase:
         running = task.running()
@@ -196,8 +197,10 @@ def finish(job: JobRun, attempt_id: str, result: dict[str, Any], now_s: float = 
     effects += [Effect("cancel_attempt", task, other) for other in task.running()]
     for other in task.running():
         other.state = "killed"
-    if all(t.state == TaskState.DONE for t in job.all_tasks()):
+    # The output is complete once the last phase is: a map rerun nobody reads is not awaited.
+    if all(t.state == TaskState.DONE for t in (job.reduces or job.maps)):
         job.state = JobState.SUCCEEDED
+        effects += _cancel_running(job)
         effects.append(Effect("job_succeeded"))
     return effects
 
@@ -227,7 +230,7 @@ def fail(job: JobRun, attempt_id: str, error: dict[str, Any], counts_as_failure:
 def fetch_failed(job: JobRun, attempt_id: str, map_index: int, error: dict[str, Any]) -> list[Effect]:
     """A reduce could not read a map's output: rerun that map, retry the reduce later."""
     found = job.attempts_by_id.get(attempt_id)
-    if found is None or not 0 <= map_index < len(job.maps):
+    if found is None or not 0 <= map_index < len(job.maps) or found[1].state != "running":
         return []
     task, attempt = found
     task.fetch_failures += 1
@@ -235,7 +238,9 @@ def fetch_failed(job: JobRun, attempt_id: str, map_index: int, error: dict[str, 
         return fail(job, attempt_id, error)  # counts: this reduce cannot get its input at all
     effects = fail(job, attempt_id, error, counts_as_failure=False)
     lost = job.maps[map_index]
-    if lost.state == TaskState.DONE and job.state == JobState.RUNNING:
+    stale = lost.winner is not None and (lost.winner.finished_s or 0.0) > attempt.started_s
+    if lost.state == TaskState.DONE and job.state == JobState.RUNNING and not stale:
+        # (a reduce that started before the map's rerun finished was given the old location)
         lost.state = TaskState.PENDING
         if lost.winner is not None:
             lost.winner.state = "lost"

@@ -113,7 +113,7 @@ class Worker:
             self._start_queued()
             now = time.monotonic()
             if now >= next_heartbeat:
-                running = [e.attempt_id for e in self.executors if e.busy]
+                running = [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
                 self._send(proto.HEARTBEAT, {"running": running})
                 next_heartbeat = now + proto.HEARTBEAT_INTERVAL_S
             if now - self._last_heard_s > backoff_s:

@@ -269,3 +269,45 @@ def test_partitioning_is_stable_across_hash_seeds(pymr, tmp_path):
                  "--split-size", "256K", check=True)
         outs.append(read_parts(out))
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_custom_partition_streaming_values_and_user_counters(pymr, tmp_path):
+    out = tmp_path / "out"
+    pymr.run("submit", TEST_JOBS / "first_letter.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2",
+             "--output-format", "jsonl", "--sort-buffer", "64K", check=True)
+    parts = read_parts(out)
+    first = [json.loads(line)[0] for line in parts[0]]
+    second = [json.loads(line)[0] for line in parts[1]]
+    assert first and all(k <= "m" for k in first) and all(k > "m" for k in second)
+    values = [json.loads(line)[1] for lines in parts for line in lines]
+    assert all(kind != "list" for _, kind in values), "reduce must get a stream, not a list"
+    words = [w for w in (SAMPLE / "kjv-pentateuch.txt").read_text().split() if w[0].isascii() and w[0].isalpha()]
+    assert sum(total for total, _ in values) == len(words)
+    report = json.loads((out / "_REPORT.json").read_text())
+    assert report["counters"]["letters"]["words seen"] == len(words)
+    assert report["counters"]["pymr"]["spilled records"] > 0
+
+
+def test_tiny_sort_buffer_spills_and_gives_the_same_output(pymr, tmp_path):
+    book = SAMPLE / "python-tutorial.txt"
+    pymr.run("submit", JOBS / "wordcount.py", book, "-o", tmp_path / "big", "-w", "2", "-r", "2", check=True)
+    pymr.run("submit", JOBS / "wordcount.py", book, "-o", tmp_path / "tiny", "-w", "2", "-r", "2",
+             "--sort-buffer", "16K", check=True)
+    assert read_parts(tmp_path / "big") == read_parts(tmp_path / "tiny")
+
+
+def test_compressed_inputs_are_read_whole(pymr, tmp_path):
+    import bz2
+    import gzip
+
+    data = tmp_path / "in"
+    data.mkdir()
+    text = (SAMPLE / "us-declaration-and-constitution.txt").read_bytes()
+    (data / "a.txt.gz").write_bytes(gzip.compress(text))
+    (data / "b.txt.bz2").write_bytes(bz2.compress(text))
+    (data / ".hidden.txt").write_text("secret secret\n")
+    out = tmp_path / "out"
+    pymr.run("submit", JOBS / "wordcount.py", data, "-o", out, "-w", "2", "--split-size", "4K", check=True)
+    expected = reference_word_counts([SAMPLE / "us-declaration-and-constitution.txt"])
+    assert {k: int(v) for k, v in text_pairs(out).items()} == {k: 2 * v for k, v in expected.items()}
+    assert json.loads((out / "_REPORT.json").read_text())["map_tasks"] == 2

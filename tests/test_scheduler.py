@@ -413,6 +413,36 @@ def test_losing_a_worker_after_every_reduce_is_done_reruns_nothing():
     assert job.state == JobState.SUCCEEDED
 
 
+def lost_map_under_a_running_reduce() -> tuple[JobRun, Attempt]:
+    """Maps 0 (w1) and 1 (w2) done, the only reduce running on w3, then w1 is lost."""
+    job = make_job(maps=2, reducers=1, speculative=False)
+    run_all_maps(job, workers=("w1", "w2"))
+    _, r0 = start(job, "w3", 5.0)
+    assert lose_worker(job, "w1") == []
+    assert job.maps[0].state == TaskState.PENDING and r0.state == "running"
+    return job, r0
+
+
+def test_once_every_reduce_is_done_losing_a_worker_reruns_no_map():
+    job, r0 = lost_map_under_a_running_reduce()
+    done(job, r0, 6.0)  # the reduce had read map 0 before w1 went: it succeeded
+    assert all(t.state == TaskState.DONE for t in job.reduces)
+    lose_worker(job, "w2")
+    assert job.maps[1].state == TaskState.DONE and job.maps[1].winner is not None
+    assert job.maps[1].winner.state == "succeeded"
+
+
+def test_the_job_succeeds_when_its_last_reduce_is_done_even_if_a_lost_map_is_pending():
+    """Every reduce committed means the output is complete: map outputs are only their
+    input. Waiting for map 0 to rerun adds work no one reads, and a failure of that rerun
+    would fail a job whose output is already whole."""
+    job, r0 = lost_map_under_a_running_reduce()
+    effects = done(job, r0, 6.0)
+    assert kinds(effects) == ["commit_task", "job_succeeded"]
+    assert job.state == JobState.SUCCEEDED
+    assert assign(job, "w2", 7.0) is None
+
+
 def test_losing_a_worker_keeps_the_committed_maps_of_a_map_only_job():
     job = make_job(maps=3, reducers=0)
     _, a0 = start(job, "w1")
