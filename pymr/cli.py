@@ -76,6 +76,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
         click.Option(["--job"], "job_name", metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
+        click.Option(["--input-format"], metavar="NAME", default=None,
+                     help="Format of every input (text, jsonl, csv, parquet, arrow, wholefile) [default: by "
+                          "file extension, else text]; or prefix one input: csv:orders/."),
         click.Option(["--skip-bad-records"], is_flag=True, default=None,
                      help="Count and skip undecodable input lines instead of failing."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
@@ -139,6 +142,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
+        input_format=kwargs["input_format"],
     )
     from .runners import run_job
 

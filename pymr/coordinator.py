@@ -26,7 +26,7 @@ import zmq
 from . import protocol as proto
 from . import scheduler as sched
 from .errors import PymrError, ProtocolError
-from .inputs import DEFAULT_SPLIT_SIZE, make_splits, resolve_inputs
+from .inputs import DEFAULT_SPLIT_SIZE, plan_splits
 from .outputs import OutputCommitter
 from .security import ClusterKey, Security
 
@@ -241,8 +241,8 @@ class Coordinator:
         job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
         committer = OutputCommitter(spec["output"], job_id)
         try:
-            paths = resolve_inputs(spec["inputs"])
-            splits = make_splits(paths, int(spec.get("split_size") or DEFAULT_SPLIT_SIZE))
+            splits = plan_splits(spec["inputs"], int(spec.get("split_size") or DEFAULT_SPLIT_SIZE),
+                                 spec.get("input_format"))
             committer.setup(bool(spec.get("overwrite")))
         except (PymrError, OSError) as exc:
             self._send(identity, proto.REJECTED, {"error": str(exc), "type": type(exc).__name__})

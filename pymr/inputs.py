@@ -31,12 +31,15 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Split:
-    """A byte range of one input file: the unit of work of a map task."""
+    """A piece of one input file, read by one map task: a byte range, or what ``state``
+    says for formats that split otherwise (row groups, record boundaries)."""
 
     path: str
     start: int
     end: int
     compressed: bool = False
+    format: str = "text"
+    state: dict[str, Any] | None = None
 
     def describe(self) -> str:
         if self.compressed:
@@ -44,11 +47,108 @@ class Split:
         return f"{self.path} bytes {self.start}-{self.end}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "start": self.start, "end": self.end, "compressed": self.compressed}
+        return {"path": self.path, "start": self.start, "end": self.end, "compressed": self.compressed,
+                "format": self.format, "state": self.state}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Split:
-        return cls(data["path"], int(data["start"]), int(data["end"]), bool(data["compressed"]))
+        return cls(data["path"], int(data["start"]), int(data["end"]), bool(data["compressed"]),
+                   data.get("format", "text"), data.get("state"))
+
+
+class InputFormat:
+    """How one kind of input file is cut into splits and read as ``(key, value)`` records.
+
+    Subclass it, give it a ``name`` (and ``extensions`` to be picked by file name), and
+    ``register_input_format(MyFormat())``; the default methods read text lines.
+    ``options`` are the run's input settings (``skip_bad_records``, ...), ``on_skip`` is
+    called ``on_skip(where, error)`` for each bad record skipped.
+    """
+
+    name = "text"
+    extensions: tuple[str, ...] = ()
+    splittable = True
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        size = os.path.getsize(path)
+        if size == 0:
+            return []
+        if os.path.splitext(path)[1].lower() in COMPRESSED or not self.splittable:
+            return [Split(path, 0, size, compressed=_is_compressed(path), format=self.name)]
+        pieces = []
+        start = 0
+        while size - start > split_size * _SPLIT_SLOP:
+            pieces.append(Split(path, start, start + split_size, format=self.name))
+            start += split_size
+        pieces.append(Split(path, start, size, format=self.name))
+        return pieces
+
+    def records(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[tuple[Any, Any]]:
+        return read_text_records(split, bool(options.get("skip_bad_records")), on_skip)
+
+
+TextFormat = InputFormat
+INPUT_FORMATS: dict[str, InputFormat] = {"text": TextFormat()}
+
+
+def register_input_format(input_format: InputFormat) -> None:
+    """Make ``input_format`` available by its name (``--input-format``, ``NAME:PATH``)."""
+    INPUT_FORMATS[input_format.name] = input_format
+
+
+def input_format(name: str) -> InputFormat:
+    _load_builtin_formats()
+    try:
+        return INPUT_FORMATS[name]
+    except KeyError:
+        raise InputError(f"unknown input format {name!r} (known: {', '.join(sorted(INPUT_FORMATS))})") from None
+
+
+def _load_builtin_formats() -> None:
+    try:
+        from . import formats  # noqa: F401  registers the formats beyond text
+    except ImportError:
+        pass
+
+
+def _is_compressed(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in COMPRESSED
+
+
+def format_for_path(path: str, default: str | None) -> str:
+    """The format named by the run, else by the file's extension (``.csv.gz`` is csv), else text."""
+    if default:
+        return default
+    _load_builtin_formats()
+    stem = path[: -len(os.path.splitext(path)[1])] if _is_compressed(path) else path
+    extension = os.path.splitext(stem)[1].lower()
+    for fmt in INPUT_FORMATS.values():
+        if extension in fmt.extensions:
+            return fmt.name
+    return "text"
+
+
+def plan_splits(inputs: Sequence[str], split_size: int, default_format: str | None = None) -> list[Split]:
+    """Every split of the run's inputs. An input may be prefixed ``FORMAT:`` (``csv:orders/``)."""
+    _load_builtin_formats()
+    splits: list[Split] = []
+    paths = 0
+    for given in inputs:
+        forced, pattern = _split_format_prefix(given)
+        for path in resolve_inputs([pattern]):
+            paths += 1
+            fmt = input_format(format_for_path(path, forced or default_format))
+            splits.extend(fmt.splits(path, split_size))
+    if not splits:
+        raise InputError(f"input is empty: {paths} file(s), all of 0 bytes")
+    return splits
+
+
+def _split_format_prefix(given: str) -> tuple[str | None, str]:
+    head, sep, rest = given.partition(":")
+    if sep and not rest.startswith("//") and head in INPUT_FORMATS:
+        return head, rest
+    return None, given
 
 
 def parse_size(text: str | int) -> int:
@@ -117,20 +217,8 @@ def _hidden(name: str) -> bool:
 
 
 def make_splits(paths: Sequence[str], split_size: int) -> list[Split]:
-    """Cut each file into byte ranges of about ``split_size``; empty files give none."""
-    splits: list[Split] = []
-    for path in paths:
-        size = os.path.getsize(path)
-        if size == 0:
-            continue
-        if os.path.splitext(path)[1].lower() in COMPRESSED:
-            splits.append(Split(path, 0, size, compressed=True))
-            continue
-        start = 0
-        while size - start > split_size * _SPLIT_SLOP:
-            splits.append(Split(path, start, start + split_size))
-            start += split_size
-        splits.append(Split(path, start, size))
+    """Text splits of each file, about ``split_size`` bytes each; empty files give none."""
+    splits = [split for path in paths for split in TextFormat().splits(path, split_size)]
     if not splits:
         raise InputError(f"input is empty: {len(paths)} file(s), all of 0 bytes")
     return splits

@@ -66,6 +66,8 @@ class Job:
     output_format: ClassVar[str] = "text"
     #: count and skip undecodable input lines instead of failing the task
     skip_bad_records: ClassVar[bool] = False
+    #: input format of every input (None: by file extension, else text); ``--input-format``
+    input_format: ClassVar[str | None] = None
     #: job options, see ``Option``
     options: ClassVar[Sequence[Option]] = ()
 

@@ -31,7 +31,7 @@ from . import scheduler as sched
 from .code import dump_job
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
-from .inputs import DEFAULT_SPLIT_SIZE, make_splits, parse_size, resolve_inputs
+from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits
 from .job import OUTPUT_FORMATS, Job
 from .outputs import JobResult, OutputCommitter
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
@@ -44,6 +44,7 @@ _REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError}
 def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reducers: int | None = None,
              split_size: int | str | None = None, output_format: str | None = None, overwrite: bool = False,
              skip_bad_records: bool | None = None, buffer_bytes: int | str | None = None,
+             input_format: str | None = None,
              max_attempts: int | None = None) -> dict[str, Any]:
     """The JSON description of a run: the job's defaults overridden by what was given."""
     output_format = output_format or job_class.output_format
@@ -62,6 +63,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         "output_format": output_format,
         "overwrite": bool(overwrite),
         "skip_bad_records": bool(job_class.skip_bad_records if skip_bad_records is None else skip_bad_records),
+        "input_format": input_format or job_class.input_format,
         "buffer_bytes": parse_size(buffer_bytes) if buffer_bytes is not None else None,
         "max_attempts": int(max_attempts or sched.DEFAULT_MAX_ATTEMPTS),
     }
@@ -100,7 +102,7 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
     """Run every task in this process, in order; the user's exception propagates as it is."""
     job_id = "inline_" + uuid.uuid4().hex[:8]
     committer = OutputCommitter(spec["output"], job_id)
-    splits = make_splits(resolve_inputs(spec["inputs"]), spec["split_size"] or DEFAULT_SPLIT_SIZE)
+    splits = plan_splits(spec["inputs"], spec["split_size"] or DEFAULT_SPLIT_SIZE, spec.get("input_format"))
     committer.setup(spec["overwrite"])
     run = sched.new_job(job_id, spec["name"], [s.to_dict() for s in splits],
                         spec["reducers"] if spec["has_reducer"] else 0, max_attempts=1)

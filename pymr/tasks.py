@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .inputs import Split, read_text_records
+from .inputs import Split, input_format
 from .job import Job
 from .outputs import PartWriter, part_name
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
@@ -51,10 +51,12 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     split = Split.from_dict(task["split"])
     count = job.increment_counter
 
-    def on_skip(offset: int, error: Exception) -> None:
+    def on_skip(where: Any, error: Exception) -> None:
         count(FRAMEWORK, "bad records skipped")
 
-    records = read_text_records(split, bool(task.get("skip_bad_records")), on_skip)
+    options = {"skip_bad_records": bool(task.get("skip_bad_records"))}
+    count(FRAMEWORK, "map input bytes", split.end - split.start)
+    records = input_format(split.format).records(split, options, on_skip)
     if task["num_reducers"] == 0:
         return _run_map_only(job, task, records)
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
@@ -82,9 +84,7 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None]) -> int:
     job.map_init()
     emitted = 0
     read = 0
-    nbytes = 0
     for read, (key, value) in enumerate(records, 1):
-        nbytes += len(value)
         for out_key, out_value in job.map(key, value) or ():
             emit(out_key, out_value)
             emitted += 1
@@ -92,7 +92,6 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None]) -> int:
         emit(out_key, out_value)
         emitted += 1
     job.increment_counter(FRAMEWORK, "map input records", read)
-    job.increment_counter(FRAMEWORK, "map input bytes", nbytes)
     return emitted
 
 
