@@ -1,0 +1,628 @@
+"""Input formats beyond text lines, and a Parquet writer for job output.
+
+``pymr.inputs`` imports this module to register its formats. Each format says how a
+file is cut into splits (planned once, before any task runs, so a split carries in
+``Split.state`` whatever its reader needs to know) and what ``(key, value)`` records a
+split reads. A split owns the records that *start* in it, so reading every split of a
+file gives each record exactly once, in file order.
+
+``jsonl`` (``.jsonl``, ``.ndjson``, ``.json``)
+    One JSON value per line. Splits like text: line-aligned byte ranges; a compressed
+    file is one split. Key ``(path, byte_offset)``, value the parsed JSON; blank lines
+    are skipped. A line that is not UTF-8 or not JSON is a bad record.
+
+``csv`` (``.csv``) and ``csv-noheader``
+    RFC 4180 CSV (``"`` quotes, doubled inside a quoted field, which may hold the
+    delimiter, quotes and newlines). Key ``(path, byte_offset)`` of the record's first
+    byte; value a dict keyed by the header (``csv``) or a tuple of str
+    (``csv-noheader``); blank lines are skipped. Splits are byte ranges as for text,
+    but a record may span lines, so a record start is a line start *outside quotes*.
+    Since every quote opens, closes or is half of a doubled quote, a position is
+    inside quotes exactly when an odd number of ``"`` bytes come before it: planning
+    counts the quotes before each split boundary (one sequential read of the file) and
+    stores ``{"in_quotes": bool, "header": [...]}`` in the split. The reader starts at
+    the first record start at or after ``start`` and reads records while they start
+    before ``end``; a record ends at the first newline after which its quote count is
+    even. Every split knows the header, which planning reads from the file's start.
+    A record that does not parse as exactly one strict CSV row, has another number of
+    fields than the header, is not UTF-8 or is longer than ``max_record_bytes`` (an
+    unbalanced quote runs to the end of the file) is a bad record. A compressed file
+    is one split. ``CsvFormat(name="tsv", delimiter="\\t", extensions=(".tsv",))``
+    makes another dialect; the quote character is always ``"``.
+
+``parquet`` (``.parquet``, ``.pq``) and ``parquet-batches``
+    Splits are runs of consecutive row groups of up to ``split_size`` bytes of
+    compressed data (at least one group each). ``start``/``end`` are the byte range
+    the groups occupy (so counters and messages speak of bytes) and ``state`` is
+    ``{"row_groups": [first, stop], "first_row": n}``. ``parquet``: key
+    ``(path, row_index)``, value the row as a dict. ``parquet-batches``: key
+    ``(path, index_of_the_batch's_first_row)``, value a ``pyarrow.RecordBatch`` of up
+    to ``batch_rows`` rows. One row group is in memory at a time.
+
+``arrow`` (``.arrow``, ``.feather``, ``.ipc``)
+    The Arrow IPC *file* format (Feather v2). Splits are runs of consecutive record
+    batches, planned from the file's footer without decoding the data;
+    ``state`` is ``{"batches": [first, stop], "first_row": n}``. Key
+    ``(path, row_index)``, value the row as a dict; the file is memory-mapped.
+
+``wholefile`` and ``wholefile-bytes`` (by name only, no extensions)
+    One split per file, empty files included. Key the path, value the whole
+    (decompressed) contents: str decoded as UTF-8 (``wholefile``; not UTF-8 is a bad
+    record) or bytes (``wholefile-bytes``).
+
+A bad record raises ``BadRecordError`` naming the file, the byte offset and the start
+of the record; with the ``skip_bad_records`` option it is passed to
+``on_skip(offset, error)`` and left out.
+
+Output: ``ParquetPartWriter`` writes a part file with the columns ``key`` and
+``value``. A column's type is declared up front, never inferred from data, because
+every part file of a job must have the same schema to be read as one dataset (and a
+part that happened to hold only ints would otherwise disagree with one holding a
+float). A declared pyarrow type (``pa.int64()``, ``pa.string()``, ...) gives a typed
+column and a value that does not fit fails the task; ``None``, the default, stores
+each key or value as a JSON string, which any value fits. The file's schema metadata
+``pymr.json_columns`` lists the JSON columns; ``read_parquet_pairs`` decodes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import IO, Any, NamedTuple
+
+import pyarrow as pa
+
+from .errors import BadRecordError, InputError, PymrError
+from .inputs import COMPRESSED, InputFormat, Split, read_lines, register_input_format
+from .outputs import to_json
+
+OnSkip = Callable[[Any, Exception], None]
+_EXCERPT_CHARS = 80
+_COUNT_CHUNK = 8 * 1024 * 1024
+
+
+# -- bad records ------------------------------------------------------------------------------
+def _reject(path: str, offset: int, raw: bytes | None, exc: Exception, skip: bool, on_skip: OnSkip) -> None:
+    """Skip a bad record (``on_skip`` counts it) or raise the user-facing error."""
+    if skip:
+        on_skip(offset, exc)
+        return
+    excerpt = f": {_excerpt(raw)}" if raw else ""
+    raise BadRecordError(f"{path}: record at byte offset {offset} {_problem(exc, offset)}{excerpt}; "
+                         "use --skip-bad-records to count and skip such records") from None
+
+
+def _problem(exc: Exception, offset: int) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not valid UTF-8 ({exc.reason} at byte {offset + exc.start})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not valid JSON ({exc.msg} at column {exc.colno})"
+    if isinstance(exc, csv.Error):
+        return f"is not valid CSV ({exc})"
+    return str(exc)
+
+
+def _excerpt(raw: bytes) -> str:
+    text = raw[: _EXCERPT_CHARS * 4].decode("utf-8", "backslashreplace").rstrip("\r\n")
+    return repr(text[:_EXCERPT_CHARS] + ("..." if len(text) > _EXCERPT_CHARS else ""))
+
+
+@contextmanager
+def _open_input(path: str) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed when its extension says so."""
+    opener = COMPRESSED.get(os.path.splitext(path)[1].lower())
+    try:
+        stream = opener(path, "rb") if opener else open(path, "rb", buffering=1024 * 1024)
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror} (in cluster mode, inputs must be on a "
+                         "filesystem that every worker sees at the same path)") from None
+    with stream:
+        yield stream
+
+
+# -- jsonl -----------------------------------------------------------------------------------
+class JsonLinesFormat(InputFormat):
+    """One JSON value per line; splits are the text format's line-aligned byte ranges."""
+
+    name = "jsonl"
+    extensions = (".jsonl", ".ndjson", ".json")
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        skip = bool(options.get("skip_bad_records"))
+        for offset, raw in read_lines(split):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw.decode("utf-8-sig" if offset == 0 else "utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both are
+                _reject(split.path, offset, raw, exc, skip, on_skip)
+                continue
+            yield (split.path, offset), value
+
+
+# -- csv -------------------------------------------------------------------------------------
+class CsvFormat(InputFormat):
+    """RFC 4180 CSV whose records may span lines; see the module docstring for splitting."""
+
+    name = "csv"
+    extensions: tuple[str, ...] = (".csv",)
+    delimiter = ","
+    header = True
+    #: a longer record is bad (it is scanned to its end, not held in memory)
+    max_record_bytes = 16 * 1024 * 1024
+
+    def __init__(self, name: str | None = None, extensions: tuple[str, ...] | None = None,
+                 delimiter: str | None = None, header: bool | None = None):
+        if name is not None:
+            self.name = name
+        if extensions is not None:
+            self.extensions = tuple(extensions)
+        if delimiter is not None:
+            self.delimiter = delimiter
+        if header is not None:
+            self.header = header
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise ValueError(f"a CSV delimiter must be one character other than a quote or newline, "
+                             f"got {self.delimiter!r}")
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        pieces = super().splits(path, split_size)
+        if not pieces:
+            return []
+        header = self._read_header(path) if self.header else None
+        if pieces[0].compressed:
+            return [replace(pieces[0], state={"in_quotes": False, "header": header})]
+        parities = _quote_parities(path, [piece.start for piece in pieces])
+        return [replace(piece, state={"in_quotes": odd, "header": header}) for piece, odd in zip(pieces, parities)]
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        skip = bool(options.get("skip_bad_records"))
+        state = split.state or {}  # a split made by hand: find out what planning would have stored
+        header = state["header"] if "header" in state else (self._read_header(split.path) if self.header else None)
+        if "in_quotes" in state or split.start == 0:
+            in_quotes = bool(state.get("in_quotes"))
+        else:
+            in_quotes = _quote_parities(split.path, [split.start])[0]
+        with _open_input(split.path) as stream:
+            pos = split.start
+            if pos > 0:
+                pos = _seek_record_start(stream, pos, in_quotes)
+            end = None if split.compressed else split.end
+            for offset, raw in _csv_records(stream, pos, end, self.max_record_bytes):
+                if offset == 0 and self.header:
+                    continue
+                try:
+                    row = self._parse(raw, offset, header)
+                except (ValueError, csv.Error) as exc:
+                    _reject(split.path, offset, raw, exc, skip, on_skip)
+                    continue
+                if row is not None:
+                    yield (split.path, offset), row
+
+    def _parse(self, raw: bytes | None, offset: int, header: list[str] | None) -> dict[str, str] | tuple[str, ...] | None:
+        """The record's value; None for a blank line."""
+        if raw is None:
+            raise ValueError(f"is longer than {self.max_record_bytes} bytes (is a quote left unclosed?)")
+        text = raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True))
+        if rows == [[]]:
+            return None
+        if len(rows) != 1:
+            raise ValueError("has unbalanced quotes (a quote inside an unquoted field?)")
+        fields = rows[0]
+        if header is None:
+            return tuple(fields)
+        if len(fields) != len(header):
+            raise ValueError(f"has {len(fields)} fields but the header has {len(header)}")
+        return dict(zip(header, fields))
+
+    def _read_header(self, path: str) -> list[str]:
+        with _open_input(path) as stream:
+            for offset, raw in _csv_records(stream, 0, None, self.max_record_bytes):
+                try:
+                    names = self._parse(raw, offset, None)
+                except (ValueError, csv.Error) as exc:
+                    raise InputError(f"{path}: cannot read the CSV header: the first record {_problem(exc, 0)}"
+                                     ) from None
+                if names is None:
+                    raise InputError(f"{path}: the first line of a CSV file must be its header, but it is blank "
+                                     "(for a file without a header use the csv-noheader format)")
+                duplicates = sorted({n for n in names if names.count(n) > 1})
+                if duplicates:
+                    raise InputError(f"{path}: the CSV header repeats the column name(s) {', '.join(duplicates)}")
+                return list(names)
+        return []
+
+
+def _quote_parities(path: str, positions: list[int]) -> list[bool]:
+    """For each position (ascending), whether an odd number of ``"`` bytes come before it."""
+    parities = []
+    quotes = 0
+    pos = 0
+    with open(path, "rb") as f:
+        for position in positions:
+            while pos < position:
+                chunk = f.read(min(_COUNT_CHUNK, position - pos))
+                if not chunk:
+                    break
+                quotes += chunk.count(b'"')
+                pos += len(chunk)
+            parities.append(quotes % 2 == 1)
+    return parities
+
+
+def _seek_record_start(stream: IO[bytes], start: int, in_quotes: bool) -> int:
+    """Leave ``stream`` at the first record start at or after ``start``, and return it.
+
+    ``in_quotes`` is the quote parity of the bytes before ``start``. A record starts
+    after a newline that is outside quotes (and at 0, which ``start > 0`` excludes).
+    """
+    stream.seek(start - 1)
+    if stream.read(1) == b"\n" and not in_quotes:
+        return start
+    odd = in_quotes
+    pos = start
+    for line in stream:
+        odd ^= line.count(b'"') % 2 == 1
+        pos += len(line)
+        if not odd and line.endswith(b"\n"):
+            break
+    return pos
+
+
+def _csv_records(stream: IO[bytes], pos: int, end: int | None, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(offset, raw)`` of each record starting at ``pos`` (a record start) and before ``end``.
+
+    A record is whole lines up to one after which its quote count is even, or to the
+    end of the file. ``raw`` is None for a record longer than ``limit`` bytes.
+    """
+    lines: list[bytes] = []
+    size = 0
+    odd = False
+    start = pos
+    for line in stream:
+        if size == 0:
+            if end is not None and pos >= end:
+                return
+            start = pos
+        odd ^= line.count(b'"') % 2 == 1
+        size += len(line)
+        pos += len(line)
+        if size <= limit:
+            lines.append(line)
+        if not odd:
+            yield start, b"".join(lines) if size <= limit else None
+            lines, size = [], 0
+    if size:  # the file ends inside quotes
+        yield start, b"".join(lines) if size <= limit else None
+
+
+# -- parquet and arrow -------------------------------------------------------------------------
+class _Piece(NamedTuple):
+    """A row group or record batch: where it lies in the file and how many rows it has."""
+
+    offset: int
+    nbytes: int
+    rows: int
+
+
+def _piece_splits(path: str, fmt: str, pieces: list[_Piece], split_size: int, kind: str) -> list[Split]:
+    """Runs of consecutive pieces of up to ``split_size`` bytes, at least one piece each."""
+    splits = []
+    first = 0
+    first_row = 0
+    while first < len(pieces):
+        stop = first + 1
+        nbytes = pieces[first].nbytes
+        while stop < len(pieces) and nbytes + pieces[stop].nbytes <= split_size:
+            nbytes += pieces[stop].nbytes
+            stop += 1
+        last = pieces[stop - 1]
+        splits.append(Split(path, pieces[first].offset, last.offset + last.nbytes, format=fmt,
+                            state={kind: [first, stop], "first_row": first_row}))
+        first_row += sum(p.rows for p in pieces[first:stop])
+        first = stop
+    return splits
+
+
+def _rows(path: str, first_row: int, batch: pa.RecordBatch, chunk: int) -> Iterator[tuple[tuple[str, int], dict]]:
+    """Row records of a batch, converted to Python ``chunk`` rows at a time."""
+    for at in range(0, batch.num_rows, chunk):
+        for i, row in enumerate(batch.slice(at, chunk).to_pylist(), first_row + at):
+            yield (path, i), row
+
+
+def _parquet_file(path: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror}") from None
+    except pa.ArrowException as exc:
+        raise InputError(f"{path}: not a Parquet file ({exc})") from None
+
+
+class ParquetFormat(InputFormat):
+    """Parquet rows as dicts; splits are runs of row groups."""
+
+    name = "parquet"
+    extensions: tuple[str, ...] = (".parquet", ".pq")
+    #: rows converted to Python (or handed out, for parquet-batches) at a time
+    batch_rows = 65536
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        metadata = _parquet_file(path).metadata
+        pieces = []
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            columns = [group.column(c) for c in range(group.num_columns)]
+            offset = min((c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset)
+                         for c in columns) if columns else 0
+            pieces.append(_Piece(offset, sum(c.total_compressed_size for c in columns), group.num_rows))
+        return _piece_splits(path, self.name, pieces, split_size, "row_groups")
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        for first_row, batch in self._batches(split):
+            yield from _rows(split.path, first_row, batch, self.batch_rows)
+
+    def _batches(self, split: Split) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """``(first_row, batch)`` for the split's row groups, one group in memory at a time."""
+        first, stop = split.state["row_groups"]
+        row = split.state["first_row"]
+        parquet = _parquet_file(split.path)
+        for group in range(first, stop):
+            for batch in parquet.read_row_group(group).to_batches(max_chunksize=self.batch_rows):
+                yield row, batch
+                row += batch.num_rows
+
+
+class ParquetBatchesFormat(ParquetFormat):
+    """Parquet as Arrow record batches: the batch mode of ``parquet``, chosen by name."""
+
+    name = "parquet-batches"
+    extensions = ()
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        for first_row, batch in self._batches(split):
+            yield (split.path, first_row), batch
+
+
+class ArrowFormat(InputFormat):
+    """Arrow IPC file rows as dicts; splits are runs of record batches."""
+
+    name = "arrow"
+    extensions = (".arrow", ".feather", ".ipc")
+    batch_rows = 65536
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        return _piece_splits(path, self.name, _ipc_record_batches(path), split_size, "batches")
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        first, stop = split.state["batches"]
+        row = split.state["first_row"]
+        with pa.memory_map(split.path) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(first, stop):
+                batch = reader.get_batch(index)
+                yield from _rows(split.path, row, batch, self.batch_rows)
+                row += batch.num_rows
+
+
+_IPC_MAGIC = b"ARROW1"
+_RECORD_BATCH = 3  # MessageHeader union type of a RecordBatch (Message.fbs)
+
+
+def _ipc_record_batches(path: str) -> list[_Piece]:
+    """Where each record batch of an Arrow IPC file lies and its row count, from metadata alone.
+
+    The file ends with a ``Footer`` flatbuffer, its int32 length and the magic. The
+    footer's ``recordBatches`` lists ``Block {offset: long, metaDataLength: int,
+    bodyLength: long}``; each block starts with a ``Message`` whose ``RecordBatch``
+    header holds ``length``, the row count. pyarrow exposes neither offsets nor row
+    counts without decoding (and decompressing) the batches, so they are read here.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(0)
+            head = f.read(len(_IPC_MAGIC))
+            f.seek(max(0, size - 10))
+            tail = f.read(10)
+            if size < 18 or head != _IPC_MAGIC or tail[4:] != _IPC_MAGIC:
+                raise InputError(f"{path}: not an Arrow IPC file (Feather v1 and the IPC stream format are "
+                                 "not supported)")
+            footer_size = struct.unpack("<i", tail[:4])[0]
+            f.seek(size - 10 - footer_size)
+            footer = f.read(footer_size)
+            blocks = _fb_structs(footer, _fb_root(footer), 3, "<qi4xq")
+            pieces = []
+            for offset, metadata_size, body_size in blocks:
+                f.seek(offset)
+                pieces.append(_Piece(offset, metadata_size + body_size, _ipc_message_rows(f.read(metadata_size))))
+            return pieces
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror}") from None
+    except (struct.error, IndexError, ValueError) as exc:
+        raise InputError(f"{path}: a damaged Arrow IPC file ({exc})") from None
+
+
+def _ipc_message_rows(metadata: bytes) -> int:
+    """The row count in an encapsulated ``Message`` (after the continuation and length words)."""
+    start = 8 if metadata[:4] == b"\xff\xff\xff\xff" else 4  # before format 0.15: no continuation word
+    message = metadata[start:]
+    root = _fb_root(message)
+    kind = _fb_field(message, root, 1)
+    header = _fb_field(message, root, 2)
+    if kind is None or message[kind] != _RECORD_BATCH or header is None:
+        raise ValueError("a footer block is not a record batch")
+    batch = header + struct.unpack_from("<I", message, header)[0]
+    length = _fb_field(message, batch, 0)
+    return struct.unpack_from("<q", message, length)[0] if length is not None else 0
+
+
+def _fb_root(buf: bytes) -> int:
+    return struct.unpack_from("<I", buf, 0)[0]
+
+
+def _fb_field(buf: bytes, table: int, index: int) -> int | None:
+    """Position of field ``index`` of the flatbuffer table at ``table``; None if absent."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    vtable_size = struct.unpack_from("<H", buf, vtable)[0]
+    if 4 + 2 * index >= vtable_size:
+        return None
+    offset = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
+    return table + offset if offset else None
+
+
+def _fb_structs(buf: bytes, table: int, index: int, layout: str) -> list[tuple]:
+    """The structs of vector field ``index`` of a table, each unpacked with ``layout``."""
+    field = _fb_field(buf, table, index)
+    if field is None:
+        return []
+    vector = field + struct.unpack_from("<I", buf, field)[0]
+    count = struct.unpack_from("<I", buf, vector)[0]
+    width = struct.calcsize(layout)
+    return [struct.unpack_from(layout, buf, vector + 4 + width * i) for i in range(count)]
+
+
+# -- whole files -------------------------------------------------------------------------------
+class WholeFileFormat(InputFormat):
+    """One record per file: key the path, value its contents decoded as UTF-8."""
+
+    name = "wholefile"
+    extensions = ()
+    splittable = False
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        compressed = os.path.splitext(path)[1].lower() in COMPRESSED
+        return [Split(path, 0, os.path.getsize(path), compressed=compressed, format=self.name)]
+
+    def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
+        with _open_input(split.path) as stream:
+            data = stream.read()
+        try:
+            value = self._value(data)
+        except UnicodeDecodeError as exc:
+            _reject(split.path, 0, data, exc, bool(options.get("skip_bad_records")), on_skip)
+            return
+        yield split.path, value
+
+    def _value(self, data: bytes) -> str | bytes:
+        return data.decode("utf-8")
+
+
+class WholeFileBytesFormat(WholeFileFormat):
+    """One record per file: key the path, value its contents as bytes."""
+
+    name = "wholefile-bytes"
+
+    def _value(self, data: bytes) -> str | bytes:
+        return data
+
+
+for _format in (JsonLinesFormat(), CsvFormat(), CsvFormat(name="csv-noheader", extensions=(), header=False),
+                ParquetFormat(), ParquetBatchesFormat(), ArrowFormat(), WholeFileFormat(), WholeFileBytesFormat()):
+    register_input_format(_format)
+
+
+# -- parquet output ----------------------------------------------------------------------------
+JSON_COLUMNS = b"pymr.json_columns"
+
+
+class OutputTypeError(PymrError, TypeError):
+    """An output key or value does not fit the column type the job declared."""
+
+
+class ParquetPartWriter:
+    """Writes one part file of pairs as Parquet: columns ``key`` and ``value``.
+
+    ``key_type``/``value_type`` are pyarrow types, or None to store JSON strings (see
+    the module docstring for why types are declared, not inferred). Pairs are buffered
+    and written ``chunk_rows`` at a time, one row group per chunk.
+    """
+
+    chunk_rows = 65536
+
+    def __init__(self, path: str, key_type: pa.DataType | None = None, value_type: pa.DataType | None = None,
+                 chunk_rows: int | None = None):
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.records = 0
+        self.chunk_rows = chunk_rows or self.chunk_rows
+        self.types = {"key": key_type, "value": value_type}
+        json_columns = [name for name, kind in self.types.items() if kind is None]
+        self.schema = pa.schema([pa.field(name, pa.string() if kind is None else kind)
+                                 for name, kind in self.types.items()],
+                                metadata={JSON_COLUMNS: json.dumps(json_columns).encode()})
+        self._keys: list[Any] = []
+        self._values: list[Any] = []
+        self._file = open(path, "wb")
+        self._writer = pq.ParquetWriter(self._file, self.schema)
+
+    def write(self, key: Any, value: Any) -> None:
+        self._keys.append(key)
+        self._values.append(value)
+        self.records += 1
+        if len(self._keys) >= self.chunk_rows:
+            self._flush()
+
+    def close(self) -> int:
+        """Write what is buffered and flush to disk; returns the bytes written."""
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        return os.path.getsize(self.path)
+
+    def _flush(self) -> None:
+        if not self._keys:
+            return
+        columns = [self._column("key", self._keys), self._column("value", self._values)]
+        self._keys, self._values = [], []
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+
+    def _column(self, name: str, items: list[Any]) -> pa.Array:
+        kind = self.types[name]
+        if kind is None:
+            return pa.array([to_json(item) for item in items], pa.string())
+        try:
+            if pa.types.is_integer(kind):  # pyarrow would truncate 1.5 to 1 without a word
+                bad = next((item for item in items if isinstance(item, float)), None)
+                if bad is not None:
+                    raise TypeError(f"{bad!r} is a float")
+            return pa.array(items, type=kind)
+        except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+            raise OutputTypeError(f"{self.path}: an output {name} does not fit the declared column type {kind}: "
+                                  f"{exc} (declare None to store any {name} as JSON)") from None
+
+
+def read_parquet_pairs(path: str) -> Iterator[tuple[Any, Any]]:
+    """The ``(key, value)`` pairs of a part file written by ``ParquetPartWriter``, or of
+    every part file in a folder (names starting with ``_`` or ``.`` are left out)."""
+    import pyarrow.parquet as pq
+
+    if os.path.isdir(path):
+        files = [os.path.join(path, n) for n in sorted(os.listdir(path)) if not n.startswith(("_", "."))]
+    else:
+        files = [path]
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        json_columns = set(json.loads((parquet.schema_arrow.metadata or {}).get(JSON_COLUMNS, b"[]")))
+        for batch in parquet.iter_batches(columns=["key", "value"]):
+            keys, values = (batch.column(i).to_pylist() for i in range(2))
+            if "key" in json_columns:
+                keys = [json.loads(k) for k in keys]
+            if "value" in json_columns:
+                values = [json.loads(v) for v in values]
+            yield from zip(keys, values)
