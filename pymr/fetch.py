@@ -143,6 +143,10 @@ class RemoteRunReader:
     def nbytes(self, partition: int) -> int:
         return self.index[partition][3]
 
+    def batches(self, partition: int) -> Iterator[Any]:
+        first, count = self.index[partition][:2]
+        return self._batches(first, count)
+
     def triples(self, partition: int, encoded: bool) -> Iterator[tuple[Any, Any, Any]]:
         from .shuffle import batch_triples
 

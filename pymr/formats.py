@@ -22,13 +22,17 @@ file gives each record exactly once, in file order.
     counts the quotes before each split boundary (one sequential read of the file) and
     stores ``{"in_quotes": bool, "header": [...]}`` in the split. The reader starts at
     the first record start at or after ``start`` and reads records while they start
-    before ``end``; a record ends at the first newline after which its quote count is
-    even. Every split knows the header, which planning reads from the file's start.
+    before ``end``; a record ends at the first ``\\n`` after which its quote count is
+    even (so ``\\r\\n`` ends one too, a lone ``\\r`` does not). Planning and reading use
+    the same rule, so even a stray quote cannot make a record be lost or read twice:
+    the lines it joins become one bad record. Every split knows the header, which
+    planning reads from the file's start.
     A record that does not parse as exactly one strict CSV row, has another number of
     fields than the header, is not UTF-8 or is longer than ``max_record_bytes`` (an
-    unbalanced quote runs to the end of the file) is a bad record. A compressed file
-    is one split. ``CsvFormat(name="tsv", delimiter="\\t", extensions=(".tsv",))``
-    makes another dialect; the quote character is always ``"``.
+    unbalanced quote runs to the end of the file) is a bad record, and so is a field
+    longer than ``csv.field_size_limit()`` (131072 characters unless raised). A
+    compressed file is one split. ``CsvFormat(name="tsv", delimiter="\\t",
+    extensions=(".tsv",))`` makes another dialect; the quote character is always ``"``.
 
 ``parquet`` (``.parquet``, ``.pq``) and ``parquet-batches``
     Splits are runs of consecutive row groups of up to ``split_size`` bytes of
@@ -67,7 +71,6 @@ each key or value as a JSON string, which any value fits. The file's schema meta
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import struct
@@ -103,8 +106,6 @@ def _problem(exc: Exception, offset: int) -> str:
         return f"is not valid UTF-8 ({exc.reason} at byte {offset + exc.start})"
     if isinstance(exc, json.JSONDecodeError):
         return f"is not valid JSON ({exc.msg} at column {exc.colno})"
-    if isinstance(exc, csv.Error):
-        return f"is not valid CSV ({exc})"
     return str(exc)
 
 
@@ -194,40 +195,24 @@ class CsvFormat(InputFormat):
             if pos > 0:
                 pos = _seek_record_start(stream, pos, in_quotes)
             end = None if split.compressed else split.end
+            parser = _RecordParser(self.delimiter, header, self.max_record_bytes)
             for offset, raw in _csv_records(stream, pos, end, self.max_record_bytes):
                 if offset == 0 and self.header:
                     continue
                 try:
-                    row = self._parse(raw, offset, header)
-                except (ValueError, csv.Error) as exc:
+                    row = parser.value(raw, offset)
+                except ValueError as exc:
                     _reject(split.path, offset, raw, exc, skip, on_skip)
                     continue
                 if row is not None:
                     yield (split.path, offset), row
 
-    def _parse(self, raw: bytes | None, offset: int, header: list[str] | None) -> dict[str, str] | tuple[str, ...] | None:
-        """The record's value; None for a blank line."""
-        if raw is None:
-            raise ValueError(f"is longer than {self.max_record_bytes} bytes (is a quote left unclosed?)")
-        text = raw.decode("utf-8-sig" if offset == 0 else "utf-8")
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True))
-        if rows == [[]]:
-            return None
-        if len(rows) != 1:
-            raise ValueError("has unbalanced quotes (a quote inside an unquoted field?)")
-        fields = rows[0]
-        if header is None:
-            return tuple(fields)
-        if len(fields) != len(header):
-            raise ValueError(f"has {len(fields)} fields but the header has {len(header)}")
-        return dict(zip(header, fields))
-
     def _read_header(self, path: str) -> list[str]:
         with _open_input(path) as stream:
             for offset, raw in _csv_records(stream, 0, None, self.max_record_bytes):
                 try:
-                    names = self._parse(raw, offset, None)
-                except (ValueError, csv.Error) as exc:
+                    names = _RecordParser(self.delimiter, None, self.max_record_bytes).value(raw, offset)
+                except ValueError as exc:
                     raise InputError(f"{path}: cannot read the CSV header: the first record {_problem(exc, 0)}"
                                      ) from None
                 if names is None:
@@ -238,6 +223,49 @@ class CsvFormat(InputFormat):
                     raise InputError(f"{path}: the CSV header repeats the column name(s) {', '.join(duplicates)}")
                 return list(names)
         return []
+
+
+class _RecordParser:
+    """Turns raw records into values with one strict ``csv.reader`` per split (making a
+    reader per record would cost more than the parsing). Each record reaches the reader
+    as one item, so a record that is not exactly one row is an error rather than
+    taking in its neighbours."""
+
+    def __init__(self, delimiter: str, header: list[str] | None, limit: int):
+        self.header = header
+        self.limit = limit
+        self._pending: str | None = None
+        self._reader = csv.reader(self, delimiter=delimiter, strict=True)
+
+    def __iter__(self) -> _RecordParser:
+        return self
+
+    def __next__(self) -> str:
+        text, self._pending = self._pending, None
+        if text is None:
+            raise StopIteration
+        return text
+
+    def value(self, raw: bytes | None, offset: int) -> dict[str, str] | tuple[str, ...] | None:
+        """A dict by the header, else a tuple of str; None for a blank line. Raises
+        ValueError (a UnicodeDecodeError among them) for a bad record."""
+        if raw is None:
+            raise ValueError(f"is longer than {self.limit} bytes (is a quote left unclosed?)")
+        self._pending = raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+        try:
+            fields = next(self._reader)
+        except csv.Error as exc:
+            if str(exc).startswith("new-line character"):
+                raise ValueError("is more than one CSV row (a stray quote or carriage return outside quotes?)"
+                                 ) from None
+            raise ValueError(f"is not valid CSV ({exc})") from None
+        if not fields:
+            return None
+        if self.header is None:
+            return tuple(fields)
+        if len(fields) != len(self.header):
+            raise ValueError(f"has {len(fields)} fields but the header has {len(self.header)}")
+        return dict(zip(self.header, fields))
 
 
 def _quote_parities(path: str, positions: list[int]) -> list[bool]:
@@ -282,8 +310,8 @@ def _csv_records(stream: IO[bytes], pos: int, end: int | None, limit: int) -> It
     A record is whole lines up to one after which its quote count is even, or to the
     end of the file. ``raw`` is None for a record longer than ``limit`` bytes.
     """
-    lines: list[bytes] = []
-    size = 0
+    lines: list[bytes] = []  # of a record that spans lines, while it fits in limit
+    size = 0  # bytes of that record so far; 0 between records
     odd = False
     start = pos
     for line in stream:
@@ -291,9 +319,12 @@ def _csv_records(stream: IO[bytes], pos: int, end: int | None, limit: int) -> It
             if end is not None and pos >= end:
                 return
             start = pos
-        odd ^= line.count(b'"') % 2 == 1
-        size += len(line)
         pos += len(line)
+        odd ^= line.count(b'"') % 2 == 1
+        if size == 0 and not odd:  # a record of one line: the common case
+            yield start, line if len(line) <= limit else None
+            continue
+        size += len(line)
         if size <= limit:
             lines.append(line)
         if not odd:
@@ -343,10 +374,10 @@ def _parquet_file(path: str):
 
     try:
         return pq.ParquetFile(path)
-    except OSError as exc:
-        raise InputError(f"cannot read input {path}: {exc.strerror}") from None
-    except pa.ArrowException as exc:
+    except pa.ArrowInvalid as exc:
         raise InputError(f"{path}: not a Parquet file ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror or exc}") from None
 
 
 class ParquetFormat(InputFormat):
@@ -439,6 +470,8 @@ def _ipc_record_batches(path: str) -> list[_Piece]:
                 raise InputError(f"{path}: not an Arrow IPC file (Feather v1 and the IPC stream format are "
                                  "not supported)")
             footer_size = struct.unpack("<i", tail[:4])[0]
+            if not 0 < footer_size <= size - 18:
+                raise ValueError(f"footer length {footer_size} in a file of {size} bytes")
             f.seek(size - 10 - footer_size)
             footer = f.read(footer_size)
             blocks = _fb_structs(footer, _fb_root(footer), 3, "<qi4xq")
@@ -448,7 +481,7 @@ def _ipc_record_batches(path: str) -> list[_Piece]:
                 pieces.append(_Piece(offset, metadata_size + body_size, _ipc_message_rows(f.read(metadata_size))))
             return pieces
     except OSError as exc:
-        raise InputError(f"cannot read input {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read input {path}: {exc.strerror or exc}") from None
     except (struct.error, IndexError, ValueError) as exc:
         raise InputError(f"{path}: a damaged Arrow IPC file ({exc})") from None
 
@@ -574,6 +607,16 @@ class ParquetPartWriter:
         if len(self._keys) >= self.chunk_rows:
             self._flush()
 
+    def write_table(self, table: pa.Table) -> None:
+        """Write a ``key``/``value`` Arrow table of pairs, as ``PartWriter.write_table`` does."""
+        from .keys import decode_key
+
+        keys = table.column("key").to_pylist()
+        if table.schema.field("key").type == pa.large_binary():  # keys kept in their encoded form
+            keys = [decode_key(key) for key in keys]
+        for key, value in zip(keys, table.column("value").to_pylist()):
+            self.write(key, value)
+
     def close(self) -> int:
         """Write what is buffered and flush to disk; returns the bytes written."""
         try:
@@ -609,7 +652,10 @@ class ParquetPartWriter:
 
 def read_parquet_pairs(path: str) -> Iterator[tuple[Any, Any]]:
     """The ``(key, value)`` pairs of a part file written by ``ParquetPartWriter``, or of
-    every part file in a folder (names starting with ``_`` or ``.`` are left out)."""
+    every part file in a folder (names starting with ``_`` or ``.`` are left out).
+
+    JSON columns are decoded, so a tuple written there comes back as a list.
+    """
     import pyarrow.parquet as pq
 
     if os.path.isdir(path):

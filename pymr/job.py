@@ -70,6 +70,8 @@ class Job:
     input_format: ClassVar[str | None] = None
     #: job options, see ``Option``
     options: ClassVar[Sequence[Option]] = ()
+    #: a built-in reducer run in C instead of ``combine``/``reduce``: sum, count, min, max
+    aggregate: ClassVar[str | None] = None
 
     def __init__(self, options: dict[str, Any] | None = None):
         given = dict(options or {})
@@ -82,6 +84,16 @@ class Job:
     def map(self, key: Any, value: Any) -> Iterable[Pair]:
         """Turn one input record into pairs. The default passes the record through."""
         yield key, value
+
+    def map_batch(self, batch: Any) -> Any:
+        """Turn a block of records into pairs at once (optional; replaces ``map``).
+
+        For text input ``batch`` is a ``pyarrow.RecordBatch`` with columns ``offset``
+        (int64) and ``line`` (string), and ``self.input_path`` names the file. Return a
+        ``pyarrow.Table`` with columns ``key`` and ``value`` (vectorized, fastest) or an
+        iterable of pairs.
+        """
+        raise NotImplementedError
 
     def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
         """Pre-reduce one key's values on the map side (optional; must not change keys)."""
@@ -118,11 +130,15 @@ class Job:
     # -- running -------------------------------------------------------------------------
     @classmethod
     def has_reducer(cls) -> bool:
-        return cls.reduce is not Job.reduce
+        return cls.reduce is not Job.reduce or cls.aggregate is not None
 
     @classmethod
     def has_combiner(cls) -> bool:
         return cls.combine is not Job.combine
+
+    @classmethod
+    def has_map_batch(cls) -> bool:
+        return cls.map_batch is not Job.map_batch
 
     @classmethod
     def has_custom_partition(cls) -> bool:

@@ -77,6 +77,30 @@ class PartWriter:
         self._file.write(self.format(key, value))
         self.records += 1
 
+    def write_table(self, table: Any) -> None:
+        """Write a sorted ``key``/``value`` Arrow table: in C for text with str keys and
+        str or int values, else pair by pair (keys stored encoded are decoded)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .keys import decode_key
+
+        key_type, value_type = table.schema.field("key").type, table.schema.field("value").type
+        if self.format is format_text and key_type == pa.large_string() and value_type in (
+                pa.int64(), pa.large_string()) and table.num_rows:
+            tab, newline = pa.scalar("\t", pa.large_string()), pa.scalar("\n", pa.large_string())
+            lines = pc.binary_join_element_wise(table.column("key"), table.column("value").cast(pa.large_string()), tab)
+            for chunk in lines.chunks:
+                joined = pc.binary_join(pa.LargeListArray.from_arrays([0, len(chunk)], chunk), newline)
+                self._file.write(joined[0].as_py() + "\n")
+            self.records += table.num_rows
+            return
+        keys = table.column("key").to_pylist()
+        if key_type == pa.large_binary():
+            keys = [decode_key(k) for k in keys]
+        for key, value in zip(keys, table.column("value").to_pylist()):
+            self.write(key, value)
+
     def close(self) -> int:
         """Flush to disk; returns the bytes written."""
         self._file.flush()

@@ -28,6 +28,7 @@ import zmq
 
 from . import protocol as proto
 from . import scheduler as sched
+from .aggregate import AGGREGATES
 from .code import dump_job
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
@@ -50,6 +51,8 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
     output_format = output_format or job_class.output_format
     if output_format not in OUTPUT_FORMATS:
         raise PymrError(f"unknown output format {output_format!r} (choose from {', '.join(OUTPUT_FORMATS)})")
+    if job_class.aggregate is not None and job_class.aggregate not in AGGREGATES:
+        raise PymrError(f"unknown aggregate {job_class.aggregate!r} (choose from {', '.join(AGGREGATES)})")
     num_reducers = int(reducers if reducers is not None else job_class.reducers)
     if num_reducers < 1:
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")

@@ -24,11 +24,12 @@ a streaming k-way merge (one batch per run in memory), then groups equal keys.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import os
 import pickle
 import sys
-from collections import Counter
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import keys as keyenc
+from .aggregate import aggregate_table, arrow_ok, python_aggregate
 from .errors import KeyTypeError
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
@@ -52,7 +54,18 @@ Combiner = Callable[[Any, Iterator[Any]], Iterable[tuple[Any, Any]]]
 
 
 class MapOutputBuffer:
-    """Collects a map task's pairs in bounded memory and writes its sorted, partitioned runs."""
+    """Collects a map task's pairs in bounded memory and writes its sorted, partitioned runs.
+
+    Three ways in, chosen by the job:
+
+    * plain pairs (``add``): kept in two lists, sorted in Arrow at each spill;
+    * pairs of a job with a combiner or a built-in ``aggregate`` (``add`` as well): kept
+      in a dict by key, so each distinct key is held once; a combiner runs over a key's
+      values whenever the buffer fills (and the buffer spills only when that does not
+      free enough), an aggregate keeps one running value per key;
+    * Arrow tables from ``map_batch`` (``add_table``): ``key``/``value`` columns, kept
+      as tables and aggregated in C at spill time.
+    """
 
     def __init__(
         self,
@@ -62,70 +75,195 @@ class MapOutputBuffer:
         combiner: Combiner | None = None,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         on_combine: Callable[[int, int], None] | None = None,
+        aggregate: str | None = None,
+        default_partitioner: bool = False,
     ):
         self.directory = directory
         self.num_partitions = num_partitions
         self.partitioner = partitioner
-        self.combiner = combiner
+        self.default_partitioner = default_partitioner
+        self.aggregate = aggregate
+        self.combiner = combiner if aggregate is None else _aggregate_combiner(aggregate)
         self.buffer_bytes = buffer_bytes
         self.on_combine = on_combine
         self.keys: list[Any] = []
         self.values: list[Any] = []
+        self.groups: dict[Any, Any] = {}
+        self.tables: list[pa.Table] = []
+        self.table_bytes = 0
+        self.buffered = 0
         self.runs: list[str] = []
         self.spilled_records = 0
-        self._next_check = 1024
+        self._first_check = 1024 if buffer_bytes >= 1 << 20 else 16  # tiny buffers (tests) check early
+        self._next_check = self._first_check
+        if aggregate is not None:
+            self.add = self._add_aggregated(aggregate)  # type: ignore[method-assign]
+        elif combiner is not None:
+            self.add = self._add_grouped  # type: ignore[method-assign]
 
+    # -- taking pairs in ------------------------------------------------------------------
     def add(self, key: Any, value: Any) -> None:
         self.keys.append(key)
         self.values.append(value)
         if len(self.keys) >= self._next_check:
             self._check_size()
 
-    def _check_size(self) -> None:
-        count = len(self.keys)
-        sample = range(max(0, count - 64), count)
-        per_record = 72 + sum(sys.getsizeof(self.keys[i]) + sys.getsizeof(self.values[i]) for i in sample) / len(sample)
-        if per_record * count >= self.buffer_bytes:
-            self.spill()
+    def _add_grouped(self, key: Any, value: Any) -> None:
+        # A dict would take 1, 1.0 and True for one key: only str keys are used as they are.
+        slot = key if type(key) is str else _group_key(key)
+        values = self.groups.get(slot)
+        if values is None:
+            self.groups[slot] = [value]
         else:
-            self._next_check = count + max(1024, count // 8)
+            values.append(value)
+        self.buffered += 1
+        if self.buffered >= self._next_check:
+            self._check_size()
 
+    def _add_aggregated(self, name: str) -> Callable[[Any, Any], None]:
+        groups = self.groups
+        fold = _FOLDS[name]
+
+        def add(key: Any, value: Any) -> None:
+            slot = key if type(key) is str else _group_key(key)
+            current = groups.get(slot, _MISSING)
+            groups[slot] = fold(current, value)
+            self.buffered += 1
+            if len(groups) >= self._next_check:
+                self._check_size()
+
+        return add
+
+    def add_table(self, table: pa.Table) -> None:
+        """Take ``key``/``value`` columns from a batch map, as they are."""
+        if table.num_rows:
+            self.tables.append(_normalize_table(table))
+            self.table_bytes += table.nbytes
+            if self.table_bytes >= self.buffer_bytes:
+                self.spill()
+
+    def _check_size(self) -> None:
+        if self.groups:
+            held = len(self.groups) if self.aggregate else self.buffered
+            sample = list(itertools.islice(self.groups, 64))
+            per_record = 100 + sum(sys.getsizeof(k) for k in sample) / len(sample)
+        else:
+            held = len(self.keys)
+            sample_range = range(max(0, held - 64), held)
+            per_record = 72 + sum(sys.getsizeof(self.keys[i]) + sys.getsizeof(self.values[i])
+                                  for i in sample_range) / len(sample_range)
+        if per_record * held < self.buffer_bytes:
+            self._next_check = held + max(self._first_check, held // 8)
+        elif self.groups and not self.aggregate and self._compact() * per_record < self.buffer_bytes / 2:
+            self._next_check = self.buffered + max(self._first_check, self.buffered // 8)
+        else:
+            self.spill()
+
+    def _compact(self) -> int:
+        """Combine every key's values in place; returns the values left."""
+        before = self.buffered
+        left = 0
+        for slot, values in self.groups.items():
+            if len(values) > 1:
+                key = slot if type(slot) is str else keyenc.decode_key(slot)
+                values[:] = [v for _, v in self.combiner(key, iter(values))]
+            left += len(values)
+        self.buffered = left
+        if self.on_combine is not None:
+            self.on_combine(before, left)
+        return left
+
+    # -- writing runs ---------------------------------------------------------------------
     def spill(self) -> None:
-        """Sort, combine and write what is buffered as one run."""
-        if not self.keys:
+        """Sort (and combine) what is buffered and write it as one run."""
+        table = self._take_buffered()
+        self._next_check = self._first_check
+        if table is None or not table.num_rows:
             return
-        keys, values = self.keys, self.values
-        self.keys, self.values = [], []
-        self._next_check = 1024
-        partitions = self._partitions(keys)
-        if self.combiner is not None:
-            keys, values, partitions = self._combine(keys, values, partitions)
         path = os.path.join(self.directory, f"spill-{len(self.runs):05d}.arrow")
-        self.spilled_records += len(keys)
-        write_run(path, keys, values, partitions, self.num_partitions)
+        self.spilled_records += table.num_rows
+        write_table_run(path, table, self._partition_array(table.column("key")), self.num_partitions)
         self.runs.append(path)
 
-    def _partitions(self, keys: list[Any]) -> list[int]:
-        count = self.num_partitions
-        partitioner = self.partitioner
-        partitions = [partitioner(k, count) for k in keys]
-        if not all(type(p) is int and 0 <= p < count for p in partitions):
-            bad = next(p for p in partitions if type(p) is not int or not 0 <= p < count)
-            raise ValueError(f"partition() returned {bad!r}; it must be an int in 0..{count - 1}")
-        return partitions
+    def _take_buffered(self) -> pa.Table | None:
+        tables = []
+        if self.keys:
+            keys, values, self.keys, self.values = self.keys, self.values, [], []
+            if self.combiner is not None and self.aggregate is None:
+                keys, values = self._combine_sorted(keys, values)
+            tables.append(pairs_table(keys, values))
+        if self.groups:
+            tables.append(self._groups_table())
+        if self.tables:
+            arrow = pa.concat_tables(self.tables, promote_options="permissive")
+            self.tables, self.table_bytes = [], 0
+            tables.append(self._combine_table(arrow))
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else _concat(tables)
 
-    def _combine(self, keys, values, partitions):
+    def _groups_table(self) -> pa.Table:
+        if not self.aggregate:
+            self._compact()
+        keys, values = [], []
+        for slot, held in self.groups.items():
+            key = slot if type(slot) is str else keyenc.decode_key(slot)
+            if self.aggregate:
+                keys.append(key)
+                values.append(held)
+            else:
+                keys.extend(itertools.repeat(key, len(held)))
+                values.extend(held)
+        self.groups = {}
+        self.buffered = 0
+        return pairs_table(keys, values)
+
+    def _combine_table(self, table: pa.Table) -> pa.Table:
+        if self.aggregate is not None:
+            if arrow_ok(self.aggregate, table.schema.field("value").type, "map"):
+                combined = aggregate_table(table, self.aggregate, "map")
+                if self.on_combine is not None:
+                    self.on_combine(table.num_rows, combined.num_rows)
+                return combined
+        if self.combiner is None:
+            return table
+        keys, values = _table_columns(table)
+        return pairs_table(*self._combine_sorted(keys, values))
+
+    def _combine_sorted(self, keys: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run the combiner over each key's values, in sorted order."""
-        table = _sorted_table(keys, values, partitions)
+        table = pairs_table(keys, values)
+        order = pc.sort_indices(table, sort_keys=[("key", "ascending")])
         out_keys: list[Any] = []
         out_values: list[Any] = []
-        for key, group in group_pairs(_table_pairs(table)):
+        for key, group in group_pairs(_table_pairs(table.take(order))):
             for new_key, new_value in self.combiner(key, group):
                 out_keys.append(new_key)
                 out_values.append(new_value)
         if self.on_combine is not None:
             self.on_combine(len(keys), len(out_keys))
-        return out_keys, out_values, self._partitions(out_keys)
+        return out_keys, out_values
+
+    def _partition_array(self, keys: pa.ChunkedArray) -> pa.Array:
+        """The partition of every key: hashed once per distinct key, in C where possible."""
+        count = self.num_partitions
+        if count == 1:
+            return pa.nulls(len(keys), pa.int32()).fill_null(0)
+        encoded = pc.dictionary_encode(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
+        distinct = encoded.dictionary.to_pylist()
+        if keys.type == pa.large_binary():
+            distinct_keys = distinct if self.default_partitioner else [keyenc.decode_key(k) for k in distinct]
+        else:
+            distinct_keys = distinct
+        if self.default_partitioner and keys.type == pa.large_binary():
+            parts = [zlib.crc32(k) % count for k in distinct_keys]  # already the encoded form
+        else:
+            partitioner = self.partitioner
+            parts = [partitioner(k, count) for k in distinct_keys]
+            if not all(type(p) is int and 0 <= p < count for p in parts):
+                bad = next(p for p in parts if type(p) is not int or not 0 <= p < count)
+                raise ValueError(f"partition() returned {bad!r}; it must be an int in 0..{count - 1}")
+        return pa.array(parts, pa.int32()).take(encoded.indices)
 
     def close(self, final_path: str) -> str:
         """Spill what is left and leave exactly one run at ``final_path``."""
@@ -140,6 +278,92 @@ class MapOutputBuffer:
                 os.unlink(run)
         self.runs = [final_path]
         return final_path
+
+
+_MISSING = object()
+
+
+def _fold_sum(current: Any, value: Any) -> Any:
+    return value if current is _MISSING else current + value
+
+
+def _fold_count(current: Any, value: Any) -> int:
+    return 1 if current is _MISSING else current + 1
+
+
+def _fold_min(current: Any, value: Any) -> Any:
+    return value if current is _MISSING or value < current else current
+
+
+def _fold_max(current: Any, value: Any) -> Any:
+    return value if current is _MISSING or value > current else current
+
+
+_FOLDS = {"sum": _fold_sum, "count": _fold_count, "min": _fold_min, "max": _fold_max}
+
+
+def _group_key(key: Any) -> bytes:
+    return keyenc.encode_key(key)
+
+
+def _aggregate_combiner(name: str) -> Combiner:
+    """The reduce-side form of an aggregate, for merging runs (a count's partial counts add up)."""
+    def combine(key: Any, values: Iterator[Any]) -> Iterable[tuple[Any, Any]]:
+        return python_aggregate(name, "reduce", key, values)
+
+    return combine
+
+
+def pairs_table(keys: Sequence[Any], values: Sequence[Any]) -> pa.Table:
+    """``key``/``value`` columns for Python pairs, typed where every key or value allows."""
+    if keys and not all(type(k) in _ALLOWED_KEY_TYPES for k in keys):
+        bad = next(k for k in keys if type(k) not in _ALLOWED_KEY_TYPES)
+        keyenc.encode_key(bad)  # raises KeyTypeError naming the key
+    kind = _key_kind(keys) if keys else "str"
+    return pa.table({"key": _key_array(keys, kind), "value": _value_array(values, _value_kind(values))})
+
+
+def _normalize_table(table: pa.Table) -> pa.Table:
+    """A batch map's table with pymr's column types (large_string, int64, float64, ...)."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if table.column_names[:2] != ["key", "value"]:
+        raise ValueError(f"map_batch must return a table with columns key and value, got {table.column_names}")
+    columns = []
+    for name, kinds, fallback in (("key", _KEY_TYPES, "enc"), ("value", _VALUE_TYPES, "pickle")):
+        column = table.column(name)
+        target = _ARROW_TARGETS.get(column.type)
+        if target is None and column.type not in kinds.values():
+            pylist = column.to_pylist()
+            column = _key_array(pylist, _key_kind(pylist)) if name == "key" else _value_array(pylist, _value_kind(pylist))
+        elif target is not None:
+            column = column.cast(target)
+        columns.append(column)
+    return pa.table({"key": columns[0], "value": columns[1]})
+
+
+_ARROW_TARGETS = {pa.string(): pa.large_string(), pa.int32(): pa.int64(), pa.int16(): pa.int64(),
+                  pa.int8(): pa.int64(), pa.uint8(): pa.int64(), pa.uint16(): pa.int64(), pa.uint32(): pa.int64(),
+                  pa.float32(): pa.float64()}
+
+
+def _table_columns(table: pa.Table) -> tuple[list[Any], list[Any]]:
+    triples = list(_table_pairs(table))
+    return [t[1] for t in triples], [t[2] for t in triples]
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate key/value tables whose column types may differ (falling back to encoded/pickled)."""
+    key_types = {t.schema.field("key").type for t in tables}
+    value_types = {t.schema.field("value").type for t in tables}
+    if len(key_types) == 1 and len(value_types) == 1:
+        return pa.concat_tables(tables)
+    keys, values = [], []
+    for table in tables:
+        k, v = _table_columns(table)
+        keys += k
+        values += v
+    return pairs_table(keys, values)
 
 
 # -- writing runs ------------------------------------------------------------------------
@@ -188,36 +412,28 @@ def dump_value(value: Any) -> bytes:
         return cloudpickle.dumps(value, protocol=5)
 
 
-def _sorted_table(keys, values, partitions) -> pa.Table:
-    if keys and not all(type(k) in _ALLOWED_KEY_TYPES for k in keys):
-        bad = next(k for k in keys if type(k) not in _ALLOWED_KEY_TYPES)
-        keyenc.encode_key(bad)  # raises KeyTypeError naming the key
-    kind = _key_kind(keys) if keys else "str"
-    table = pa.table(
-        {
-            "partition": pa.array(partitions, pa.int32()),
-            "key": _key_array(keys, kind),
-            "value": _value_array(values, _value_kind(values)),
-        }
-    )
-    order = pc.sort_indices(table, sort_keys=[("partition", "ascending"), ("key", "ascending")])
-    return table.take(order)
-
-
 _ALLOWED_KEY_TYPES = {str, int, float, bytes, bool, tuple, type(None)}
 
 
 def write_run(path: str, keys, values, partitions, num_partitions: int) -> None:
     """Write pairs as one sorted run file with a per-partition batch index."""
-    table = _sorted_table(keys, values, partitions)
-    counts = Counter(partitions)
-    writer = RunWriter(path, table.schema.remove(0), num_partitions)
+    write_table_run(path, pairs_table(keys, values), pa.array(partitions, pa.int32()), num_partitions)
+
+
+def write_table_run(path: str, table: pa.Table, partitions: pa.Array, num_partitions: int) -> None:
+    """Sort ``key``/``value`` by (partition, key) in Arrow and write them as one run."""
+    table = table.append_column("partition", partitions)
+    order = pc.sort_indices(table, sort_keys=[("partition", "ascending"), ("key", "ascending")])
+    table = table.take(order)
+    counts = dict(zip(*(c.to_pylist() for c in pc.value_counts(table.column("partition")).flatten())))
+    data = table.select(["key", "value"])
+    writer = RunWriter(path, data.schema, num_partitions)
     offset = 0
     for partition in range(num_partitions):
         rows = counts.get(partition, 0)
         writer.start_partition(partition)
         if rows:
-            writer.write(table.slice(offset, rows).drop_columns(["partition"]))
+            writer.write(data.slice(offset, rows))
         offset += rows
     writer.close()
 

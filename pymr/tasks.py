@@ -20,7 +20,11 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .inputs import Split, input_format
+import pyarrow as pa
+
+from .aggregate import ARROW_REDUCE_ROWS, aggregate_table, arrow_ok, python_aggregate
+from .errors import InputError
+from .inputs import Split, input_format, read_text_batches
 from .job import Job
 from .outputs import PartWriter, part_name
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
@@ -56,7 +60,13 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
 
     options = {"skip_bad_records": bool(task.get("skip_bad_records"))}
     count(FRAMEWORK, "map input bytes", split.end - split.start)
-    records = input_format(split.format).records(split, options, on_skip)
+    if job.has_map_batch():
+        if split.format != "text":
+            raise InputError(f"map_batch reads text input only; {split.path} is {split.format}")
+        job.input_path = split.path
+        records = read_text_batches(split, options["skip_bad_records"], on_skip)
+    else:
+        records = input_format(split.format).records(split, options, on_skip)
     if task["num_reducers"] == 0:
         return _run_map_only(job, task, records)
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
@@ -68,8 +78,10 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES),
         on_combine=lambda n_in, n_out: (count(FRAMEWORK, "combine input records", n_in),
                                         count(FRAMEWORK, "combine output records", n_out)),
+        aggregate=job.aggregate,
+        default_partitioner=not job.has_custom_partition(),
     )
-    emitted = _feed(job, records, buffer.add)
+    emitted = _feed(job, records, buffer.add, buffer.add_table)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
@@ -79,15 +91,32 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     return {"map_output": path, "partition_rows": rows}
 
 
-def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None]) -> int:
-    """Call map on every record (with the init and final hooks); returns pairs emitted."""
+def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
+          emit_table: Callable[[Any], None] | None = None) -> int:
+    """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted."""
     job.map_init()
     emitted = 0
     read = 0
-    for read, (key, value) in enumerate(records, 1):
-        for out_key, out_value in job.map(key, value) or ():
-            emit(out_key, out_value)
-            emitted += 1
+    if job.has_map_batch():
+        for batch in records:
+            read += batch.num_rows
+            out = job.map_batch(batch)
+            if isinstance(out, (pa.Table, pa.RecordBatch)):
+                emitted += out.num_rows
+                if emit_table is not None:
+                    emit_table(out)
+                else:
+                    for out_key, out_value in zip(out.column("key").to_pylist(), out.column("value").to_pylist()):
+                        emit(out_key, out_value)
+                continue
+            for out_key, out_value in out or ():
+                emit(out_key, out_value)
+                emitted += 1
+    else:
+        for read, (key, value) in enumerate(records, 1):
+            for out_key, out_value in job.map(key, value) or ():
+                emit(out_key, out_value)
+                emitted += 1
     for out_key, out_value in job.map_final() or ():
         emit(out_key, out_value)
         emitted += 1
@@ -119,10 +148,17 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         groups = 0
         try:
             job.reduce_init()
-            for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
-                groups += 1
-                for out_key, out_value in job.reduce(key, values) or ():
-                    writer.write(out_key, out_value)
+            table = _arrow_aggregate(job, readers, partition)
+            if table is not None:
+                groups = table.num_rows
+                count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
+                writer.write_table(table)
+            else:
+                reduce = job.reduce if job.aggregate is None else _python_reduce(job.aggregate)
+                for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
+                    groups += 1
+                    for out_key, out_value in reduce(key, values) or ():
+                        writer.write(out_key, out_value)
             for out_key, out_value in job.reduce_final() or ():
                 writer.write(out_key, out_value)
         finally:
@@ -131,6 +167,30 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
     count(FRAMEWORK, "reduce output records", writer.records)
     count(FRAMEWORK, "output bytes", nbytes)
     return {"files": [name]}
+
+
+def _python_reduce(name: str):
+    def reduce(key, values):
+        return python_aggregate(name, "reduce", key, values)
+
+    return reduce
+
+
+def _arrow_aggregate(job: Job, readers: list, partition: int) -> pa.Table | None:
+    """A built-in aggregate over the whole partition in C, sorted by key; None if it cannot run."""
+    if job.aggregate is None or sum(r.rows(partition) for r in readers) > ARROW_REDUCE_ROWS:
+        return None
+    live = [r for r in readers if r.rows(partition)]
+    if not live:
+        return pa.table({"key": pa.array([], pa.large_string()), "value": pa.array([], pa.int64())})
+    if len({(r.key_kind, r.value_kind) for r in live}) != 1:
+        return None
+    batches = [batch for r in live for batch in r.batches(partition)]
+    table = pa.Table.from_batches(batches)
+    if not arrow_ok(job.aggregate, table.schema.field("value").type, "reduce"):
+        return None
+    table = aggregate_table(table, job.aggregate, "reduce")
+    return table.sort_by([("key", "ascending")])
 
 
 class MapOutputs:

@@ -178,7 +178,7 @@ def test_spilled_runs_read_back_exactly(tmp_path, key_kind, value_kind):
     rng = random.Random(f"{key_kind}/{value_kind}")
     count = 400
     pairs = list(zip(skewed(rng, KEY_POOLS[key_kind], count), make_values(value_kind, rng, count)))
-    path, spills = write_map(tmp_path, "map-0", pairs, 4, spill_at=range(70, count, 70))
+    path, spills = write_map(tmp_path, "map-0", pairs, 4, spill_at=range(70, count, 70), buffer_bytes=1 << 30)
     assert spills == 5
     assert tagged(read_groups([path], 4)) == tagged(reference_groups(pairs, 4))
 

@@ -1,0 +1,141 @@
+"""The fast paths (in-memory combining, built-in aggregates, batch map) give exactly the
+output of the plain per-record path: random inputs with many duplicate and skewed keys,
+tiny sort buffers so that spills and merges happen."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pymr
+
+
+def parse_key(token: str):
+    """Keys of several types from one token, to exercise typed and encoded columns."""
+    if token.isdigit():
+        return int(token)
+    if token.startswith("t"):
+        return (token[1:], len(token))
+    return token
+
+
+class Plain(pymr.Job):
+    def map(self, key, line):
+        token, value = line.split()
+        yield parse_key(token), int(value)
+
+    def reduce(self, key, values):
+        yield key, sum(values)
+
+
+class Combined(Plain):
+    def combine(self, key, values):
+        yield key, sum(values)
+
+
+class Aggregated(Plain):
+    aggregate = "sum"
+    reduce = pymr.Job.reduce
+
+
+class BatchAggregated(pymr.Job):
+    aggregate = "sum"
+
+    def map_batch(self, batch):
+        parts = pc.split_pattern(batch.column("line"), " ")
+        tokens = pc.list_element(parts, 0).to_pylist()
+        values = pc.list_element(parts, 1).cast(pa.int64())
+        if all(not t.isdigit() and not t.startswith("t") for t in tokens):  # all plain str keys: stay in Arrow
+            return pa.table({"key": pc.list_element(parts, 0), "value": values})
+        return [(parse_key(t), v) for t, v in zip(tokens, values.to_pylist())]
+
+
+class BatchPairs(Plain):
+    def map_batch(self, batch):
+        for line in batch.column("line").to_pylist():
+            token, value = line.split()
+            yield parse_key(token), int(value)
+
+
+def _minmax(name):
+    class Reduced(Plain):
+        def reduce(self, key, values):
+            yield key, (min if name == "min" else max)(values)
+
+    class Builtin(Plain):
+        aggregate = name
+        reduce = pymr.Job.reduce
+
+    return Reduced, Builtin
+
+
+class Counted(Plain):
+    def reduce(self, key, values):
+        yield key, sum(1 for _ in values)
+
+
+class CountAggregate(Plain):
+    aggregate = "count"
+    reduce = pymr.Job.reduce
+
+
+TOKENS = st.one_of(st.sampled_from(["a", "b", "c", "hot"]), st.sampled_from(["7", "42", "tx", "ty"]),
+                   st.text(alphabet="abcdé", min_size=1, max_size=4))
+RECORDS = st.lists(st.tuples(st.one_of(st.just("hot"), TOKENS), st.integers(-1000, 1000)), min_size=1,
+                   max_size=400)
+
+
+def outputs(job, path, tmp_path, name, **settings):
+    result = job.run([str(path)], output=str(tmp_path / name), inline=True, output_format="jsonl",
+                     overwrite=True, reducers=3, buffer_bytes=settings.pop("buffer_bytes", 2048), **settings)
+    return [tuple(map(lambda x: tuple(x) if isinstance(x, list) else x, pair)) for pair in result]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=RECORDS, split=st.sampled_from([64, 300, 1 << 20]))
+def test_fast_paths_match_the_plain_path(tmp_path, records, split):
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"{token} {value}\n" for token, value in records))
+    expected = outputs(Plain, path, tmp_path, "plain", split_size=split)
+    for job in (Combined, Aggregated, BatchAggregated, BatchPairs):
+        assert outputs(job, path, tmp_path, job.__name__, split_size=split) == expected, job.__name__
+    assert outputs(CountAggregate, path, tmp_path, "count", split_size=split) == \
+        outputs(Counted, path, tmp_path, "counted", split_size=split)
+    for name in ("min", "max"):
+        reduced, builtin = _minmax(name)
+        assert outputs(builtin, path, tmp_path, f"b{name}", split_size=split) == \
+            outputs(reduced, path, tmp_path, f"r{name}", split_size=split)
+
+
+def test_batch_aggregate_stays_in_arrow_and_matches(tmp_path):
+    path = tmp_path / "in.txt"
+    lines = [f"{'hot' if i % 3 else 'k' + str(i % 97)} {i % 11}\n" for i in range(20000)]
+    path.write_text("".join(lines))
+    expected = outputs(Plain, path, tmp_path, "plain", buffer_bytes=1 << 20)
+    assert outputs(BatchAggregated, path, tmp_path, "batch", buffer_bytes=4096) == expected
+    assert outputs(Combined, path, tmp_path, "combined", buffer_bytes=4096) == expected
+
+
+def test_fast_wordcount_job_matches_the_plain_one_on_sample_data(tmp_path):
+    from conftest import JOBS, SAMPLE
+
+    fast = pymr.load_job_class(JOBS / "wordcount_fast.py")
+    plain = pymr.load_job_class(JOBS / "wordcount.py")
+    books = [str(SAMPLE / "kjv-pentateuch.txt"), str(SAMPLE / "python-tutorial.txt")]
+    a = fast.run(books, output=str(tmp_path / "fast"), workers=2, reducers=2, split_size="256K")
+    b = plain.run(books, output=str(tmp_path / "plain"), workers=2, reducers=2, split_size="256K")
+    assert list(a) == list(b)
+    assert a.counters["pymr"]["combine output records"] < a.counters["pymr"]["combine input records"]
+
+
+def test_aggregate_name_is_checked(tmp_path):
+    class Bad(Plain):
+        aggregate = "median"
+
+    path = tmp_path / "in.txt"
+    path.write_text("a 1\n")
+    with pytest.raises(pymr.PymrError, match="unknown aggregate 'median'"):
+        Bad.run([str(path)], output=str(tmp_path / "o"), inline=True)
