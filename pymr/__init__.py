@@ -17,6 +17,7 @@ from .errors import (
     JobScriptError,
     KeyTypeError,
     OutputExistsError,
+    OutputTypeError,
     PymrError,
 )
 from .job import Job, Option, load_job_class
@@ -31,6 +32,7 @@ __all__ = [
     "JobScriptError",
     "InputError",
     "OutputExistsError",
+    "OutputTypeError",
     "KeyTypeError",
     "BadRecordError",
     "ClusterError",

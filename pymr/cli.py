@@ -6,6 +6,7 @@ task shows the user's own traceback. Exit status 0 means the output is committed
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -69,12 +70,13 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--inline"], is_flag=True, help="Run everything in this process, without ZeroMQ (for debuggers)."),
         click.Option(["--overwrite"], is_flag=True, help="Replace the output folder if it exists."),
         click.Option(["--output-format"], type=click.Choice(OUTPUT_FORMATS), default=None,
-                     help="text: key<TAB>value lines; jsonl: [key, value] lines [default: the job's, text]."),
+                     help="text: key<TAB>value lines; jsonl: [key, value] lines; parquet: key and value "
+                          "columns [default: the job's, text]."),
         click.Option(["--coordinator"], metavar="ADDR", envvar="PYMR_COORDINATOR", default=None,
                      help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
         click.Option(["--secret-file"], metavar="FILE", envvar="PYMR_SECRET_FILE", default=None,
                      help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
-        click.Option(["--job"], "job_name", metavar="NAME", default=None,
+        click.Option(["--job", "job_name"], metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
         click.Option(["--input-format"], metavar="NAME", default=None,
                      help="Format of every input (text, jsonl, csv, parquet, arrow, wholefile) [default: by "
@@ -86,6 +88,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
                      help="Attempts per task before the job fails [default: 4]."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display or summary."),
+        click.Option(["--json", "json_report"], is_flag=True,
+                     help="Print the job's report (DIR/_REPORT.json: counters, tasks, attempts, times) to stdout."),
     ]
 
 
@@ -134,6 +138,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         job_class = click.get_current_context().meta.get("pymr.job_class") or _load_or_exit(job_script, kwargs)
     options = {o.attr: kwargs.pop(o.attr) for o in job_class.options if o.attr in kwargs}
     quiet = kwargs.pop("quiet")
+    json_report = kwargs.pop("json_report")
     kwargs.pop("job_name", None)
     progress = None if quiet else ProgressDisplay()
     settings = dict(
@@ -170,6 +175,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
     _end_progress(progress)
     if not quiet:
         click.echo(summary(job_class.__name__, result.report, time.monotonic() - started), err=True)
+    if json_report:
+        click.echo(json.dumps(result.report, indent=2, default=repr))
 
 
 def _load_or_exit(job_script: str | None, kwargs: dict[str, Any]) -> type[Job]:
@@ -386,7 +393,10 @@ def keygen(path: str, force: bool) -> None:
 
 
 def run() -> None:
-    main(prog_name="pymr")
+    try:
+        main(prog_name="pymr")
+    except KeyboardInterrupt:
+        sys.exit(_fail("interrupted", 130))
 
 
 __all__ = ["main", "submit_job_main", "summary", "traceback"]

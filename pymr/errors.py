@@ -43,6 +43,10 @@ class BadRecordError(PymrError):
     """An input record cannot be decoded (and bad records are not being skipped)."""
 
 
+class OutputTypeError(PymrError, TypeError):
+    """An output key or value does not fit the Parquet column type the job declared."""
+
+
 class ProtocolError(PymrError):
     """A message did not follow pymr's wire protocol; it is logged and dropped."""
 

@@ -81,7 +81,7 @@ from typing import IO, Any, NamedTuple
 
 import pyarrow as pa
 
-from .errors import BadRecordError, InputError, PymrError
+from .errors import BadRecordError, InputError, OutputTypeError
 from .inputs import COMPRESSED, InputFormat, Split, read_lines, register_input_format
 from .outputs import to_json
 
@@ -567,10 +567,6 @@ for _format in (JsonLinesFormat(), CsvFormat(), CsvFormat(name="csv-noheader", e
 
 # -- parquet output ----------------------------------------------------------------------------
 JSON_COLUMNS = b"pymr.json_columns"
-
-
-class OutputTypeError(PymrError, TypeError):
-    """An output key or value does not fit the column type the job declared."""
 
 
 class ParquetPartWriter:

@@ -33,7 +33,7 @@ from . import keys
 from .errors import JobScriptError
 
 Pair = tuple[Any, Any]
-OUTPUT_FORMATS = ("text", "jsonl")
+OUTPUT_FORMATS = ("text", "jsonl", "parquet")
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,11 @@ class Job:
     reducers: ClassVar[int] = 1
     #: bytes of input per map task; ``--split-size`` overrides it
     split_size: ClassVar[int | str] = "64M"
-    #: ``text`` (key<TAB>value lines) or ``jsonl`` ([key, value] lines)
+    #: ``text`` (key<TAB>value lines), ``jsonl`` ([key, value] lines) or ``parquet``
     output_format: ClassVar[str] = "text"
+    #: Parquet column types of the output key and value (pyarrow types); None stores JSON text
+    output_key_type: ClassVar[Any] = None
+    output_value_type: ClassVar[Any] = None
     #: count and skip undecodable input lines instead of failing the task
     skip_bad_records: ClassVar[bool] = False
     #: input format of every input (None: by file extension, else text); ``--input-format``

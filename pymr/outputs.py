@@ -28,8 +28,18 @@ TEMPORARY = "_temporary"
 REPORT = "_REPORT.json"
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}"
+def part_name(index: int, output_format: str = "text") -> str:
+    return f"part-{index:05d}" + (".parquet" if output_format == "parquet" else "")
+
+
+def open_part_writer(directory: str, index: int, output_format: str, key_type: Any = None, value_type: Any = None):
+    """A writer for part ``index`` in ``output_format``; see ``PartWriter``."""
+    path = os.path.join(directory, part_name(index, output_format))
+    if output_format == "parquet":
+        from .formats import ParquetPartWriter
+
+        return ParquetPartWriter(path, key_type, value_type)
+    return PartWriter(path, output_format)
 
 
 # -- formats -------------------------------------------------------------------------------
@@ -221,6 +231,12 @@ class JobResult:
         return [os.path.join(self.output_dir, n) for n in names]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        if self.output_format == "parquet":
+            from .formats import read_parquet_pairs
+
+            for path in self.part_files():
+                yield from read_parquet_pairs(path)
+            return
         for path in self.part_files():
             with open(path, encoding="utf-8") as f:
                 for line in f:

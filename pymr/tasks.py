@@ -26,7 +26,7 @@ from .aggregate import ARROW_REDUCE_ROWS, aggregate_table, arrow_ok, python_aggr
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
 from .job import Job
-from .outputs import PartWriter, part_name
+from .outputs import open_part_writer
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
 
 FRAMEWORK = "pymr"
@@ -125,9 +125,10 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
 
 
 def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:
-    name = part_name(task["part"])
     os.makedirs(task["attempt_dir"], exist_ok=True)
-    writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
+    writer = open_part_writer(task["attempt_dir"], task["part"], task["output_format"], job.output_key_type,
+                              job.output_value_type)
+    name = os.path.basename(writer.path)
     try:
         emitted = _feed(job, records, writer.write)
     finally:
@@ -142,9 +143,10 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
     with MapOutputs(task["map_outputs"], partition, settings) as readers:
         count = job.increment_counter
         count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
-        name = part_name(partition)
         os.makedirs(task["attempt_dir"], exist_ok=True)
-        writer = PartWriter(os.path.join(task["attempt_dir"], name), task["output_format"])
+        writer = open_part_writer(task["attempt_dir"], partition, task["output_format"], job.output_key_type,
+                                  job.output_value_type)
+        name = os.path.basename(writer.path)
         groups = 0
         try:
             job.reduce_init()

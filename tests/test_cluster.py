@@ -130,7 +130,10 @@ def test_task_that_kills_its_process_is_retried_and_workers_survive(own_cluster,
 def test_interrupting_submit_cancels_the_job_on_the_cluster(own_cluster, tmp_path):
     out = tmp_path / "out"
     job = own_cluster.popen_submit(TEST_JOBS / "slow_words.py", SAMPLE, "-o", out, "--delay", "30")
-    time.sleep(3)
+    deadline = time.monotonic() + 60
+    while not (out / "_temporary").exists() and time.monotonic() < deadline:  # the job is accepted
+        time.sleep(0.1)
+    time.sleep(1)
     job.send_signal(signal.SIGINT)
     assert job.wait(timeout=60) == 130
     assert not out.exists()

@@ -154,10 +154,10 @@ def test_tasks_run_at_the_same_time_in_different_processes(pymr, tmp_path):
 def test_interrupt_cancels_cleanly(pymr, tmp_path):
     out = tmp_path / "out"
     proc = pymr.popen("submit", TEST_JOBS / "spans.py", SAMPLE, "-o", out, "-w", "2", "--sleep", "30")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(pymr.leftovers()) < 2:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "_temporary").exists():  # the job is running
         time.sleep(0.1)
-    time.sleep(0.5)
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -311,3 +311,21 @@ def test_compressed_inputs_are_read_whole(pymr, tmp_path):
     expected = reference_word_counts([SAMPLE / "us-declaration-and-constitution.txt"])
     assert {k: int(v) for k, v in text_pairs(out).items()} == {k: 2 * v for k, v in expected.items()}
     assert json.loads((out / "_REPORT.json").read_text())["map_tasks"] == 2
+
+
+def test_parquet_output_reads_as_one_dataset_and_json_report(pymr, tmp_path):
+    import pyarrow.dataset as ds
+
+    out = tmp_path / "out"
+    result = pymr.run("submit", JOBS / "wordcount.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2", "-r", "3",
+                      "--output-format", "parquet", "--json", "-q", check=True)
+    report = json.loads(result.stdout)
+    assert report["state"] == "succeeded" and report["reduce_tasks"] == 3
+    assert sorted(p.name for p in out.glob("part-*")) == [f"part-0000{i}.parquet" for i in range(3)]
+    table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
+    expected = reference_word_counts([SAMPLE / "kjv-pentateuch.txt"])
+    assert table.num_rows == len(expected)
+    import pymr as api
+
+    got = dict(api.JobResult(str(out), "parquet", {}, report))
+    assert {json.loads(k) if k.startswith('"') else k: v for k, v in got.items()} == dict(expected)
