@@ -20,12 +20,13 @@ from .errors import (
     OutputTypeError,
     PymrError,
 )
-from .job import Job, Option, load_job_class
+from .job import Job, Option, Step, load_job_class
 from .outputs import JobResult
 
 __all__ = [
     "Job",
     "Option",
+    "Step",
     "JobResult",
     "load_job_class",
     "PymrError",

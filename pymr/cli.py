@@ -236,6 +236,8 @@ class ProgressDisplay:
 
     def __call__(self, body: dict[str, Any]) -> None:
         phase = f"map {body['maps_done']}/{body['maps_total']}  reduce {body['reduces_done']}/{body['reduces_total']}"
+        if "step" in body:
+            phase = f"step {body['step']}  {phase}"
         line = f"{phase}  running {body['running']}  failed attempts {body['failed_attempts']}  {body['elapsed_s']:.1f}s"
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last)))

@@ -298,6 +298,7 @@ class Coordinator:
             "describe": sched.task_description(task),
             "attempt_dir": active.committer.attempt_dir(attempt.attempt_id),
             "output_format": spec.get("output_format", "text"),
+            "step": spec.get("step"),
         }
         if task.kind == "map":
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),

@@ -668,3 +668,30 @@ def read_parquet_pairs(path: str) -> Iterator[tuple[Any, Any]]:
             if "value" in json_columns:
                 values = [json.loads(v) for v in values]
             yield from zip(keys, values)
+
+
+class PairsFormat(InputFormat):
+    """Pairs written by an earlier step of a multi-step job (``outputs.PairsPartWriter``):
+    one split per file, key and value exactly as that step emitted them."""
+
+    name = "pairs"
+    extensions = ()
+    splittable = False
+
+    def splits(self, path: str, split_size: int) -> list[Split]:
+        size = os.path.getsize(path)
+        return [Split(path, 0, size, format=self.name)] if size else []
+
+    def records(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[tuple[Any, Any]]:
+        import pickle
+
+        from .keys import decode_key
+
+        reader = pa.ipc.open_file(pa.memory_map(split.path))
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            for key, value in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                yield decode_key(key), pickle.loads(value)
+
+
+register_input_format(PairsFormat())

@@ -131,7 +131,7 @@ def plan_splits(inputs: Sequence[str], split_size: int, default_format: str | No
     splits: list[Split] = []
     paths = 0
     for given in inputs:
-        forced, pattern = _split_format_prefix(given)
+        forced, pattern = split_format_prefix(given)
         for path in resolve_inputs([pattern]):
             paths += 1
             fmt = input_format(format_for_path(path, forced or default_format))
@@ -141,7 +141,9 @@ def plan_splits(inputs: Sequence[str], split_size: int, default_format: str | No
     return splits
 
 
-def _split_format_prefix(given: str) -> tuple[str | None, str]:
+def split_format_prefix(given: str) -> tuple[str | None, str]:
+    """``("csv", "orders/")`` from ``"csv:orders/"``; ``(None, given)`` without a known prefix."""
+    _load_builtin_formats()
     head, sep, rest = given.partition(":")
     if sep and not rest.startswith("//") and head in INPUT_FORMATS:
         return head, rest

@@ -23,7 +23,7 @@ import importlib.util
 import inspect
 import sys
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -147,6 +147,14 @@ class Job:
     def has_custom_partition(cls) -> bool:
         return cls.partition is not Job.partition
 
+    def steps(self) -> Sequence[Step] | None:
+        """A multi-step job returns its steps here (each a ``Step``); None: one step."""
+        return None
+
+    @classmethod
+    def has_steps(cls) -> bool:
+        return cls.steps is not Job.steps
+
     @classmethod
     def run(cls, inputs: str | Sequence[str], output: str | None = None, **settings: Any):
         """Run this job and wait for it; returns a ``JobResult`` (iterate it for pairs).
@@ -165,6 +173,88 @@ class Job:
         from .cli import submit_job_main
 
         submit_job_main(cls, argv)
+
+
+@dataclass
+class Step:
+    """One MapReduce step of a multi-step job; every part is optional.
+
+    ``map`` defaults to passing pairs through; without ``reduce`` (or ``aggregate``)
+    the step is map-only. The output of one step feeds the next as Arrow (keys and
+    values keep their types); only the last step writes the job's output.
+    """
+
+    map: Callable[[Any, Any], Iterable[Pair]] | None = None
+    combine: Callable[[Any, Iterator[Any]], Iterable[Pair]] | None = None
+    reduce: Callable[[Any, Iterator[Any]], Iterable[Pair]] | None = None
+    aggregate: str | None = None
+    reducers: int | None = None
+    map_init: Callable[[], None] | None = None
+    map_final: Callable[[], Iterable[Pair]] | None = None
+    reduce_init: Callable[[], None] | None = None
+    reduce_final: Callable[[], Iterable[Pair]] | None = None
+
+    @property
+    def has_reduce(self) -> bool:
+        return self.reduce is not None or self.aggregate is not None
+
+
+class StepJob(Job):
+    """One step of a multi-step job, seen as a plain job by the task runner."""
+
+    def __init__(self, base: Job, step: Step):
+        self.base = base
+        self.step = step
+        self.options = base.options  # type: ignore[misc]
+        self.counters = base.counters
+        self.aggregate = step.aggregate  # type: ignore[misc]
+
+    def map(self, key: Any, value: Any) -> Iterable[Pair]:
+        return self.step.map(key, value) if self.step.map else ((key, value),)
+
+    def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        return self.step.combine(key, values)
+
+    def reduce(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        return self.step.reduce(key, values)
+
+    def partition(self, key: Any, num_reducers: int) -> int:
+        return self.base.partition(key, num_reducers)
+
+    def map_init(self) -> None:
+        if self.step.map_init:
+            self.step.map_init()
+
+    def map_final(self) -> Iterable[Pair]:
+        return self.step.map_final() if self.step.map_final else ()
+
+    def reduce_init(self) -> None:
+        if self.step.reduce_init:
+            self.step.reduce_init()
+
+    def reduce_final(self) -> Iterable[Pair]:
+        return self.step.reduce_final() if self.step.reduce_final else ()
+
+    # the base class answers these from the class; a step answers from its parts
+    def has_reducer(self) -> bool:  # type: ignore[override]
+        return self.step.has_reduce
+
+    def has_combiner(self) -> bool:  # type: ignore[override]
+        return self.step.combine is not None
+
+    def has_map_batch(self) -> bool:  # type: ignore[override]
+        return False
+
+    def has_custom_partition(self) -> bool:  # type: ignore[override]
+        return self.base.has_custom_partition()
+
+
+def job_for_task(job_class: type[Job], options: dict[str, Any], step: int | None) -> Job:
+    """The job instance a task runs: the job itself, or one of its steps."""
+    job = job_class(options)
+    if step is None:
+        return job
+    return StepJob(job, list(job.steps() or ())[step])
 
 
 def load_job_class(path: str | Path, name: str | None = None) -> type[Job]:

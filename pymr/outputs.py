@@ -28,13 +28,68 @@ TEMPORARY = "_temporary"
 REPORT = "_REPORT.json"
 
 
+PAIRS = "pairs"  # between the steps of a multi-step job: Arrow IPC, exact keys and values
+
+
 def part_name(index: int, output_format: str = "text") -> str:
-    return f"part-{index:05d}" + (".parquet" if output_format == "parquet" else "")
+    return f"part-{index:05d}" + {"parquet": ".parquet", PAIRS: ".arrow"}.get(output_format, "")
+
+
+class PairsPartWriter:
+    """Pairs as an Arrow IPC file (encoded keys, pickled values), read back by the ``pairs`` input format."""
+
+    BATCH_ROWS = 8192
+
+    def __init__(self, path: str):
+        import pyarrow as pa
+
+        self.path = path
+        self.records = 0
+        self.schema = pa.schema([("key", pa.large_binary()), ("value", pa.large_binary())])
+        self._sink = pa.OSFile(path, "wb")
+        self._writer = pa.ipc.new_file(self._sink, self.schema)
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+
+    def write(self, key: Any, value: Any) -> None:
+        from .keys import encode_key
+        from .shuffle import dump_value
+
+        self._keys.append(encode_key(key))
+        self._values.append(dump_value(value))
+        self.records += 1
+        if len(self._keys) >= self.BATCH_ROWS:
+            self._flush()
+
+    def write_table(self, table: Any) -> None:
+        from .keys import decode_key
+
+        keys = table.column("key").to_pylist()
+        if table.schema.field("key").type.equals(self.schema.field("key").type):
+            keys = [decode_key(k) for k in keys]
+        for key, value in zip(keys, table.column("value").to_pylist()):
+            self.write(key, value)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._keys:
+            self._writer.write_batch(pa.record_batch([pa.array(self._keys, pa.large_binary()),
+                                                      pa.array(self._values, pa.large_binary())], schema=self.schema))
+            self._keys, self._values = [], []
+
+    def close(self) -> int:
+        self._flush()
+        self._writer.close()
+        self._sink.close()
+        return os.path.getsize(self.path)
 
 
 def open_part_writer(directory: str, index: int, output_format: str, key_type: Any = None, value_type: Any = None):
     """A writer for part ``index`` in ``output_format``; see ``PartWriter``."""
     path = os.path.join(directory, part_name(index, output_format))
+    if output_format == PAIRS:
+        return PairsPartWriter(path)
     if output_format == "parquet":
         from .formats import ParquetPartWriter
 

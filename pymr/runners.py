@@ -32,9 +32,9 @@ from .aggregate import AGGREGATES
 from .code import dump_job
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
-from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits
+from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
 from .job import OUTPUT_FORMATS, Job
-from .outputs import JobResult, OutputCommitter
+from .outputs import PAIRS, JobResult, OutputCommitter
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -58,7 +58,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")
     return {
         "name": job_class.__name__,
-        "inputs": [i if "://" in i else os.path.abspath(i) for i in ([inputs] if isinstance(inputs, str) else inputs)],
+        "inputs": [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)],
         "output": os.path.abspath(output),
         "reducers": num_reducers,
         "has_reducer": job_class.has_reducer(),
@@ -70,6 +70,14 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         "buffer_bytes": parse_size(buffer_bytes) if buffer_bytes is not None else None,
         "max_attempts": int(max_attempts or sched.DEFAULT_MAX_ATTEMPTS),
     }
+
+
+def _absolute_input(given: str) -> str:
+    """An input as the coordinator must see it: absolute, keeping a ``FORMAT:`` prefix and URIs."""
+    forced, path = split_format_prefix(given)
+    if "://" not in path:
+        path = os.path.abspath(path)
+    return f"{forced}:{path}" if forced else path
 
 
 def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | None = None, *,
@@ -87,17 +95,82 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
     missing = [o.flag for o in job_class.options if o.required and options.get(o.attr) is None]
     if missing:
         raise PymrError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
+    steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
+    if job_class.has_steps() and not steps:
+        raise PymrError(f"job {job_class.__name__}: steps() returned no steps")
     if inline:
-        report = run_inline(job_class, options, spec)
+        report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s), on_progress)
     elif coordinator:
         key = read_key_file(secret_file) if secret_file else None
         with Client(coordinator, key) as client:
-            report = client.run(spec, dump_job(job_class, options), on_progress)
+            code = dump_job(job_class, options)
+            report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
             with Client(cluster.address, cluster.key) as client:
-                report = client.run(spec, dump_job(job_class, options), on_progress)
+                code = dump_job(job_class, options)
+                report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
+
+
+def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_progress: ProgressCallback | None):
+    """Run a one-step job, or each step of a multi-step job in turn, the output of one
+    feeding the next as Arrow pairs in a scratch folder beside the output."""
+    if not steps:
+        return execute(spec, on_progress)
+    total = len(steps)
+    scratch = tempfile.mkdtemp(prefix=".pymr-steps-", dir=os.path.dirname(spec["output"]) or None)
+    reports = []
+    try:
+        previous = None
+        for index, step in enumerate(steps):
+            last = index == total - 1
+            step_spec = dict(spec, step=index, has_reducer=step.has_reduce, name=f"{spec['name']} (step {index + 1})")
+            if step.reducers is not None:
+                step_spec["reducers"] = step.reducers
+            if previous is not None:
+                step_spec["inputs"] = [f"pairs:{previous}"]
+                step_spec["input_format"] = None
+            if not last:
+                step_spec.update(output=os.path.join(scratch, f"step-{index + 1}"), output_format=PAIRS,
+                                 overwrite=True)
+            progress = _with_step(on_progress, index, total)
+            try:
+                reports.append(execute(step_spec, progress))
+            except JobFailed as exc:
+                cause = getattr(exc, "report", {}).get("error") or str(exc)
+                raise type(exc)(f"job {spec['name']} failed: step {index + 1} of {total}, {cause}",
+                                exc.task_error) from exc.__cause__
+            except Exception as exc:
+                where = getattr(exc, "pymr_task", None)
+                if where is not None:
+                    exc.pymr_task = f"step {index + 1} of {total}, {where}"
+                raise
+            previous = step_spec["output"]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _steps_report(reports)
+
+
+def _with_step(on_progress: ProgressCallback | None, index: int, total: int) -> ProgressCallback | None:
+    if on_progress is None:
+        return None
+    return lambda body: on_progress(dict(body, step=f"{index + 1}/{total}"))
+
+
+def _steps_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last step's report, with counters summed over every step and each step's report."""
+    report = dict(reports[-1])
+    counters: dict[str, dict[str, int]] = {}
+    for step in reports:
+        for group, names in step["counters"].items():
+            for name, amount in names.items():
+                counters.setdefault(group, {})[name] = counters.get(group, {}).get(name, 0) + amount
+    report.update(counters=counters, steps=reports, name=reports[0]["name"].rsplit(" (step", 1)[0],
+                  map_tasks=sum(r["map_tasks"] for r in reports), reduce_tasks=sum(r["reduce_tasks"] for r in reports),
+                  attempts=sum(r["attempts"] for r in reports),
+                  failed_attempts=sum(r["failed_attempts"] for r in reports))
+    return report
 
 
 # -- inline --------------------------------------------------------------------------------
@@ -129,7 +202,7 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
     run, spec = active.run, active.spec
     attempt_id = f"{run.job_id}-{task.task_id}-0"
     body: dict[str, Any] = {"kind": task.kind, "attempt_dir": active.committer.attempt_dir(attempt_id),
-                            "output_format": spec["output_format"]}
+                            "output_format": spec["output_format"], "step": spec.get("step")}
     if task.kind == "map":
         body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
                     skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),

@@ -25,7 +25,7 @@ import pyarrow as pa
 from .aggregate import ARROW_REDUCE_ROWS, aggregate_table, arrow_ok, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
-from .job import Job
+from .job import Job, job_for_task
 from .outputs import open_part_writer
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
 
@@ -35,7 +35,7 @@ FRAMEWORK = "pymr"
 def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any],
              settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a map or reduce task of ``job_class`` and return its result."""
-    job = job_class(options)
+    job = job_for_task(job_class, options, task.get("step"))
     if task["kind"] == "map":
         result = _run_map(job, task)
     else:
