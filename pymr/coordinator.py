@@ -304,7 +304,8 @@ class Coordinator:
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
                         skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"))
         else:
-            body.update(partition=task.index, map_outputs=[m.result["map_output"] for m in run.maps])
+            body.update(partition=task.index, map_outputs=[m.result["map_output"] for m in run.maps],
+                        buffer_bytes=spec.get("buffer_bytes"))
         blobs = [] if run.job_id in worker.jobs_loaded else [active.code]
         worker.running.add(attempt.attempt_id)
         if self._send(worker.identity, proto.ASSIGN, body, *blobs):
@@ -385,5 +386,6 @@ def job_report(active: ActiveJob) -> dict[str, Any]:
         "attempts": sum(len(t.attempts) for t in tasks),
         "failed_attempts": sum(t.failures for t in tasks),
         "backup_attempts": sum(a.backup for t in tasks for a in t.attempts),
+        "peak_task_rss_mib": round(max((t.result.get("max_rss_kb", 0) for t in tasks if t.result), default=0) / 1024, 1),
         "counters": counters,
     }

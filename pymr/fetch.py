@@ -102,7 +102,7 @@ class ShuffleServer:
             raise PermissionError(f"not a map output of this worker: {path}")
         reader = self._files.get(real)
         if reader is None:
-            reader = pa.ipc.open_file(pa.memory_map(real))
+            reader = pa.ipc.open_file(pa.OSFile(real))
             self._files[real] = reader
             if len(self._files) > OPEN_FILES:
                 self._files.popitem(last=False)

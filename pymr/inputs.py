@@ -259,25 +259,77 @@ def _lines_from(stream: IO[bytes], pos: int, end: int | None) -> Iterator[tuple[
 def read_text_records(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[tuple[str, int], str]]:
     """Text records: key ``(path, byte_offset)``, value the line as str without its ending.
 
-    An undecodable line raises ``BadRecordError`` naming the file and offset, or, with
+    Lines are decoded a block at a time (one ``decode`` and one ``split`` per MiB, in
+    C); a block that is not valid UTF-8 is read again line by line, where an
+    undecodable line raises ``BadRecordError`` naming the file and offset, or, with
     ``skip_bad_records``, is passed to ``on_skip(offset, error)`` and left out.
     """
     path = split.path
-    for offset, raw in read_lines(split):
+    for base, block in _line_blocks(split, RECORD_BLOCK_BYTES):
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            yield from _records_line_by_line(path, base, block, skip_bad_records, on_skip)
+            continue
+        lines = text.split("\n")
+        unterminated = lines.pop()  # "" when the block ends with a newline
+        ascii_only = len(text) == len(block)
+        offset = base
+        for line in lines:
+            size = len(line) + 1 if ascii_only else len(line.encode("utf-8", "surrogatepass")) + 1
+            yield (path, offset), line[:-1] if line[-1:] == "\r" else line
+            offset += size
+        if unterminated:  # the file's last line, without a line ending: kept as it is
+            yield (path, offset), unterminated
+
+
+RECORD_BLOCK_BYTES = 1024 * 1024
+
+
+def _line_blocks(split: Split, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """``(offset, bytes)`` blocks of whole lines that the split owns."""
+    pending = b""
+    base = None
+    for offset, chunk, last in _text_blocks(split, block_bytes):
+        if base is None:
+            base = offset
+        pending += chunk
+        cut = len(pending) if last else pending.rfind(b"\n") + 1
+        if cut <= 0:
+            continue
+        block, pending = pending[:cut], pending[cut:]
+        yield base, block
+        base += len(block)
+
+
+def _records_line_by_line(path: str, base: int, block: bytes, skip_bad_records: bool, on_skip):
+    offset = base
+    for raw in block.splitlines(keepends=True) if b"\r" not in block else _split_keep_newline(block):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if skip_bad_records:
-                on_skip(offset, exc)
-                continue
-            raise BadRecordError(
-                f"{path}: line at byte offset {offset} is not valid UTF-8 "
-                f"({exc.reason} at byte {offset + exc.start}); "
-                "use --skip-bad-records to count and skip such lines"
-            ) from None
+            if not skip_bad_records:
+                raise BadRecordError(
+                    f"{path}: line at byte offset {offset} is not valid UTF-8 "
+                    f"({exc.reason} at byte {offset + exc.start}); "
+                    "use --skip-bad-records to count and skip such lines"
+                ) from None
+            on_skip(offset, exc)
+            offset += len(raw)
+            continue
         if line.endswith("\n"):
             line = line[:-2] if line.endswith("\r\n") else line[:-1]
         yield (path, offset), line
+        offset += len(raw)
+
+
+def _split_keep_newline(block: bytes) -> list[bytes]:
+    """Lines ending at ``\n`` only (``bytes.splitlines`` would also cut at a lone ``\r``)."""
+    pieces = block.split(b"\n")
+    lines = [piece + b"\n" for piece in pieces[:-1]]
+    if pieces[-1]:
+        lines.append(pieces[-1])
+    return lines
 
 
 BATCH_BYTES = 8 * 1024 * 1024
@@ -292,18 +344,8 @@ def read_text_batches(split: Split, skip_bad_records: bool, on_skip,
     """
     import pyarrow as pa
 
-    pending = b""
-    base = None
-    for offset, chunk, last in _text_blocks(split, block_bytes):
-        if base is None:
-            base = offset
-        pending += chunk
-        cut = len(pending) if last else pending.rfind(b"\n") + 1
-        if cut <= 0:
-            continue
-        block, pending = pending[:cut], pending[cut:]
+    for base, block in _line_blocks(split, block_bytes):
         batch = _lines_batch(pa, split.path, base, block, skip_bad_records, on_skip)
-        base += len(block)
         if batch.num_rows:
             yield batch
 
@@ -342,13 +384,17 @@ def _text_blocks(split: Split, block_bytes: int) -> Iterator[tuple[int, bytes, b
 def _lines_batch(pa, path: str, base: int, block: bytes, skip_bad_records: bool, on_skip):
     import pyarrow.compute as pc
 
-    if block.endswith(b"\n"):
+    terminated = block.endswith(b"\n")
+    if terminated:
         block = block[:-1]
     lines = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").flatten()
     lengths = pc.add(pc.binary_length(lines), 1)
     offsets = pc.subtract(pc.add(pc.cumulative_sum(lengths), base), lengths)
     if b"\r" in block:
-        lines = pc.replace_substring_regex(lines, rb"\r$", b"")
+        stripped = pc.replace_substring_regex(lines, rb"\r$", b"")
+        if not terminated:  # the file's last line has no line ending: keep its \r
+            stripped = pa.concat_arrays([stripped.slice(0, len(lines) - 1), lines.slice(len(lines) - 1)])
+        lines = stripped
     try:
         text = lines.cast(pa.large_string())
     except pa.ArrowInvalid:

@@ -208,7 +208,8 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
                     skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),
                     map_output=os.path.join(scratch, attempt_id, "map.arrow"))
     else:
-        body.update(partition=task.index, map_outputs=[{"path": m.result["map_output"]} for m in run.maps])
+        body.update(partition=task.index, map_outputs=[{"path": m.result["map_output"]} for m in run.maps],
+                    buffer_bytes=spec.get("buffer_bytes"))
     from .tasks import run_task
 
     try:

@@ -45,6 +45,7 @@ from .errors import KeyTypeError
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
 BATCH_ROWS = 8192
+MERGE_FACTOR = 16  # runs merged at once
 _INT64 = (-(2**63), 2**63 - 1)
 _KEY_TYPES = {"str": pa.large_string(), "int": pa.int64(), "enc": pa.large_binary()}
 _VALUE_TYPES = {"str": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "pickle": pa.large_binary()}
@@ -95,44 +96,63 @@ class MapOutputBuffer:
         self.runs: list[str] = []
         self.spilled_records = 0
         self._first_check = 1024 if buffer_bytes >= 1 << 20 else 16  # tiny buffers (tests) check early
-        self._next_check = self._first_check
+        self.next_check = self._first_check
+        self._counted = 0
+        self._before_compact = 0
+        self._added = 0
         if aggregate is not None:
-            self.add = self._add_aggregated(aggregate)  # type: ignore[method-assign]
+            self.put = self._add_aggregated(aggregate)  # type: ignore[method-assign]
         elif combiner is not None:
-            self.add = self._add_grouped  # type: ignore[method-assign]
+            self.put = self._add_grouped()  # type: ignore[method-assign]
 
     # -- taking pairs in ------------------------------------------------------------------
+    # ``add`` is called once per pair a map emits: the hot path of a per-record job, so it
+    # is a closure over local names and counts nothing; the caller counts the pairs it
+    # added and calls ``check(total)`` once per input record, which is cheap until
+    # ``total`` reaches ``next_check``.
     def add(self, key: Any, value: Any) -> None:
+        """Add one pair (counted and checked; the map loop uses ``put`` and ``check``)."""
+        self.put(key, value)
+        self._added += 1
+        self.check(self._added)
+
+    def put(self, key: Any, value: Any) -> None:
         self.keys.append(key)
         self.values.append(value)
-        if len(self.keys) >= self._next_check:
-            self._check_size()
 
-    def _add_grouped(self, key: Any, value: Any) -> None:
-        # A dict would take 1, 1.0 and True for one key: only str keys are used as they are.
-        slot = key if type(key) is str else _group_key(key)
-        values = self.groups.get(slot)
-        if values is None:
-            self.groups[slot] = [value]
-        else:
-            values.append(value)
-        self.buffered += 1
-        if self.buffered >= self._next_check:
-            self._check_size()
+    def _add_grouped(self) -> Callable[[Any, Any], None]:
+        groups = self.groups
+        encode = _group_key
+
+        def add(key: Any, value: Any) -> None:
+            # A dict would take 1, 1.0 and True for one key: only str keys are used as they are.
+            if type(key) is not str:
+                key = encode(key)
+            try:
+                groups[key].append(value)
+            except KeyError:
+                groups[key] = [value]
+
+        return add
 
     def _add_aggregated(self, name: str) -> Callable[[Any, Any], None]:
         groups = self.groups
         fold = _FOLDS[name]
+        encode = _group_key
 
         def add(key: Any, value: Any) -> None:
-            slot = key if type(key) is str else _group_key(key)
-            current = groups.get(slot, _MISSING)
-            groups[slot] = fold(current, value)
-            self.buffered += 1
-            if len(groups) >= self._next_check:
-                self._check_size()
+            if type(key) is not str:
+                key = encode(key)
+            groups[key] = fold(groups.get(key, _MISSING), value)
 
         return add
+
+    def check(self, total: int) -> None:
+        """``total`` pairs were added so far: compact or spill if the buffer is full."""
+        if total >= self.next_check:
+            self.buffered += total - self._counted
+            self._counted = total
+            self._check_size()
 
     def add_table(self, table: pa.Table) -> None:
         """Take ``key``/``value`` columns from a batch map, as they are."""
@@ -144,31 +164,39 @@ class MapOutputBuffer:
 
     def _check_size(self) -> None:
         if self.groups:
-            held = len(self.groups) if self.aggregate else self.buffered
-            sample = list(itertools.islice(self.groups, 64))
-            per_record = 100 + sum(sys.getsizeof(k) for k in sample) / len(sample)
+            sample = list(itertools.islice(self.groups.items(), 64))
+            per_key = 120 + sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
+            if self.aggregate:
+                size = len(self.groups) * (per_key + 32)
+            else:
+                values = [v for _, held in sample for v in held[:4]]
+                per_value = 8 + (sum(sys.getsizeof(v) for v in values) / len(values) if values else 0)
+                size = len(self.groups) * per_key + self.buffered * per_value
         else:
             held = len(self.keys)
             sample_range = range(max(0, held - 64), held)
-            per_record = 72 + sum(sys.getsizeof(self.keys[i]) + sys.getsizeof(self.values[i])
-                                  for i in sample_range) / len(sample_range)
-        if per_record * held < self.buffer_bytes:
-            self._next_check = held + max(self._first_check, held // 8)
-        elif self.groups and not self.aggregate and self._compact() * per_record < self.buffer_bytes / 2:
-            self._next_check = self.buffered + max(self._first_check, self.buffered // 8)
-        else:
-            self.spill()
+            size = held * (72 + sum(sys.getsizeof(self.keys[i]) + sys.getsizeof(self.values[i])
+                                    for i in sample_range) / max(1, len(sample_range)))
+        if size >= self.buffer_bytes:
+            if self.groups and not self.aggregate:  # combining may free enough to go on
+                left = self._compact()
+                size *= left / max(1, self._before_compact)
+            if size >= self.buffer_bytes / 2:
+                self.spill()
+        held_now = len(self.keys) if self.keys else self.buffered  # after any spill or compaction
+        self.next_check = self._counted + max(self._first_check, held_now // 8)
 
     def _compact(self) -> int:
         """Combine every key's values in place; returns the values left."""
-        before = self.buffered
-        left = 0
+        before = left = 0
         for slot, values in self.groups.items():
+            before += len(values)
             if len(values) > 1:
                 key = slot if type(slot) is str else keyenc.decode_key(slot)
                 values[:] = [v for _, v in self.combiner(key, iter(values))]
             left += len(values)
         self.buffered = left
+        self._before_compact = before
         if self.on_combine is not None:
             self.on_combine(before, left)
         return left
@@ -177,7 +205,6 @@ class MapOutputBuffer:
     def spill(self) -> None:
         """Sort (and combine) what is buffered and write it as one run."""
         table = self._take_buffered()
-        self._next_check = self._first_check
         if table is None or not table.num_rows:
             return
         path = os.path.join(self.directory, f"spill-{len(self.runs):05d}.arrow")
@@ -214,7 +241,7 @@ class MapOutputBuffer:
             else:
                 keys.extend(itertools.repeat(key, len(held)))
                 values.extend(held)
-        self.groups = {}
+        self.groups.clear()
         self.buffered = 0
         return pairs_table(keys, values)
 
@@ -270,14 +297,37 @@ class MapOutputBuffer:
         self.spill()
         if not self.runs:
             write_run(final_path, [], [], [], self.num_partitions)
-        elif len(self.runs) == 1:
-            os.replace(self.runs[0], final_path)
         else:
-            merge_run_files(self.runs, final_path, self.num_partitions, self.combiner)
-            for run in self.runs:
-                os.unlink(run)
+            runs = self._merge_down(self.runs)
+            if len(runs) == 1:
+                os.replace(runs[0], final_path)
+            else:
+                self._merge(runs, final_path)
         self.runs = [final_path]
         return final_path
+
+    def _merge_down(self, runs: list[str]) -> list[str]:
+        """Merge runs in passes of ``MERGE_FACTOR`` until that few are left, so that a
+        merge never holds more than ``MERGE_FACTOR`` batches in memory (Hadoop's io.sort.factor)."""
+        passes = 0
+        while len(runs) > MERGE_FACTOR:
+            passes += 1
+            merged = []
+            for start in range(0, len(runs), MERGE_FACTOR):
+                group = runs[start:start + MERGE_FACTOR]
+                if len(group) == 1:
+                    merged.append(group[0])
+                    continue
+                path = os.path.join(self.directory, f"merge-{passes}-{start:05d}.arrow")
+                self._merge(group, path)
+                merged.append(path)
+            runs = merged
+        return runs
+
+    def _merge(self, runs: list[str], path: str) -> None:
+        merge_run_files(runs, path, self.num_partitions, self.combiner)
+        for run in runs:
+            os.unlink(run)
 
 
 _MISSING = object()
@@ -501,7 +551,7 @@ class RunReader:
 
     def __init__(self, path: str):
         self.path = path
-        self._reader = pa.ipc.open_file(pa.memory_map(path))
+        self._reader = pa.ipc.open_file(pa.OSFile(path))  # not mmap: touched pages would count as RSS
         last = self._reader.get_batch_with_custom_metadata(self._reader.num_record_batches - 1)
         self.index = json.loads(last.custom_metadata[INDEX_KEY.encode()])
         self.key_kind, self.value_kind = kind_of_schema(self._reader.schema)

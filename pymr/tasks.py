@@ -17,6 +17,7 @@ map outputs from other hosts.
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any]
     else:
         result = _run_reduce(job, task, settings or {})
     result["counters"] = counters_to_dict(job.counters)
+    result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak of this process so far
     return result
 
 
@@ -81,7 +83,7 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=not job.has_custom_partition(),
     )
-    emitted = _feed(job, records, buffer.add, buffer.add_table)
+    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
@@ -92,8 +94,13 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
-          emit_table: Callable[[Any], None] | None = None) -> int:
-    """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted."""
+          emit_table: Callable[[Any], None] | None = None, check: Callable[[int], None] | None = None) -> int:
+    """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted.
+
+    ``check(pairs_so_far)`` is called once per record (not per pair) so the buffer can
+    spill; the loop is the hot path of a per-record job.
+    """
+    check = check or (lambda total: None)
     job.map_init()
     emitted = 0
     read = 0
@@ -112,14 +119,18 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
             for out_key, out_value in out or ():
                 emit(out_key, out_value)
                 emitted += 1
+            check(emitted)
     else:
+        map_ = job.map
         for read, (key, value) in enumerate(records, 1):
-            for out_key, out_value in job.map(key, value) or ():
+            for out_key, out_value in map_(key, value) or ():
                 emit(out_key, out_value)
                 emitted += 1
+            check(emitted)
     for out_key, out_value in job.map_final() or ():
         emit(out_key, out_value)
         emitted += 1
+    check(emitted)
     job.increment_counter(FRAMEWORK, "map input records", read)
     return emitted
 
@@ -150,7 +161,7 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         groups = 0
         try:
             job.reduce_init()
-            table = _arrow_aggregate(job, readers, partition)
+            table = _arrow_aggregate(job, readers, partition, int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES))
             if table is not None:
                 groups = table.num_rows
                 count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
@@ -178,9 +189,12 @@ def _python_reduce(name: str):
     return reduce
 
 
-def _arrow_aggregate(job: Job, readers: list, partition: int) -> pa.Table | None:
-    """A built-in aggregate over the whole partition in C, sorted by key; None if it cannot run."""
+def _arrow_aggregate(job: Job, readers: list, partition: int, budget_bytes: int) -> pa.Table | None:
+    """A built-in aggregate over the whole partition in C, sorted by key; None if it cannot
+    run, or if the partition is bigger than the memory budget (then it streams in Python)."""
     if job.aggregate is None or sum(r.rows(partition) for r in readers) > ARROW_REDUCE_ROWS:
+        return None
+    if sum(r.nbytes(partition) for r in readers) > budget_bytes:
         return None
     live = [r for r in readers if r.rows(partition)]
     if not live:
