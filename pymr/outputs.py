@@ -111,7 +111,12 @@ def to_json(obj: Any) -> str:
 
 
 def _text_field(obj: Any) -> str:
-    return obj if type(obj) is str else to_json(obj)
+    kind = type(obj)
+    if kind is str:
+        return obj
+    if kind is int:
+        return str(obj)  # what json.dumps gives, without its cost
+    return to_json(obj)
 
 
 def format_text(key: Any, value: Any) -> str:
