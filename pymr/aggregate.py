@@ -12,10 +12,12 @@ A job names one instead of writing ``combine`` and ``reduce``::
 
 Values must be numbers (``min``/``max`` also take strings). When they are (the run's
 value column is typed ``int64``/``float64``/``large_string``), a spill groups its pairs
-with Arrow's hash aggregation before sorting, and a reducer aggregates its partition
-the same way when it holds at most ``ARROW_REDUCE_ROWS`` rows; otherwise (mixed or
-pickled values, or a partition too big to hash in memory) the same operation runs in
-Python over the sorted, streamed merge, so memory stays bounded. Results are identical.
+with Arrow's hash aggregation before sorting, and merging sorted runs (on the map side,
+and in the reducer) is done window by window in Arrow (``merge_aggregate``): each window
+holds the rows of every run up to the smallest "last key" among the runs' current
+batches, so memory stays at about one batch per run. Otherwise (mixed or pickled
+values, keys of different kinds) the same operation runs in Python over the sorted,
+streamed merge. Results are identical.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import Any
 import pyarrow as pa
 
 AGGREGATES = {"sum": ("sum", "sum"), "count": ("count", "sum"), "min": ("min", "min"), "max": ("max", "max")}
-ARROW_REDUCE_ROWS = 4_000_000
 _NUMERIC = (pa.int64(), pa.float64())
 
 
@@ -60,3 +61,38 @@ def python_aggregate(name: str, side: str, key: Any, values: Iterator[Any]) -> I
         yield key, min(values)
     else:
         yield key, max(values)
+
+
+def merge_aggregate(runs: list[Iterator[pa.RecordBatch]], name: str) -> Iterator[pa.Table]:
+    """Merge sorted ``key``/``value`` batch streams (partial aggregates, keys of one kind)
+    into aggregated tables in key order, one window at a time."""
+    import pyarrow.compute as pc
+
+    pending: list[pa.Table | None] = [None] * len(runs)
+    done = [False] * len(runs)
+    while True:
+        for i, stream in enumerate(runs):  # a run with nothing pending may hold smaller keys next
+            while not done[i] and (pending[i] is None or pending[i].num_rows == 0):
+                batch = next(stream, None)
+                if batch is None:
+                    done[i] = True
+                elif batch.num_rows:
+                    pending[i] = pa.Table.from_batches([batch])
+        live = [t for t in pending if t is not None and t.num_rows]
+        if not live:
+            return
+        bounds = [t.column("key")[-1].as_py() for i, t in enumerate(pending)
+                  if not done[i] and t is not None and t.num_rows]
+        window = []
+        for i, table in enumerate(pending):
+            if table is None or not table.num_rows:
+                continue
+            if bounds:
+                upto = pc.sum(pc.less_equal(table.column("key"), min(bounds))).as_py() or 0
+            else:
+                upto = table.num_rows
+            window.append(table.slice(0, upto))
+            pending[i] = table.slice(upto)
+        merged = pa.concat_tables(window)
+        if merged.num_rows:
+            yield aggregate_table(merged, name, "reduce").sort_by([("key", "ascending")])

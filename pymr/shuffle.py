@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import keys as keyenc
-from .aggregate import aggregate_table, arrow_ok, python_aggregate
+from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggregate
 from .errors import KeyTypeError
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
@@ -325,7 +325,8 @@ class MapOutputBuffer:
         return runs
 
     def _merge(self, runs: list[str], path: str) -> None:
-        merge_run_files(runs, path, self.num_partitions, self.combiner)
+        if not (self.aggregate and merge_aggregated_runs(runs, path, self.num_partitions, self.aggregate)):
+            merge_run_files(runs, path, self.num_partitions, self.combiner)
         for run in runs:
             os.unlink(run)
 
@@ -573,6 +574,10 @@ class RunReader:
             yield from batch_triples(batch, self.key_kind, self.value_kind, encoded)
 
 
+def value_type_of(kind: str) -> pa.DataType:
+    return _VALUE_TYPES[kind]
+
+
 def kind_of_schema(schema: pa.Schema) -> tuple[str, str]:
     """The (key kind, value kind) of a run file's schema."""
     return _kind_of(schema.field("key").type, _KEY_TYPES), _kind_of(schema.field("value").type, _VALUE_TYPES)
@@ -623,6 +628,28 @@ def _values(first: Any, rest: Iterator[tuple[Any, Any, Any]]) -> Iterator[Any]:
     yield first
     for triple in rest:
         yield triple[2]
+
+
+def merge_aggregated_runs(paths: Sequence[str], final_path: str, num_partitions: int, name: str) -> bool:
+    """Merge runs of partial aggregates in Arrow (see ``aggregate.merge_aggregate``);
+    False, writing nothing, when their column types differ or do not allow it."""
+    readers = [RunReader(p) for p in paths]
+    kinds = {(r.key_kind, r.value_kind) for r in readers}
+    if len(kinds) != 1 or not arrow_ok(name, _VALUE_TYPES[readers[0].value_kind], "reduce"):
+        return False
+    key_kind, value_kind = kinds.pop()
+    writer = RunWriter(final_path, pa.schema([("key", _KEY_TYPES[key_kind]), ("value", _VALUE_TYPES[value_kind])]),
+                       num_partitions)
+    try:
+        for partition in range(num_partitions):
+            writer.start_partition(partition)
+            for table in merge_aggregate([r.batches(partition) for r in readers], name):
+                writer.write(table.cast(writer.schema))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return True
 
 
 def merge_run_files(paths: Sequence[str], final_path: str, num_partitions: int, combiner: Combiner | None) -> None:

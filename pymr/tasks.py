@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from .aggregate import ARROW_REDUCE_ROWS, aggregate_table, arrow_ok, python_aggregate
+from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, job_for_task
 from .outputs import open_part_writer
-from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition
+from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition, value_type_of
 
 FRAMEWORK = "pymr"
 
@@ -161,11 +161,12 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         groups = 0
         try:
             job.reduce_init()
-            table = _arrow_aggregate(job, readers, partition, int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES))
-            if table is not None:
-                groups = table.num_rows
+            tables = _arrow_aggregate(job, readers, partition)
+            if tables is not None:
                 count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
-                writer.write_table(table)
+                for table in tables:
+                    groups += table.num_rows
+                    writer.write_table(table)
             else:
                 reduce = job.reduce if job.aggregate is None else _python_reduce(job.aggregate)
                 for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
@@ -189,24 +190,14 @@ def _python_reduce(name: str):
     return reduce
 
 
-def _arrow_aggregate(job: Job, readers: list, partition: int, budget_bytes: int) -> pa.Table | None:
-    """A built-in aggregate over the whole partition in C, sorted by key; None if it cannot
-    run, or if the partition is bigger than the memory budget (then it streams in Python)."""
-    if job.aggregate is None or sum(r.rows(partition) for r in readers) > ARROW_REDUCE_ROWS:
-        return None
-    if sum(r.nbytes(partition) for r in readers) > budget_bytes:
-        return None
+def _arrow_aggregate(job: Job, readers: list, partition: int) -> Iterator[pa.Table] | None:
+    """A built-in aggregate merged and computed in C, in key order; None if it cannot run."""
     live = [r for r in readers if r.rows(partition)]
-    if not live:
-        return pa.table({"key": pa.array([], pa.large_string()), "value": pa.array([], pa.int64())})
-    if len({(r.key_kind, r.value_kind) for r in live}) != 1:
+    if job.aggregate is None or len({(r.key_kind, r.value_kind) for r in live}) > 1:
         return None
-    batches = [batch for r in live for batch in r.batches(partition)]
-    table = pa.Table.from_batches(batches)
-    if not arrow_ok(job.aggregate, table.schema.field("value").type, "reduce"):
+    if live and not arrow_ok(job.aggregate, value_type_of(live[0].value_kind), "reduce"):
         return None
-    table = aggregate_table(table, job.aggregate, "reduce")
-    return table.sort_by([("key", "ascending")])
+    return merge_aggregate([r.batches(partition) for r in live], job.aggregate)
 
 
 class MapOutputs:

@@ -139,3 +139,26 @@ def test_aggregate_name_is_checked(tmp_path):
     path.write_text("a 1\n")
     with pytest.raises(pymr.PymrError, match="unknown aggregate 'median'"):
         Bad.run([str(path)], output=str(tmp_path / "o"), inline=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(runs=st.lists(st.dictionaries(st.text(alphabet="abcxyzé", max_size=3), st.integers(-50, 50), max_size=40),
+                     min_size=1, max_size=6),
+       batch_rows=st.integers(1, 7))
+def test_merge_aggregate_windows_equal_a_plain_sum(runs, batch_rows):
+    from collections import Counter
+
+    from pymr.aggregate import merge_aggregate
+
+    def stream(run):
+        table = pa.table({"key": pa.array(sorted(run), pa.large_string()),
+                          "value": pa.array([run[k] for k in sorted(run)], pa.int64())})
+        return iter(table.to_batches(max_chunksize=batch_rows))
+
+    expected: Counter = Counter()
+    for run in runs:
+        expected.update(run)
+    tables = list(merge_aggregate([stream(run) for run in runs], "sum"))
+    keys = [k for t in tables for k in t.column("key").to_pylist()]
+    assert keys == sorted(expected), "windows must come out in key order, each key once"
+    assert dict(zip(keys, (v for t in tables for v in t.column("value").to_pylist()))) == dict(expected)
