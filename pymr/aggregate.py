@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 AGGREGATES = {"sum": ("sum", "sum"), "count": ("count", "sum"), "min": ("min", "min"), "max": ("max", "max")}
+WINDOW_ROWS = 65536  # rows read ahead per run before a window is aggregated
 _NUMERIC = (pa.int64(), pa.float64())
 
 
@@ -43,11 +44,18 @@ def arrow_ok(name: str, value_type: pa.DataType, side: str) -> bool:
 def aggregate_table(table: pa.Table, name: str, side: str) -> pa.Table:
     """Group ``key``/``value`` columns by key and aggregate; returns ``key``, ``value``."""
     how = AGGREGATES[name][0 if side == "map" else 1]
+    key_type = table.schema.field("key").type
+    narrow = _NARROW.get(key_type)
+    if narrow is not None and table.num_rows:  # Arrow groups 32-bit-offset strings ~3x faster
+        table = table.set_column(0, "key", table.column("key").cast(narrow))
     grouped = table.group_by("key", use_threads=False).aggregate([("value", how)])
     value = grouped.column(f"value_{how}")
     if how == "count":
         value = value.cast(pa.int64())
-    return pa.table({"key": grouped.column("key"), "value": value})
+    return pa.table({"key": grouped.column("key").cast(key_type), "value": value})
+
+
+_NARROW = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
 
 
 def python_aggregate(name: str, side: str, key: Any, values: Iterator[Any]) -> Iterable[tuple[Any, Any]]:
@@ -68,16 +76,24 @@ def merge_aggregate(runs: list[Iterator[pa.RecordBatch]], name: str) -> Iterator
     into aggregated tables in key order, one window at a time."""
     import pyarrow.compute as pc
 
+    if len(runs) == 1:  # one run is already aggregated and sorted
+        for batch in runs[0]:
+            yield pa.Table.from_batches([batch])
+        return
     pending: list[pa.Table | None] = [None] * len(runs)
     done = [False] * len(runs)
     while True:
-        for i, stream in enumerate(runs):  # a run with nothing pending may hold smaller keys next
-            while not done[i] and (pending[i] is None or pending[i].num_rows == 0):
+        for i, stream in enumerate(runs):  # a run with little pending may hold smaller keys next
+            batches = [pending[i]] if pending[i] is not None and pending[i].num_rows else []
+            rows = sum(b.num_rows for b in batches)
+            while not done[i] and rows < WINDOW_ROWS:  # big windows: each aggregation has a fixed cost
                 batch = next(stream, None)
                 if batch is None:
                     done[i] = True
                 elif batch.num_rows:
-                    pending[i] = pa.Table.from_batches([batch])
+                    batches.append(pa.Table.from_batches([batch]))
+                    rows += batch.num_rows
+            pending[i] = pa.concat_tables(batches) if batches else None
         live = [t for t in pending if t is not None and t.num_rows]
         if not live:
             return
