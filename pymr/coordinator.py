@@ -302,7 +302,8 @@ class Coordinator:
         }
         if task.kind == "map":
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
-                        skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"))
+                        skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"),
+                        partition_cuts=spec.get("partition_cuts"))
         else:
             body.update(partition=task.index, map_outputs=[m.result["map_output"] for m in run.maps],
                         buffer_bytes=spec.get("buffer_bytes"))

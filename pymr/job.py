@@ -75,6 +75,8 @@ class Job:
     options: ClassVar[Sequence[Option]] = ()
     #: a built-in reducer run in C instead of ``combine``/``reduce``: sum, count, min, max
     aggregate: ClassVar[str | None] = None
+    #: range-partition by sampled keys so the part files in order are one sorted output
+    total_order: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any] | None = None):
         given = dict(options or {})

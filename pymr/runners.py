@@ -35,6 +35,7 @@ from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExi
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
 from .job import OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, OutputCommitter
+from .sampling import sample_cuts
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -98,6 +99,9 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
     steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
     if job_class.has_steps() and not steps:
         raise PymrError(f"job {job_class.__name__}: steps() returned no steps")
+    if job_class.total_order and spec["has_reducer"] and not steps:
+        splits = plan_splits(spec["inputs"], spec["split_size"], spec.get("input_format"))
+        spec["partition_cuts"] = [cut.hex() for cut in sample_cuts(job_class(options), splits, spec["reducers"])]
     if inline:
         report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s), on_progress)
     elif coordinator:
@@ -206,6 +210,7 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
     if task.kind == "map":
         body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
                     skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),
+                    partition_cuts=spec.get("partition_cuts"),
                     map_output=os.path.join(scratch, attempt_id, "map.arrow"))
     else:
         body.update(partition=task.index, map_outputs=[{"path": m.result["map_output"]} for m in run.maps],

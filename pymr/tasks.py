@@ -28,6 +28,7 @@ from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, job_for_task
 from .outputs import open_part_writer
+from .sampling import RangePartitioner
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition, value_type_of
 
 FRAMEWORK = "pymr"
@@ -72,16 +73,18 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     if task["num_reducers"] == 0:
         return _run_map_only(job, task, records)
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
+    cuts = task.get("partition_cuts")
+    partitioner = RangePartitioner([bytes.fromhex(c) for c in cuts]) if cuts is not None else job.partition
     buffer = MapOutputBuffer(
         os.path.dirname(task["map_output"]),
         task["num_reducers"],
-        job.partition,
+        partitioner,
         job.combine if job.has_combiner() else None,
         int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES),
         on_combine=lambda n_in, n_out: (count(FRAMEWORK, "combine input records", n_in),
                                         count(FRAMEWORK, "combine output records", n_out)),
         aggregate=job.aggregate,
-        default_partitioner=not job.has_custom_partition(),
+        default_partitioner=cuts is None and not job.has_custom_partition(),
     )
     emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check)
     path = buffer.close(task["map_output"])

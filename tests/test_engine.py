@@ -324,3 +324,15 @@ def test_parquet_output_reads_as_one_dataset_and_json_report(pymr, tmp_path):
 
     got = dict(api.JobResult(str(out), "parquet", {}, report))
     assert {json.loads(k) if k.startswith('"') else k: v for k, v in got.items()} == dict(expected)
+
+
+def test_total_order_output_is_sorted_across_part_files(pymr, tmp_path):
+    out = tmp_path / "out"
+    pymr.run("submit", TEST_JOBS / "sort_words.py", SAMPLE, "-o", out, "-w", "2", "--split-size", "1M", check=True)
+    parts = read_parts(out)
+    assert len(parts) == 4
+    keys = [line.split("\t")[0] for lines in parts for line in lines]
+    assert keys == sorted(keys), "the part files in order must be one sorted output"
+    assert len(keys) == len(reference_word_counts(BOOKS))
+    sizes = [len(lines) for lines in parts]
+    assert min(sizes) > len(keys) / 16, f"sampled ranges should be roughly even: {sizes}"

@@ -2,9 +2,9 @@
 
 Input lines are 99 printable bytes plus a newline: a 10-byte key and 89 bytes of
 payload (see ``scripts/make_corpus.py``). Map emits ``(key, rest-of-record)``; the
-identity reduce writes ``key<TAB>rest``. pymr has no range partitioner yet, so a
-totally ordered output needs a single reducer: ``reducers = 1``. With hash
-partitioning and more reducers each part file would be sorted, but not the whole.
+identity reduce writes ``key<TAB>rest``. ``total_order`` range-partitions by sampled
+keys, so the part files read in order are one sorted output with any number of
+reducers.
 
     pymr submit scripts/bench_jobs/terasort.py RECORDS -o OUT --workers 2
 """
@@ -13,7 +13,7 @@ import pymr
 
 
 class TeraSort(pymr.Job):
-    reducers = 1
+    total_order = True
 
     def map(self, key, line):
         yield line[:10], line[10:]
