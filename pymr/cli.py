@@ -83,6 +83,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                           "file extension, else text]; or prefix one input: csv:orders/."),
         click.Option(["--skip-bad-records"], is_flag=True, default=None,
                      help="Count and skip undecodable input lines instead of failing."),
+        click.Option(["--file", "files"], multiple=True, metavar="PATH",
+                     help="A small file or folder to ship to every task, read there at self.files[NAME] "
+                          "(repeat for more)."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
                      help="Map output held in memory before spilling to disk, per task [default: 64M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
@@ -147,7 +150,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
-        input_format=kwargs["input_format"],
+        input_format=kwargs["input_format"], files=list(kwargs["files"]),
     )
     from .runners import run_job
 

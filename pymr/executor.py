@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -101,36 +103,51 @@ def _main(conn: Connection, parent_pid: int, settings: dict[str, Any]) -> None:
     """The executor process: run tasks from the pipe until it closes or the worker dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    from .code import load_job
-    from .fetch import FetchFailed
+    jobs: dict[str, tuple[type, dict[str, Any], dict[str, str]]] = {}
+    folders: dict[str, str] = {}  # side files, one folder per job
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            if message[0] == "forget":
+                jobs.pop(message[1], None)
+                shutil.rmtree(folders.pop(message[1], ""), ignore_errors=True)
+                continue
+            reply = _run_one(message[1], message[2], jobs, folders, settings)
+            try:
+                conn.send(reply)
+            except (EOFError, OSError):
+                return
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict[str, str],
+             settings: dict[str, Any]) -> tuple[Any, ...]:
+    from .code import load_job, write_side_files
     from .errors import describe_error, pickle_exception
+    from .fetch import FetchFailed
     from .tasks import run_task
 
-    jobs: dict[str, tuple[type, dict[str, Any]]] = {}
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message[0] == "forget":
-            jobs.pop(message[1], None)
-            continue
-        _, task, blob = message
-        try:
-            if blob is not None:
-                jobs[task["job_id"]] = load_job(blob)
-            job_class, options = jobs[task["job_id"]]
-            result = run_task(job_class, options, task, settings=settings)
-            reply: tuple[Any, ...] = ("done", result)
-        except BaseException as exc:  # the user's exception, reported with its own traceback
-            error = describe_error(exc)
-            if isinstance(exc, FetchFailed):
-                error["fetch_failed"] = exc.map_index
-            reply = ("failed", error, pickle_exception(exc))
-        try:
-            conn.send(reply)
-        except (EOFError, OSError):
-            return
+    try:
+        job_id = task["job_id"]
+        if blob is not None:
+            job_class, options, files = load_job(blob)
+            base = os.path.join(settings["data_dir"], os.path.basename(job_id)) if settings.get("data_dir") else None
+            if base:  # under the worker's data dir, which the worker cleans even if this process is killed
+                os.makedirs(base, exist_ok=True)
+            folders[job_id] = tempfile.mkdtemp(prefix="files-", dir=base)
+            jobs[job_id] = (job_class, options, write_side_files(files, folders[job_id]))
+        job_class, options, paths = jobs[job_id]
+        return ("done", run_task(job_class, options, task, settings=settings, files=paths))
+    except BaseException as exc:  # the user's exception, reported with its own traceback
+        error = describe_error(exc)
+        if isinstance(exc, FetchFailed):
+            error["fetch_failed"] = exc.map_index
+        return ("failed", error, pickle_exception(exc))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

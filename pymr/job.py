@@ -77,6 +77,8 @@ class Job:
     aggregate: ClassVar[str | None] = None
     #: range-partition by sampled keys so the part files in order are one sorted output
     total_order: ClassVar[bool] = False
+    #: side files or folders shipped to every task; read them at ``self.files[name]``
+    files: ClassVar[Sequence[str]] = ()
 
     def __init__(self, options: dict[str, Any] | None = None):
         given = dict(options or {})
@@ -84,6 +86,7 @@ class Job:
         values.update(given)
         self.options = SimpleNamespace(**values)  # type: ignore[misc]  # instance view of the declared options
         self.counters: dict[tuple[str, str], int] = {}
+        self.files: dict[str, str] = {}  # type: ignore[misc]  # side file name -> local path, set per task
 
     # -- what a job overrides ---------------------------------------------------------
     def map(self, key: Any, value: Any) -> Iterable[Pair]:

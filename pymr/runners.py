@@ -29,7 +29,7 @@ import zmq
 from . import protocol as proto
 from . import scheduler as sched
 from .aggregate import AGGREGATES
-from .code import dump_job
+from .code import dump_job, local_side_files
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
@@ -84,9 +84,10 @@ def _absolute_input(given: str) -> str:
 def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | None = None, *,
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             secret_file: str | None = None,
-            options: dict[str, Any] | None = None, quiet: bool = True,
+            options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
             on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``)."""
+    files = [*job_class.files, *files]
     if output is None:
         output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
         settings.setdefault("overwrite", True)
@@ -103,16 +104,16 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
         splits = plan_splits(spec["inputs"], spec["split_size"], spec.get("input_format"))
         spec["partition_cuts"] = [cut.hex() for cut in sample_cuts(job_class(options), splits, spec["reducers"])]
     if inline:
-        report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s), on_progress)
+        report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
     elif coordinator:
         key = read_key_file(secret_file) if secret_file else None
         with Client(coordinator, key) as client:
-            code = dump_job(job_class, options)
+            code = dump_job(job_class, options, files)
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
             with Client(cluster.address, cluster.key) as client:
-                code = dump_job(job_class, options)
+                code = dump_job(job_class, options, files)
                 report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
 
@@ -178,8 +179,10 @@ def _steps_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- inline --------------------------------------------------------------------------------
-def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, Any],
+               files: Sequence[str] = ()) -> dict[str, Any]:
     """Run every task in this process, in order; the user's exception propagates as it is."""
+    local_files = local_side_files(files)
     job_id = "inline_" + uuid.uuid4().hex[:8]
     committer = OutputCommitter(spec["output"], job_id)
     splits = plan_splits(spec["inputs"], spec["split_size"] or DEFAULT_SPLIT_SIZE, spec.get("input_format"))
@@ -190,7 +193,7 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
     scratch = tempfile.mkdtemp(prefix="pymr-inline-")
     try:
         for task in run.maps + run.reduces:
-            _run_inline_task(job_class, options, active, task, scratch)
+            _run_inline_task(job_class, options, active, task, scratch, local_files)
         run.state = sched.JobState.SUCCEEDED
         report = job_report(active)
         committer.commit_job(report)
@@ -202,7 +205,8 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, scratch: str) -> None:
+def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, scratch: str,
+                     files: dict[str, str]) -> None:
     run, spec = active.run, active.spec
     attempt_id = f"{run.job_id}-{task.task_id}-0"
     body: dict[str, Any] = {"kind": task.kind, "attempt_dir": active.committer.attempt_dir(attempt_id),
@@ -218,7 +222,7 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
     from .tasks import run_task
 
     try:
-        task.result = run_task(job_class, options, body)
+        task.result = run_task(job_class, options, body, files=files)
     except Exception as exc:
         exc.pymr_task = sched.task_description(task)  # read by the CLI to say where it failed
         raise

@@ -26,7 +26,7 @@ import pyarrow as pa
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
-from .job import Job, job_for_task
+from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
 from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition, value_type_of
@@ -35,9 +35,15 @@ FRAMEWORK = "pymr"
 
 
 def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any],
-             settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run a map or reduce task of ``job_class`` and return its result."""
+             settings: dict[str, Any] | None = None, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a map or reduce task of ``job_class`` and return its result.
+
+    ``files`` maps each side file's name to its local path (``self.files`` in the task).
+    """
     job = job_for_task(job_class, options, task.get("step"))
+    job.files = dict(files or {})
+    if isinstance(job, StepJob):
+        job.base.files = job.files
     if task["kind"] == "map":
         result = _run_map(job, task)
     else:

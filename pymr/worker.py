@@ -59,7 +59,7 @@ class Worker:
         if key is None and not is_loopback_host(self.host):
             raise ValueError("a worker without a cluster key serves map outputs on loopback only")
         self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
-        settings = {"host": self.host, "key": key.to_dict() if key else None}
+        settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir}
         self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]
         self.socket: zmq.Socket | None = None
         self.jobs: dict[str, bytes] = {}
