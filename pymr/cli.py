@@ -380,15 +380,20 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> No
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("path", metavar="FILE")
+@click.argument("path", metavar="FILE", required=False)
+@click.option("-o", "--output", "output", metavar="FILE", default=None, help="The key file (instead of FILE).")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-def keygen(path: str, force: bool) -> None:
+def keygen(path: str | None, output: str | None, force: bool) -> None:
     """Create a cluster key FILE (mode 0600) for --secret-file.
 
     Copy it to every machine of the cluster: anyone who holds it can submit jobs,
     run workers and read shuffle data, and nobody else can.
     """
     from .security import generate_key, write_key_file
+
+    path = path or output
+    if not path:
+        raise click.UsageError("give the key file: pymr keygen FILE")
 
     try:
         write_key_file(path, generate_key(), overwrite=force)

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 import zmq
