@@ -79,6 +79,9 @@ class Job:
     total_order: ClassVar[bool] = False
     #: side files or folders shipped to every task; read them at ``self.files[name]``
     files: ClassVar[Sequence[str]] = ()
+    #: secondary sort: True gives each key's values to ``reduce`` in their natural order;
+    #: a function of one value (``lambda v: v["time"]``) orders them by what it returns
+    sort_values: ClassVar[Any] = False
 
     def __init__(self, options: dict[str, Any] | None = None):
         given = dict(options or {})

@@ -16,8 +16,12 @@ map outputs from other hosts.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
+import pickle
 import resource
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -178,8 +182,12 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
                     writer.write_table(table)
             else:
                 reduce = job.reduce if job.aggregate is None else _python_reduce(job.aggregate)
+                order = _value_order(job)
+                scratch = os.path.join(task["attempt_dir"], "sorting")
                 for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
                     groups += 1
+                    if order is not None:
+                        values = sorted_values(values, order, scratch)
                     for out_key, out_value in reduce(key, values) or ():
                         writer.write(out_key, out_value)
             for out_key, out_value in job.reduce_final() or ():
@@ -190,6 +198,50 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
     count(FRAMEWORK, "reduce output records", writer.records)
     count(FRAMEWORK, "output bytes", nbytes)
     return {"files": [name]}
+
+
+SORT_CHUNK_VALUES = 100_000  # values of one key sorted in memory at a time
+
+
+def _value_order(job: Job):
+    """None, or the key function that orders each key's values (``Job.sort_values``)."""
+    wanted = type(job.base if isinstance(job, StepJob) else job).sort_values
+    if wanted is False or wanted is None:
+        return None
+    return (lambda value: value) if wanted is True else wanted
+
+
+def sorted_values(values: Iterator[Any], order, scratch: str) -> Iterator[Any]:
+    """A key's values in order (secondary sort), in bounded memory: chunks of
+    ``SORT_CHUNK_VALUES`` are sorted in memory and, past the first, spilled to disk and merged."""
+    chunk = list(itertools.islice(values, SORT_CHUNK_VALUES))
+    if len(chunk) < SORT_CHUNK_VALUES:
+        chunk.sort(key=order)
+        yield from chunk
+        return
+    os.makedirs(scratch, exist_ok=True)
+    runs = []
+    try:
+        while chunk:
+            chunk.sort(key=order)
+            run = tempfile.TemporaryFile(dir=scratch)
+            for value in chunk:
+                pickle.dump(value, run, protocol=5)
+            run.seek(0)
+            runs.append(run)
+            chunk = list(itertools.islice(values, SORT_CHUNK_VALUES))
+        yield from heapq.merge(*(_unpickled(run) for run in runs), key=order)
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _unpickled(stream) -> Iterator[Any]:
+    while True:
+        try:
+            yield pickle.load(stream)
+        except EOFError:
+            return
 
 
 def _python_reduce(name: str):
