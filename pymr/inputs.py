@@ -309,11 +309,7 @@ def _records_line_by_line(path: str, base: int, block: bytes, skip_bad_records: 
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             if not skip_bad_records:
-                raise BadRecordError(
-                    f"{path}: line at byte offset {offset} is not valid UTF-8 "
-                    f"({exc.reason} at byte {offset + exc.start}); "
-                    "use --skip-bad-records to count and skip such lines"
-                ) from None
+                raise _undecodable(path, offset, exc) from None
             on_skip(offset, exc)
             offset += len(raw)
             continue
@@ -321,6 +317,12 @@ def _records_line_by_line(path: str, base: int, block: bytes, skip_bad_records: 
             line = line[:-2] if line.endswith("\r\n") else line[:-1]
         yield (path, offset), line
         offset += len(raw)
+
+
+def _undecodable(path: str, offset: int, exc: UnicodeDecodeError) -> BadRecordError:
+    return BadRecordError(f"{path}: line at byte offset {offset} is not valid UTF-8 "
+                          f"({exc.reason} at byte {offset + exc.start}); "
+                          "use --skip-bad-records to count and skip such lines")
 
 
 def _split_keep_newline(block: bytes) -> list[bytes]:
@@ -412,11 +414,7 @@ def _decode_each(path: str, raw_lines: list[bytes], offsets: list[int], skip_bad
             keep.append(True)
         except UnicodeDecodeError as exc:
             if not skip_bad_records:
-                raise BadRecordError(
-                    f"{path}: line at byte offset {offset} is not valid UTF-8 "
-                    f"({exc.reason} at byte {offset + exc.start}); "
-                    "use --skip-bad-records to count and skip such lines"
-                ) from None
+                raise _undecodable(path, offset, exc) from None
             on_skip(offset, exc)
             keep.append(False)
     return keep, text
