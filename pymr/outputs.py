@@ -250,7 +250,7 @@ class OutputCommitter:
         """Publish every committed part, the report, then ``_SUCCESS``."""
         for name in sorted(os.listdir(self.committed)):
             os.replace(os.path.join(self.committed, name), os.path.join(self.output_dir, name))
-        _write_atomically(os.path.join(self.output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
+        write_report(self.output_dir, report)
         self._remove_temporary()
         _write_atomically(os.path.join(self.output_dir, SUCCESS), "")
 
@@ -265,6 +265,11 @@ class OutputCommitter:
         temporary = os.path.dirname(self.job_temp)
         if os.path.isdir(temporary) and not os.listdir(temporary):
             os.rmdir(temporary)
+
+
+def write_report(output_dir: str, report: dict[str, Any]) -> None:
+    """``OUT/_REPORT.json``, replaced atomically."""
+    _write_atomically(os.path.join(output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
 
 
 def _write_atomically(path: str, text: str) -> None:

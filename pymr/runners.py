@@ -34,7 +34,7 @@ from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
 from .job import OUTPUT_FORMATS, Job
-from .outputs import PAIRS, JobResult, OutputCommitter
+from .outputs import PAIRS, JobResult, OutputCommitter, write_report
 from .sampling import sample_cuts
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
@@ -154,7 +154,9 @@ def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_pro
             previous = step_spec["output"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return _steps_report(reports)
+    report = _steps_report(reports)
+    write_report(spec["output"], report)  # the last step wrote its own; the job's covers every step
+    return report
 
 
 def _with_step(on_progress: ProgressCallback | None, index: int, total: int) -> ProgressCallback | None:

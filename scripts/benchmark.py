@@ -16,8 +16,9 @@ against the single-process plain-Python baseline:
 
 Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and ``pymr-2``
 (``pymr submit`` in local mode with 1 or 2 workers and as many reducers for word count,
-one for sort; per-record API, jobs in ``scripts/bench_jobs/``), ``pymr-fast-1`` and
-``pymr-fast-2`` (word count with ``map_batch`` and ``aggregate = "sum"``), ``multiprocessing``
+one for sort; per-record API: ``jobs/wordcount.py``, ``scripts/bench_jobs/terasort.py``),
+``pymr-fast-1`` and ``pymr-fast-2`` (``jobs/wordcount_fast.py``: ``map_batch`` and
+``aggregate = "sum"``), ``multiprocessing``
 (``Pool(2)`` over line-aligned chunks), ``dask`` (``dask.bag``, processes scheduler, 2
 workers), ``spark`` (PySpark RDDs, ``local[2]``) and ``gnu`` (``tr | sort | uniq -c`` and
 ``sort --parallel=2 -S 4G``, C locale). A system whose package or tool is missing is skipped with a note.
@@ -81,6 +82,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 JOBS = HERE / "bench_jobs"
+EXAMPLE_JOBS = HERE.parent / "jobs"  # word count: jobs/wordcount.py (per record) and wordcount_fast.py
 sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402  (a sibling script)
 
@@ -304,8 +306,8 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
         fast = system.startswith("pymr-fast-")
         if fast and kind != "wordcount":
             return "no fast path for sort yet"
-        job = JOBS / ("wordcount_exact_fast.py" if fast else "wordcount_exact.py" if kind == "wordcount"
-                      else "terasort.py")
+        job = (EXAMPLE_JOBS / ("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
+               else JOBS / "terasort.py")
         reducers = workers  # the sort job range-partitions by sampled keys (total_order)
         argv = [sys.executable, "-m", "pymr", "submit", str(job), inp, "-o", out, "--workers", workers,
                 "--reducers", reducers, "-q", "--overwrite", "--split-size", str(chunk)]
@@ -910,9 +912,9 @@ PHASE_RULES = (  # within a stage, the innermost matching frame names the phase:
     ("inputs.py", {"read_text_records", "read_lines", "_read_lines", "_lines_from", "read_text_batches",
                    "_text_blocks", "_lines_batch", "_decode_each", "records", "_line_blocks",
                    "_records_line_by_line", "_split_keep_newline"}, "read + decode lines"),
-    ("wordcount_exact.py", {"map"}, "user map()"),
-    ("wordcount_exact.py", {"combine"}, "user combine()"),
-    ("wordcount_exact.py", {"reduce"}, "user reduce()"),
+    ("wordcount.py", {"map"}, "user map()"),
+    ("wordcount.py", {"combine"}, "user combine()"),
+    ("wordcount.py", {"reduce"}, "user reduce()"),
     ("keys.py", {"partition_for"}, "partition hashing"),
     ("job.py", {"partition"}, "partition hashing"),
     ("shuffle.py", {"_partitions", "_partition_array"}, "partition hashing"),
@@ -991,7 +993,7 @@ def profile_pymr(args: argparse.Namespace, workdir: str) -> str:
         return "py-spy not found: pip install py-spy\n"
     corpus = make_corpus.make_text_corpus(os.path.join(workdir, "corpus.txt"), args.size, args.seed)
     raw = os.path.join(workdir, "profile.txt")
-    command = [sys.executable, "-m", "pymr", "submit", str(JOBS / "wordcount_exact.py"), corpus.path,
+    command = [sys.executable, "-m", "pymr", "submit", str(EXAMPLE_JOBS / "wordcount.py"), corpus.path,
                "-o", os.path.join(workdir, "out"), "--inline", "--workers", "1", "-q", "--overwrite",
                "--split-size", str(args.split_size)]
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 import zmq
@@ -165,51 +166,42 @@ def test_client_without_the_key_cannot_submit(cluster):
     assert not os.path.exists("/tmp/never")
 
 
-def test_peer_without_the_key_cannot_fetch_or_register(cluster):
-    address = cluster.shuffle_address("w0")
+@contextmanager
+def peer(target: str, key, identity: bytes | None = None):
+    """A DEALER connected to ``target`` with ``key`` (None: no CURVE), closed afterwards."""
     context = zmq.Context()
     try:
-        for target, message in ((address, proto.pack(proto.FETCH_INDEX, {"path": "/etc/passwd"})),
-                                (cluster.address, proto.pack(proto.REGISTER, {"slots": 1, "versions": proto.versions()}))):
-            sock = proto.configure(context.socket(zmq.DEALER))
-            Security(context, generate_key()).client(sock)  # a key, but not the cluster's
-            sock.connect(target)
-            sock.send_multipart(message)
-            assert not sock.poll(1500), f"{target} answered a peer without the cluster key"
-            sock.close(linger=0)
+        sock = Security(context, key).client(proto.configure(context.socket(zmq.DEALER)))
+        if identity:
+            sock.setsockopt(zmq.IDENTITY, identity)
+        sock.connect(target)
+        yield sock
     finally:
         context.destroy(linger=0)
 
 
+def test_peer_without_the_key_cannot_fetch_or_register(cluster):
+    for target, message in ((cluster.shuffle_address("w0"), proto.pack(proto.FETCH_INDEX, {"path": "/etc/passwd"})),
+                            (cluster.address, proto.pack(proto.REGISTER, {"slots": 1, "versions": proto.versions()}))):
+        with peer(target, generate_key()) as sock:  # a key, but not the cluster's
+            sock.send_multipart(message)
+            assert not sock.poll(1500), f"{target} answered a peer without the cluster key"
+
+
 def test_authenticated_peer_can_fetch_only_map_outputs(cluster):
-    key = read_key_file(str(cluster.key))
-    context = zmq.Context()
-    try:
-        sock = Security(context, key).client(proto.configure(context.socket(zmq.DEALER)))
-        sock.connect(cluster.shuffle_address("w0"))
+    with peer(cluster.shuffle_address("w0"), read_key_file(str(cluster.key))) as sock:
         sock.send_multipart(proto.pack(proto.FETCH_INDEX, {"path": "/etc/passwd"}))
         assert sock.poll(5000)
         reply = proto.unpack(sock.recv_multipart())
         assert reply.kind == proto.FETCH_ERROR and "not a map output" in reply.body["error"]
-        sock.close(linger=0)
-    finally:
-        context.destroy(linger=0)
 
 
 def test_version_mismatch_is_refused_with_a_clear_message(cluster):
-    key = read_key_file(str(cluster.key))
-    context = zmq.Context()
-    try:
-        sock = Security(context, key).client(proto.configure(context.socket(zmq.DEALER)))
-        sock.setsockopt(zmq.IDENTITY, b"old-worker")
-        sock.connect(cluster.address)
+    with peer(cluster.address, read_key_file(str(cluster.key)), identity=b"old-worker") as sock:
         sock.send_multipart(proto.pack(proto.REGISTER, {"slots": 1, "versions": dict(proto.versions(), python="2.7")}))
         assert sock.poll(5000)
         reply = proto.unpack(sock.recv_multipart())
         assert reply.kind == proto.REFUSED and "python 2.7" in reply.body["error"]
-        sock.close(linger=0)
-    finally:
-        context.destroy(linger=0)
 
 
 def test_garbage_on_every_socket_leaves_the_cluster_working(cluster, tmp_path):
@@ -219,20 +211,14 @@ def test_garbage_on_every_socket_leaves_the_cluster_working(cluster, tmp_path):
         host, port = target[len("tcp://"):].rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as raw:
             raw.sendall(os.urandom(4096) + b"\xff" * 1024)
-    context = zmq.Context()
-    try:
-        junk = [[b""], [b"x" * 100], [proto.VERSION, b"submit", b"{not json"], [proto.VERSION, b"nope", b"{}"],
-                [b"PYMR/0", b"register", b"{}"], [proto.VERSION, b"task_done", b"[1, 2]"],
-                [proto.VERSION, b"fetch_batch", b'{"path": 5}'], [os.urandom(64) for _ in range(5)]]
-        for target in targets:  # well-formed ZeroMQ, authenticated, but nonsense messages
-            sock = Security(context, key).client(proto.configure(context.socket(zmq.DEALER)))
-            sock.connect(target)
+    junk = [[b""], [b"x" * 100], [proto.VERSION, b"submit", b"{not json"], [proto.VERSION, b"nope", b"{}"],
+            [b"PYMR/0", b"register", b"{}"], [proto.VERSION, b"task_done", b"[1, 2]"],
+            [proto.VERSION, b"fetch_batch", b'{"path": 5}'], [os.urandom(64) for _ in range(5)]]
+    for target in targets:  # well-formed ZeroMQ, authenticated, but nonsense messages
+        with peer(target, key) as sock:
             for frames in junk:
                 sock.send_multipart(frames)
             time.sleep(0.3)
-            sock.close(linger=0)
-    finally:
-        context.destroy(linger=0)
     assert cluster.alive()
     result = cluster.submit(JOBS / "wordcount.py", SAMPLE / "kjv-pentateuch.txt", "-o", tmp_path / "o", "-r", "2")
     assert result.returncode == 0, result.stderr

@@ -33,7 +33,8 @@ def test_multi_step_job_matches_separate_jobs(pymr, tmp_path):
         assert jsonl_pairs(out) == jsonl_pairs(separate_2)
         assert sorted(p.name for p in out.iterdir()) == ["_REPORT.json", "_SUCCESS", "part-00000"]
         report = json.loads((out / "_REPORT.json").read_text())
-        assert len(report.get("steps", [])) == 2 or "steps" not in report  # the CLI report is the job's
+        assert len(report["steps"]) == 2  # the job's report covers every step
+        assert report["counters"]["words by count"]["groups"] == len(jsonl_pairs(out))
         assert not list(tmp_path.glob(".pymr-steps-*")), "scratch folders of the steps must be removed"
         assert "succeeded" in result.stderr
 
