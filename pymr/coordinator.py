@@ -231,6 +231,11 @@ class Coordinator:
         spec = msg.body["spec"]
         if not msg.blobs:
             raise ProtocolError("submit without job code")
+        problem = proto.version_mismatch(msg.body.get("versions", {}))
+        if problem:  # the job's code is pickled for workers that run our versions
+            self._send(identity, proto.REJECTED, {"error": f"the coordinator refused the job: {problem}",
+                                                  "type": "ClusterError"})
+            return
         request_id = str(msg.body.get("request_id", ""))
         known = self.submissions.get(request_id)
         if known is not None:  # the client resent a submit whose answer it missed

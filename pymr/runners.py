@@ -40,7 +40,7 @@ from .security import ClusterKey, Security, generate_key, read_key_file, write_k
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 SILENCE_LIMIT_S = 60.0  # the coordinator sends progress at least every 5 s
-_REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError}
+_REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError, "ClusterError": ClusterError}
 
 
 def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reducers: int | None = None,
@@ -273,7 +273,7 @@ class Client:
         deadline = time.monotonic() + self.connect_timeout_s
         wait_s = 1.0
         while time.monotonic() < deadline:
-            self.send(proto.SUBMIT, {"spec": spec, "request_id": request_id}, code)
+            self.send(proto.SUBMIT, {"spec": spec, "request_id": request_id, "versions": proto.versions()}, code)
             answer_by = min(deadline, time.monotonic() + wait_s)
             while time.monotonic() < answer_by:
                 msg = self.receive(answer_by - time.monotonic())

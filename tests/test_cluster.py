@@ -204,6 +204,15 @@ def test_version_mismatch_is_refused_with_a_clear_message(cluster):
         assert reply.kind == proto.REFUSED and "python 2.7" in reply.body["error"]
 
 
+def test_submit_from_other_versions_is_rejected(cluster):
+    with peer(cluster.address, read_key_file(str(cluster.key))) as sock:
+        sock.send_multipart(proto.pack(proto.SUBMIT, {"spec": {}, "versions": dict(proto.versions(), cloudpickle="0.1")},
+                                       b"code"))
+        assert sock.poll(5000)
+        reply = proto.unpack(sock.recv_multipart())
+        assert reply.kind == proto.REJECTED and "cloudpickle 0.1" in reply.body["error"]
+
+
 def test_garbage_on_every_socket_leaves_the_cluster_working(cluster, tmp_path):
     key = read_key_file(str(cluster.key))
     targets = [cluster.address] + [cluster.shuffle_address(name) for name in cluster.workers]
