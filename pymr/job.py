@@ -34,6 +34,7 @@ from .errors import JobScriptError
 
 Pair = tuple[Any, Any]
 OUTPUT_FORMATS = ("text", "jsonl", "parquet")
+DEFAULT_MAX_ROUNDS = 100  # bounds an iterative step whose repeat_while never says stop
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,12 @@ class Step:
     ``map`` defaults to passing pairs through; without ``reduce`` (or ``aggregate``)
     the step is map-only. The output of one step feeds the next as Arrow (keys and
     values keep their types); only the last step writes the job's output.
+
+    An iterative step sets ``repeat_while``: after each round it is called (in the
+    submitting process) with that round's counters, ``{group: {name: count}}``, and
+    while it returns True the step runs again on its own output, at most
+    ``max_rounds`` rounds in all. This is how a job decides from counters whether
+    another round is needed (PageRank until it converges).
     """
 
     map: Callable[[Any, Any], Iterable[Pair]] | None = None
@@ -201,6 +208,16 @@ class Step:
     map_final: Callable[[], Iterable[Pair]] | None = None
     reduce_init: Callable[[], None] | None = None
     reduce_final: Callable[[], Iterable[Pair]] | None = None
+    repeat_while: Callable[[dict[str, dict[str, int]]], bool] | None = None
+    max_rounds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rounds is None:
+            self.max_rounds = 1 if self.repeat_while is None else DEFAULT_MAX_ROUNDS
+        elif self.repeat_while is None:
+            raise ValueError("Step(max_rounds=...) needs repeat_while, the test that ends the rounds")
+        if self.max_rounds < 1:
+            raise ValueError(f"Step(max_rounds={self.max_rounds}): a step runs at least once")
 
     @property
     def has_reduce(self) -> bool:
@@ -258,11 +275,16 @@ class StepJob(Job):
 
 
 def job_for_task(job_class: type[Job], options: dict[str, Any], step: int | None) -> Job:
-    """The job instance a task runs: the job itself, or one of its steps."""
+    """The job instance a task runs: the job itself, or one of its steps.
+
+    Step index ``len(steps)`` is the map-only pass that copies the rounds of a repeated
+    last step into the job's output format (a round cannot know it is the last).
+    """
     job = job_class(options)
     if step is None:
         return job
-    return StepJob(job, list(job.steps() or ())[step])
+    steps = list(job.steps() or ())
+    return StepJob(job, steps[step] if step < len(steps) else Step())
 
 
 def load_job_class(path: str | Path, name: str | None = None) -> type[Job]:

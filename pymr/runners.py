@@ -31,7 +31,8 @@ from . import scheduler as sched
 from .aggregate import AGGREGATES
 from .code import dump_job, local_side_files
 from .coordinator import ActiveJob, Coordinator, job_report
-from .errors import ClusterError, InputError, JobCancelled, JobFailed, OutputExistsError, PymrError
+from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
+                     PymrError)
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
 from .job import OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, OutputCommitter, write_report
@@ -119,50 +120,103 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
 
 
 def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_progress: ProgressCallback | None):
-    """Run a one-step job, or each step of a multi-step job in turn, the output of one
-    feeding the next as Arrow pairs in a scratch folder beside the output."""
+    """Run a one-step job, or each step of a multi-step job in turn (a repeated step
+    round after round), the output of one run feeding the next as Arrow pairs in a
+    scratch folder beside the output."""
     if not steps:
         return execute(spec, on_progress)
     total = len(steps)
     scratch = tempfile.mkdtemp(prefix=".pymr-steps-", dir=os.path.dirname(spec["output"]) or None)
-    reports = []
+    reports: list[dict[str, Any]] = []
+    previous = None
     try:
-        previous = None
         for index, step in enumerate(steps):
-            last = index == total - 1
-            step_spec = dict(spec, step=index, has_reducer=step.has_reduce, name=f"{spec['name']} (step {index + 1})")
-            if step.reducers is not None:
-                step_spec["reducers"] = step.reducers
-            if previous is not None:
-                step_spec["inputs"] = [f"pairs:{previous}"]
-                step_spec["input_format"] = None
-            if not last:
-                step_spec.update(output=os.path.join(scratch, f"step-{index + 1}"), output_format=PAIRS,
-                                 overwrite=True)
-            progress = _with_step(on_progress, index, total)
-            try:
-                reports.append(execute(step_spec, progress))
-            except JobFailed as exc:
-                cause = getattr(exc, "report", {}).get("error") or str(exc)
-                raise type(exc)(f"job {spec['name']} failed: step {index + 1} of {total}, {cause}",
-                                exc.task_error) from exc.__cause__
-            except Exception as exc:
-                where = getattr(exc, "pymr_task", None)
-                if where is not None:
-                    exc.pymr_task = f"step {index + 1} of {total}, {where}"
-                raise
-            previous = step_spec["output"]
+            for round_number in range(1, step.max_rounds + 1):
+                writes_output = index == total - 1 and step.repeat_while is None
+                where = _StepRun(index, total, round_number if step.repeat_while else None)
+                output = spec["output"] if writes_output else os.path.join(scratch, where.folder)
+                step_spec = _step_spec(spec, step, where, previous, output)
+                report = _execute_step(execute, step_spec, where, on_progress)
+                reports.append(dict(report, step=index + 1, **({"round": round_number} if step.repeat_while else {})))
+                _drop_scratch(previous, scratch)
+                previous = output
+                if step.repeat_while is None or not _another_round(step, report, where):
+                    break
+        if steps[-1].repeat_while is not None:
+            where = _StepRun(total, total, None)  # the copy into the job's output
+            copy = _step_spec(spec, None, where, previous, spec["output"])
+            reports.append(dict(_execute_step(execute, copy, where, on_progress), step=total))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report = _steps_report(reports)
-    write_report(spec["output"], report)  # the last step wrote its own; the job's covers every step
+    write_report(spec["output"], report)  # the last run wrote its own; the job's covers every step
     return report
 
 
-def _with_step(on_progress: ProgressCallback | None, index: int, total: int) -> ProgressCallback | None:
-    if on_progress is None:
-        return None
-    return lambda body: on_progress(dict(body, step=f"{index + 1}/{total}"))
+class _StepRun:
+    """Which step (and round of a repeated step) a run is, for names, folders and errors."""
+
+    def __init__(self, index: int, total: int, round_number: int | None):
+        self.index, self.total, self.round = index, total, round_number
+
+    @property
+    def label(self) -> str:
+        if self.index == self.total:
+            return f"writing the output of step {self.total} of {self.total}"
+        return f"step {self.index + 1} of {self.total}" + (f", round {self.round}" if self.round else "")
+
+    @property
+    def folder(self) -> str:
+        return f"step-{self.index + 1}" + (f"-round-{self.round}" if self.round else "")
+
+    @property
+    def progress_name(self) -> str:
+        return f"{self.index + 1}/{self.total}" + (f" round {self.round}" if self.round else "")
+
+
+def _step_spec(spec: dict[str, Any], step: Any, where: _StepRun, previous: str | None, output: str) -> dict[str, Any]:
+    """The spec of one run of a step; ``step`` None is the map-only copy into the output."""
+    has_reduce = step is not None and step.has_reduce
+    suffix = f"step {where.index + 1}" + (f", round {where.round}" if where.round else "")
+    step_spec = dict(spec, step=where.index, has_reducer=has_reduce, name=f"{spec['name']} ({suffix})")
+    if step is not None and step.reducers is not None:
+        step_spec["reducers"] = step.reducers
+    if previous is not None:
+        step_spec.update(inputs=[f"pairs:{previous}"], input_format=None)
+    if output != spec["output"]:
+        step_spec.update(output=output, output_format=PAIRS, overwrite=True)
+    return step_spec
+
+
+def _execute_step(execute: Callable, step_spec: dict[str, Any], where: _StepRun,
+                  on_progress: ProgressCallback | None) -> dict[str, Any]:
+    """Run one step, naming it in progress and in the error if it fails."""
+    progress = None if on_progress is None else (lambda body: on_progress(dict(body, step=where.progress_name)))
+    try:
+        return execute(step_spec, progress)
+    except JobFailed as exc:
+        cause = getattr(exc, "report", {}).get("error") or str(exc)
+        name = step_spec["name"].rsplit(" (step", 1)[0]
+        raise type(exc)(f"job {name} failed: {where.label}, {cause}", exc.task_error) from exc.__cause__
+    except Exception as exc:
+        task = getattr(exc, "pymr_task", None)
+        if task is not None:
+            exc.pymr_task = f"{where.label}, {task}"
+        raise
+
+
+def _another_round(step: Any, report: dict[str, Any], where: _StepRun) -> bool:
+    """Ask the step's ``repeat_while`` about the round that just ran."""
+    try:
+        return bool(step.repeat_while(report["counters"]))
+    except Exception as exc:
+        raise JobScriptError(f"{where.label}: repeat_while raised {type(exc).__name__}: {exc}") from exc
+
+
+def _drop_scratch(folder: str | None, scratch: str) -> None:
+    """Delete a step's output once the run that read it is done, so rounds don't pile up."""
+    if folder is not None and os.path.dirname(folder) == scratch:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _steps_report(reports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -59,3 +59,68 @@ def test_multi_step_from_python_sums_counters(tmp_path):
     total = sum(count * len(words) for count, words in pairs.items())
     assert total == sum(len(b.read_text(encoding="utf-8").split()) for b in BOOKS)
     assert len(result.report["steps"]) == 2
+
+
+def halving_input(tmp_path):
+    numbers = {"a": 1000, "b": 5, "c": 1, "d": 64}
+    path = tmp_path / "numbers.txt"
+    path.write_text("".join(f"{k} {v}\n" for k, v in numbers.items()))
+    return path
+
+
+def test_repeated_step_runs_until_its_counters_say_stop(pymr, tmp_path):
+    numbers = halving_input(tmp_path)
+    for mode in (["-w", "2"], ["--inline"]):
+        out = tmp_path / f"out{len(mode)}"
+        pymr.run("submit", TEST_JOBS / "halve_until_small.py", numbers, "-o", out, "--output-format", "jsonl",
+                 *mode, check=True)
+        assert sorted(jsonl_pairs(out)) == [["a", 1], ["b", 1], ["c", 1], ["d", 1]]
+        report = json.loads((out / "_REPORT.json").read_text())
+        rounds = [s["round"] for s in report["steps"] if "round" in s]
+        # 1000 needs 9 halvings to reach 1; the 9th round is the first with nothing above one
+        assert rounds == list(range(1, 10))
+        assert report["steps"][-1]["step"] == 2 and "round" not in report["steps"][-1]  # the copy into OUT
+        assert sorted(p.name for p in out.iterdir()) == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001"]
+        assert not list(tmp_path.glob(".pymr-steps-*"))
+
+
+def test_repeated_step_stops_at_max_rounds_and_feeds_a_later_step(pymr, tmp_path):
+    numbers = halving_input(tmp_path)
+    out = tmp_path / "out"
+    pymr.run("submit", TEST_JOBS / "halve_until_small.py", numbers, "-o", out, "--max-rounds", "3", "--then-sum",
+             "-w", "2", check=True)
+    # three rounds: 1000 -> 125, 5 -> 1 (then stays), 1 -> 1, 64 -> 8
+    assert (out / "part-00000").read_text() == "total\t135\n"
+    report = json.loads((out / "_REPORT.json").read_text())
+    assert [(s["step"], s.get("round")) for s in report["steps"]] == [(1, None), (2, 1), (2, 2), (2, 3), (3, None)]
+
+
+def test_failure_in_a_round_names_step_and_round(pymr, tmp_path):
+    numbers = halving_input(tmp_path)
+    out = tmp_path / "out"
+    result = pymr.run("submit", TEST_JOBS / "halve_until_small.py", numbers, "-o", out, "--fail-at", "16",
+                      "-w", "2", "--max-attempts", "1")
+    assert result.returncode == 1
+    # 64 reaches 16 in round 2
+    assert "step 2 of 2, round 2, reduce task" in result.stderr and "d reached 16" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".pymr-steps-*"))
+
+
+def test_repeat_while_that_raises_is_a_clear_error(pymr, tmp_path):
+    out = tmp_path / "out"
+    result = pymr.run("submit", TEST_JOBS / "halve_until_small.py", halving_input(tmp_path), "-o", out,
+                      "--bad-test", "--inline")
+    assert result.returncode != 0
+    assert "step 2 of 2, round 1: repeat_while raised KeyError" in result.stderr
+    assert not out.exists()
+
+
+def test_step_rejects_max_rounds_without_a_test():
+    import pytest
+
+    import pymr as api
+
+    with pytest.raises(ValueError, match="needs repeat_while"):
+        api.Step(max_rounds=3)
+    with pytest.raises(ValueError, match="at least once"):
+        api.Step(repeat_while=bool, max_rounds=0)
