@@ -1,4 +1,4 @@
-"""Input formats beyond text lines, and a Parquet writer for job output.
+"""Input formats beyond text lines.
 
 ``pymr.inputs`` imports this module to register its formats. Each format says how a
 file is cut into splits (planned once, before any task runs, so a split carries in
@@ -57,15 +57,6 @@ file gives each record exactly once, in file order.
 A bad record raises ``BadRecordError`` naming the file, the byte offset and the start
 of the record; with the ``skip_bad_records`` option it is passed to
 ``on_skip(offset, error)`` and left out.
-
-Output: ``ParquetPartWriter`` writes a part file with the columns ``key`` and
-``value``. A column's type is declared up front, never inferred from data, because
-every part file of a job must have the same schema to be read as one dataset (and a
-part that happened to hold only ints would otherwise disagree with one holding a
-float). A declared pyarrow type (``pa.int64()``, ``pa.string()``, ...) gives a typed
-column and a value that does not fit fails the task; ``None``, the default, stores
-each key or value as a JSON string, which any value fits. The file's schema metadata
-``pymr.json_columns`` lists the JSON columns; ``read_parquet_pairs`` decodes them.
 """
 
 from __future__ import annotations
@@ -81,9 +72,8 @@ from typing import IO, Any, NamedTuple
 
 import pyarrow as pa
 
-from .errors import BadRecordError, InputError, OutputTypeError
+from .errors import BadRecordError, InputError
 from .inputs import COMPRESSED, InputFormat, Split, read_lines, register_input_format
-from .outputs import to_json
 
 OnSkip = Callable[[Any, Exception], None]
 _EXCERPT_CHARS = 80
@@ -563,111 +553,6 @@ class WholeFileBytesFormat(WholeFileFormat):
 for _format in (JsonLinesFormat(), CsvFormat(), CsvFormat(name="csv-noheader", extensions=(), header=False),
                 ParquetFormat(), ParquetBatchesFormat(), ArrowFormat(), WholeFileFormat(), WholeFileBytesFormat()):
     register_input_format(_format)
-
-
-# -- parquet output ----------------------------------------------------------------------------
-JSON_COLUMNS = b"pymr.json_columns"
-
-
-class ParquetPartWriter:
-    """Writes one part file of pairs as Parquet: columns ``key`` and ``value``.
-
-    ``key_type``/``value_type`` are pyarrow types, or None to store JSON strings (see
-    the module docstring for why types are declared, not inferred). Pairs are buffered
-    and written ``chunk_rows`` at a time, one row group per chunk.
-    """
-
-    chunk_rows = 65536
-
-    def __init__(self, path: str, key_type: pa.DataType | None = None, value_type: pa.DataType | None = None,
-                 chunk_rows: int | None = None):
-        import pyarrow.parquet as pq
-
-        self.path = path
-        self.records = 0
-        self.chunk_rows = chunk_rows or self.chunk_rows
-        self.types = {"key": key_type, "value": value_type}
-        json_columns = [name for name, kind in self.types.items() if kind is None]
-        self.schema = pa.schema([pa.field(name, pa.string() if kind is None else kind)
-                                 for name, kind in self.types.items()],
-                                metadata={JSON_COLUMNS: json.dumps(json_columns).encode()})
-        self._keys: list[Any] = []
-        self._values: list[Any] = []
-        self._file = open(path, "wb")
-        self._writer = pq.ParquetWriter(self._file, self.schema)
-
-    def write(self, key: Any, value: Any) -> None:
-        self._keys.append(key)
-        self._values.append(value)
-        self.records += 1
-        if len(self._keys) >= self.chunk_rows:
-            self._flush()
-
-    def write_table(self, table: pa.Table) -> None:
-        """Write a ``key``/``value`` Arrow table of pairs, as ``PartWriter.write_table`` does."""
-        from .keys import decode_key
-
-        keys = table.column("key").to_pylist()
-        if table.schema.field("key").type == pa.large_binary():  # keys kept in their encoded form
-            keys = [decode_key(key) for key in keys]
-        for key, value in zip(keys, table.column("value").to_pylist()):
-            self.write(key, value)
-
-    def close(self) -> int:
-        """Write what is buffered and flush to disk; returns the bytes written."""
-        try:
-            self._flush()
-        finally:
-            self._writer.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-        return os.path.getsize(self.path)
-
-    def _flush(self) -> None:
-        if not self._keys:
-            return
-        columns = [self._column("key", self._keys), self._column("value", self._values)]
-        self._keys, self._values = [], []
-        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-
-    def _column(self, name: str, items: list[Any]) -> pa.Array:
-        kind = self.types[name]
-        if kind is None:
-            return pa.array([to_json(item) for item in items], pa.string())
-        try:
-            if pa.types.is_integer(kind):  # pyarrow would truncate 1.5 to 1 without a word
-                bad = next((item for item in items if isinstance(item, float)), None)
-                if bad is not None:
-                    raise TypeError(f"{bad!r} is a float")
-            return pa.array(items, type=kind)
-        except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
-            raise OutputTypeError(f"{self.path}: an output {name} does not fit the declared column type {kind}: "
-                                  f"{exc} (declare None to store any {name} as JSON)") from None
-
-
-def read_parquet_pairs(path: str) -> Iterator[tuple[Any, Any]]:
-    """The ``(key, value)`` pairs of a part file written by ``ParquetPartWriter``, or of
-    every part file in a folder (names starting with ``_`` or ``.`` are left out).
-
-    JSON columns are decoded, so a tuple written there comes back as a list.
-    """
-    import pyarrow.parquet as pq
-
-    if os.path.isdir(path):
-        files = [os.path.join(path, n) for n in sorted(os.listdir(path)) if not n.startswith(("_", "."))]
-    else:
-        files = [path]
-    for file in files:
-        parquet = pq.ParquetFile(file)
-        json_columns = set(json.loads((parquet.schema_arrow.metadata or {}).get(JSON_COLUMNS, b"[]")))
-        for batch in parquet.iter_batches(columns=["key", "value"]):
-            keys, values = (batch.column(i).to_pylist() for i in range(2))
-            if "key" in json_columns:
-                keys = [json.loads(k) for k in keys]
-            if "value" in json_columns:
-                values = [json.loads(v) for v in values]
-            yield from zip(keys, values)
 
 
 class PairsFormat(InputFormat):

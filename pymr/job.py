@@ -65,7 +65,7 @@ class Job:
     split_size: ClassVar[int | str] = "64M"
     #: ``text`` (key<TAB>value lines), ``jsonl`` ([key, value] lines) or ``parquet``
     output_format: ClassVar[str] = "text"
-    #: Parquet column types of the output key and value (pyarrow types); None stores JSON text
+    #: Parquet column types of the output key and value (pyarrow types); None infers them
     output_key_type: ClassVar[Any] = None
     output_value_type: ClassVar[Any] = None
     #: count and skip undecodable input lines instead of failing the task

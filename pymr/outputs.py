@@ -91,7 +91,7 @@ def open_part_writer(directory: str, index: int, output_format: str, key_type: A
     if output_format == PAIRS:
         return PairsPartWriter(path)
     if output_format == "parquet":
-        from .formats import ParquetPartWriter
+        from .parquet_output import ParquetPartWriter
 
         return ParquetPartWriter(path, key_type, value_type)
     return PartWriter(path, output_format)
@@ -248,6 +248,11 @@ class OutputCommitter:
 
     def commit_job(self, report: dict[str, Any]) -> None:
         """Publish every committed part, the report, then ``_SUCCESS``."""
+        parquet_parts = [os.path.join(self.committed, n) for n in os.listdir(self.committed) if n.endswith(".parquet")]
+        if parquet_parts:
+            from .parquet_output import unify_parquet_parts
+
+            unify_parquet_parts(parquet_parts)
         for name in sorted(os.listdir(self.committed)):
             os.replace(os.path.join(self.committed, name), os.path.join(self.output_dir, name))
         write_report(self.output_dir, report)
@@ -297,7 +302,7 @@ class JobResult:
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         if self.output_format == "parquet":
-            from .formats import read_parquet_pairs
+            from .parquet_output import read_parquet_pairs
 
             for path in self.part_files():
                 yield from read_parquet_pairs(path)

@@ -7,6 +7,8 @@ import signal
 import time
 from collections import defaultdict
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs
@@ -320,8 +322,32 @@ def test_parquet_output_reads_as_one_dataset_and_json_report(pymr, tmp_path):
     assert table.num_rows == len(expected)
     import pymr as api
 
+    assert table.schema.field("key").type == pa.string() and table.schema.field("value").type == pa.int64()
+    assert dict(zip(table.column("key").to_pylist(), table.column("value").to_pylist())) == dict(expected)
     got = dict(api.JobResult(str(out), "parquet", {}, report))
-    assert {json.loads(k) if k.startswith('"') else k: v for k, v in got.items()} == dict(expected)
+    assert got == dict(expected)
+
+
+def test_parquet_parts_that_inferred_different_types_are_unified(pymr, tmp_path):
+    """Part 0 holds ints, part 1 floats, part 2 nothing, part 3 ints and None: one schema for all."""
+    import pyarrow.dataset as ds
+
+    job = tmp_path / "mixed.py"
+    job.write_text("import pymr\nclass Mixed(pymr.Job):\n    reducers = 4\n"
+                   "    def map(self, _, line):\n        n = int(line)\n"
+                   "        yield n, [n * 2, n + 0.5, None, None if n % 2 else n][n % 4]\n"
+                   "    def partition(self, key, reducers):\n        return [0, 1, 3, 3][key % 4]\n"
+                   "    def reduce(self, key, values):\n        yield key, next(values)\n")
+    data = tmp_path / "numbers.txt"
+    data.write_text("".join(f"{n}\n" for n in range(12)))
+    out = tmp_path / "out"
+    pymr.run("submit", job, data, "-o", out, "-w", "2", "--output-format", "parquet", check=True)
+    schemas = {str(pq.read_schema(p).remove_metadata()) for p in out.glob("part-*")}
+    assert len(schemas) == 1, schemas
+    table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
+    assert table.schema.field("key").type == pa.int64() and table.schema.field("value").type == pa.float64()
+    got = dict(zip(table.column("key").to_pylist(), table.column("value").to_pylist()))
+    assert got == {n: [n * 2, n + 0.5, None, None if n % 2 else n][n % 4] for n in range(12)}
 
 
 def test_total_order_output_is_sorted_across_part_files(pymr, tmp_path):

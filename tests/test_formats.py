@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pymr
-from pymr.formats import CsvFormat, OutputTypeError, ParquetPartWriter, read_parquet_pairs
+from pymr.errors import OutputTypeError
+from pymr.formats import CsvFormat
+from pymr.parquet_output import ParquetPartWriter, read_parquet_pairs, unify_parquet_parts
 from pymr.inputs import Split, format_for_path, input_format, plan_splits
 
 
@@ -365,7 +367,7 @@ def test_parquet_writer_takes_arrow_tables_of_pairs(tmp_path):
     assert list(read_parquet_pairs(path)) == [("a", 1), ("b", 2), (["t", 1], 3)]
 
 
-def test_parquet_writer_json_by_default(tmp_path):
+def test_parquet_writer_infers_types_and_stores_the_rest_as_json(tmp_path):
     path = str(tmp_path / "part-00000")
     writer = ParquetPartWriter(path)
     pairs = [(("t", 1), {"n": [1, 2.5, None]}), ("k", "v"), (None, 3), (7, True)]
@@ -374,6 +376,51 @@ def test_parquet_writer_json_by_default(tmp_path):
     writer.close()
     assert pq.read_table(path).column("value").to_pylist()[0] == '{"n": [1, 2.5, null]}'
     assert list(read_parquet_pairs(path)) == [(["t", 1], {"n": [1, 2.5, None]}), ("k", "v"), (None, 3), (7, True)]
+
+    typed = str(tmp_path / "typed")
+    writer = ParquetPartWriter(typed)
+    for i in range(5):
+        writer.write(f"w{i}", i if i != 3 else None)
+    writer.close()
+    table = pq.read_table(typed)
+    assert table.schema.field("key").type == pa.string() and table.schema.field("value").type == pa.int64()
+    assert table.column("value").to_pylist() == [0, 1, 2, None, 4]
+
+
+@pytest.mark.parametrize("values,arrow_type,expected", [
+    ([1, 2, 3], pa.int64(), [1, 2, 3]),
+    ([1, 2.5, None], pa.float64(), [1.0, 2.5, None]),
+    ([True, False], pa.bool_(), [True, False]),
+    ([b"a", b"\xff"], pa.binary(), [b"a", b"\xff"]),
+    (["x", None], pa.string(), ["x", None]),
+    ([2**70, 1], pa.string(), [2**70, 1]),  # beyond int64: JSON keeps it exact
+    ([1, "a"], pa.string(), [1, "a"]),
+    ([True, 1], pa.string(), [True, 1]),
+])
+def test_parquet_writer_widens_across_chunks(tmp_path, values, arrow_type, expected):
+    """One value per row group, so the first chunk decides a type each later one may widen."""
+    path = str(tmp_path / "part-00000")
+    writer = ParquetPartWriter(path, chunk_rows=1)
+    for i, value in enumerate(values):
+        writer.write(f"k{i}", value)
+    writer.close()
+    assert pq.read_schema(path).field("value").type == arrow_type
+    assert [v for _, v in read_parquet_pairs(path)] == expected
+
+
+def test_unify_parquet_parts_gives_every_part_one_schema(tmp_path):
+    parts = []
+    for name, values in [("a", [1, 2]), ("b", [0.5]), ("c", []), ("d", [None])]:
+        parts.append(str(tmp_path / f"{name}.parquet"))
+        writer = ParquetPartWriter(parts[-1])
+        for value in values:
+            writer.write(name, value)
+        writer.close()
+    unify_parquet_parts(parts)
+    schemas = {str(pq.read_schema(p).remove_metadata()) for p in parts}
+    assert len(schemas) == 1 and pq.read_schema(parts[0]).field("value").type == pa.float64()
+    table = ds.dataset(parts, format="parquet").to_table()
+    assert table.column("value").to_pylist() == [1.0, 2.0, 0.5, None]
 
 
 @pytest.mark.parametrize("value_type,value", [(pa.int64(), 1.5), (pa.int64(), "3"), (pa.string(), 3),
@@ -393,6 +440,7 @@ def test_parquet_parts_read_as_one_dataset(tmp_path):
         for i in range(part * 5):  # part 0 is empty, and still has the schema
             writer.write(f"k{part}-{i}", [part, i] if i % 2 else {"i": i})
         writer.close()
+    unify_parquet_parts([str(p) for p in out.iterdir()])  # as the job commit does
     (out / "_SUCCESS").write_text("")
     (out / "_REPORT.json").write_text("{}")
     table = ds.dataset(str(out), format="parquet").to_table()
