@@ -27,7 +27,8 @@ from typing import Any
 
 import pyarrow as pa
 
-AGGREGATES = {"sum": ("sum", "sum"), "count": ("count", "sum"), "min": ("min", "min"), "max": ("max", "max")}
+# how each aggregate is computed on the map side and on the reduce side (a count's partial counts add up)
+SIDES = {"sum": ("sum", "sum"), "count": ("count", "sum"), "min": ("min", "min"), "max": ("max", "max")}
 WINDOW_ROWS = 65536  # rows read ahead per run before a window is aggregated
 _NUMERIC = (pa.int64(), pa.float64())
 
@@ -43,7 +44,7 @@ def arrow_ok(name: str, value_type: pa.DataType, side: str) -> bool:
 
 def aggregate_table(table: pa.Table, name: str, side: str) -> pa.Table:
     """Group ``key``/``value`` columns by key and aggregate; returns ``key``, ``value``."""
-    how = AGGREGATES[name][0 if side == "map" else 1]
+    how = SIDES[name][0 if side == "map" else 1]
     key_type = table.schema.field("key").type
     narrow = _NARROW.get(key_type)
     if narrow is not None and table.num_rows:  # Arrow groups 32-bit-offset strings ~3x faster
@@ -60,7 +61,7 @@ _NARROW = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
 
 def python_aggregate(name: str, side: str, key: Any, values: Iterator[Any]) -> Iterable[tuple[Any, Any]]:
     """The same aggregate in Python, for values Arrow cannot hold in one typed column."""
-    how = AGGREGATES[name][0 if side == "map" else 1]
+    how = SIDES[name][0 if side == "map" else 1]
     if how == "sum":
         yield key, sum(values)
     elif how == "count":
@@ -73,42 +74,12 @@ def python_aggregate(name: str, side: str, key: Any, values: Iterator[Any]) -> I
 
 def merge_aggregate(runs: list[Iterator[pa.RecordBatch]], name: str) -> Iterator[pa.Table]:
     """Merge sorted ``key``/``value`` batch streams (partial aggregates, keys of one kind)
-    into aggregated tables in key order, one window at a time."""
-    import pyarrow.compute as pc
+    into aggregated tables in key order, one window at a time (see ``pymr.merge``)."""
+    from .merge import merge_windows
 
     if len(runs) == 1:  # one run is already aggregated and sorted
         for batch in runs[0]:
             yield pa.Table.from_batches([batch])
         return
-    pending: list[pa.Table | None] = [None] * len(runs)
-    done = [False] * len(runs)
-    while True:
-        for i, stream in enumerate(runs):  # a run with little pending may hold smaller keys next
-            batches = [pending[i]] if pending[i] is not None and pending[i].num_rows else []
-            rows = sum(b.num_rows for b in batches)
-            while not done[i] and rows < WINDOW_ROWS:  # big windows: each aggregation has a fixed cost
-                batch = next(stream, None)
-                if batch is None:
-                    done[i] = True
-                elif batch.num_rows:
-                    batches.append(pa.Table.from_batches([batch]))
-                    rows += batch.num_rows
-            pending[i] = pa.concat_tables(batches) if batches else None
-        live = [t for t in pending if t is not None and t.num_rows]
-        if not live:
-            return
-        bounds = [t.column("key")[-1].as_py() for i, t in enumerate(pending)
-                  if not done[i] and t is not None and t.num_rows]
-        window = []
-        for i, table in enumerate(pending):
-            if table is None or not table.num_rows:
-                continue
-            if bounds:
-                upto = pc.sum(pc.less_equal(table.column("key"), min(bounds))).as_py() or 0
-            else:
-                upto = table.num_rows
-            window.append(table.slice(0, upto))
-            pending[i] = table.slice(upto)
-        merged = pa.concat_tables(window)
-        if merged.num_rows:
-            yield aggregate_table(merged, name, "reduce").sort_by([("key", "ascending")])
+    for window in merge_windows(runs, WINDOW_ROWS, sort=False):  # big windows: each aggregation has a fixed cost
+        yield aggregate_table(window, name, "reduce").sort_by([("key", "ascending")])

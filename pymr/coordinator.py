@@ -14,6 +14,7 @@ per job.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -25,9 +26,10 @@ import zmq
 
 from . import protocol as proto
 from . import scheduler as sched
+from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits
-from .outputs import OutputCommitter
+from .outputs import OutputCommitter, output_committer
 from .security import ClusterKey, Security
 
 log = logging.getLogger("pymr.coordinator")
@@ -81,12 +83,14 @@ class Coordinator:
         self.jobs: dict[str, ActiveJob] = {}
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
         self._stop = threading.Event()
+        self._wake_read, self._wake_write = socket.socketpair()  # stop() wakes the loop at once
 
     # -- loop ------------------------------------------------------------------------------
     def serve(self) -> None:
         """Handle messages until stopped; then close the socket (linger 0)."""
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
         try:
             next_dispatch = 0.0
             while not self._stop.is_set():
@@ -102,6 +106,10 @@ class Coordinator:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            self._wake_write.send(b"x")
+        except OSError:  # already shut down
+            pass
 
     def _receive_all(self) -> None:
         while True:
@@ -244,7 +252,8 @@ class Coordinator:
                 self._send(identity, proto.ACCEPTED, {"job_id": known, **self.jobs[known].run.counts()})
             return
         job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
-        committer = OutputCommitter(spec["output"], job_id)
+        storage.configure(spec.get("filesystems"))  # options from the job's URIs (endpoint, region, ...)
+        committer = output_committer(spec["output"], job_id)
         try:
             splits = plan_splits(spec["inputs"], int(spec.get("split_size") or DEFAULT_SPLIT_SIZE),
                                  spec.get("input_format"))
@@ -304,6 +313,7 @@ class Coordinator:
             "attempt_dir": active.committer.attempt_dir(attempt.attempt_id),
             "output_format": spec.get("output_format", "text"),
             "step": spec.get("step"),
+            "filesystems": spec.get("filesystems"),
         }
         if task.kind == "map":
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
@@ -364,6 +374,8 @@ class Coordinator:
         self.socket.close(linger=0)
         self.security.close()
         self.context.destroy(linger=0)
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 def job_report(active: ActiveJob) -> dict[str, Any]:

@@ -35,6 +35,14 @@ class OutputExistsError(PymrError):
     exit_code = 2
 
 
+class StorageError(PymrError, OSError):
+    """A filesystem named by URI cannot be used: unreachable, access denied, no such bucket.
+
+    An ``OSError`` too, so code that handles failed file operations handles it."""
+
+    exit_code = 2
+
+
 class KeyTypeError(PymrError, TypeError):
     """A map or combine emitted a key that cannot be ordered and hashed stably."""
 

@@ -5,26 +5,30 @@ a task that calls ``os._exit``, segfaults or is killed for memory takes down onl
 executor, and the worker reports a failed attempt and starts a fresh executor. A task
 that must stop (a speculative loser, a cancelled job) is stopped by killing its executor.
 
-Executors are started with the ``spawn`` method, so they inherit no ZeroMQ context and
-no Arrow thread pool, and stay up for many tasks (no process start per task). They
-talk to their worker over a ``multiprocessing`` pipe: ``("task", task, blob_or_None)``
-in, ``("done", result)`` or ``("failed", error, pickled_exception)`` out. Job code
-arrives once per executor per job. An executor exits when its worker disappears.
+Executors are fresh ``python -m pymr.executor`` processes (never forked, so they
+inherit no ZeroMQ context and no Arrow thread pool; not ``multiprocessing`` spawn,
+which would re-import the worker's ``__main__``), and stay up for many tasks (no
+process start per task). An executor imports the task code (and Arrow) as soon as it
+starts, while its worker registers. It talks to its worker over a socket pair wrapped
+in a ``multiprocessing`` connection: the worker's settings first, then
+``("task", task, blob_or_None)`` in, ``("done", result)`` or
+``("failed", error, pickled_exception)`` out. Job code arrives once per executor per
+job. An executor exits when its worker disappears.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
-
-_SPAWN = multiprocessing.get_context("spawn")
 
 
 class Executor:
@@ -38,12 +42,13 @@ class Executor:
         self._start()
 
     def _start(self) -> None:
-        parent, child = _SPAWN.Pipe()
-        self.process = _SPAWN.Process(target=_main, args=(child, os.getpid(), self.settings),
-                                      name=f"pymr-executor-{self.name}", daemon=True)
-        self.process.start()
+        parent, child = socket.socketpair()
+        command = [sys.executable, "-m", "pymr.executor", str(child.fileno()), str(os.getpid()), self.name,
+                   self.settings.get("data_dir") or ""]  # the data dir, so tests can find leftovers
+        self.process = subprocess.Popen(command, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
-        self.conn: Connection = parent
+        self.conn: Connection = Connection(parent.detach())
+        self.conn.send(self.settings)
         self.jobs_loaded = set()
 
     @property
@@ -77,8 +82,10 @@ class Executor:
         return message
 
     def exit_reason(self) -> str:
-        self.process.join(timeout=5)
-        code = self.process.exitcode
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is not None and code < 0:
             try:
                 return f"its process was killed by signal {signal.Signals(-code).name}"
@@ -93,16 +100,22 @@ class Executor:
         self._start()
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join(timeout=5)
+        self.process.wait()
         self.conn.close()
 
 
-def _main(conn: Connection, parent_pid: int, settings: dict[str, Any]) -> None:
+def _main(conn: Connection, parent_pid: int) -> None:
     """The executor process: run tasks from the pipe until it closes or the worker dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    from . import tasks  # noqa: F401  (import Arrow now, while the worker registers, not in the first task)
+
+    try:
+        settings = conn.recv()
+    except (EOFError, OSError):
+        return
     jobs: dict[str, tuple[type, dict[str, Any], dict[str, str]]] = {}
     folders: dict[str, str] = {}  # side files, one folder per job
     try:
@@ -155,3 +168,7 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
             os._exit(1)
+
+
+if __name__ == "__main__":
+    _main(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -66,14 +66,16 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-import pyarrow as pa
+from . import storage
+from .errors import BadRecordError, InputError, StorageError
+from .inputs import COMPRESSED, InputFormat, Split, open_input, read_lines, register_input_format
 
-from .errors import BadRecordError, InputError
-from .inputs import COMPRESSED, InputFormat, Split, read_lines, register_input_format
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where used: the client registers formats without loading Arrow
 
 OnSkip = Callable[[Any, Exception], None]
 _EXCERPT_CHARS = 80
@@ -107,13 +109,14 @@ def _excerpt(raw: bytes) -> str:
 @contextmanager
 def _open_input(path: str) -> Iterator[IO[bytes]]:
     """The file's bytes, decompressed when its extension says so."""
-    opener = COMPRESSED.get(os.path.splitext(path)[1].lower())
-    try:
-        stream = opener(path, "rb") if opener else open(path, "rb", buffering=1024 * 1024)
-    except OSError as exc:
-        raise InputError(f"cannot read input {path}: {exc.strerror} (in cluster mode, inputs must be on a "
-                         "filesystem that every worker sees at the same path)") from None
-    with stream:
+    with ExitStack() as stack:
+        try:
+            stream = stack.enter_context(open_input(path, buffering=1024 * 1024))
+        except OSError as exc:
+            if isinstance(exc, StorageError):  # says what went wrong with a URI already
+                raise
+            raise InputError(f"cannot read input {path}: {exc.strerror} (in cluster mode, inputs must be on a "
+                             "filesystem that every worker sees at the same path)") from None
         yield stream
 
 
@@ -263,7 +266,7 @@ def _quote_parities(path: str, positions: list[int]) -> list[bool]:
     parities = []
     quotes = 0
     pos = 0
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         for position in positions:
             while pos < position:
                 chunk = f.read(min(_COUNT_CHUNK, position - pos))
@@ -360,10 +363,11 @@ def _rows(path: str, first_row: int, batch: pa.RecordBatch, chunk: int) -> Itera
 
 
 def _parquet_file(path: str):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(storage.open_random(path) if storage.is_remote(path) else path)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{path}: not a Parquet file ({exc})") from None
     except OSError as exc:
@@ -428,7 +432,10 @@ class ArrowFormat(InputFormat):
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         first, stop = split.state["batches"]
         row = split.state["first_row"]
-        with pa.memory_map(split.path) as source:
+        import pyarrow as pa
+
+        remote = storage.is_remote(split.path)
+        with storage.open_random(split.path) if remote else pa.memory_map(split.path) as source:
             reader = pa.ipc.open_file(source)
             for index in range(first, stop):
                 batch = reader.get_batch(index)
@@ -450,7 +457,7 @@ def _ipc_record_batches(path: str) -> list[_Piece]:
     counts without decoding (and decompressing) the batches, so they are read here.
     """
     try:
-        with open(path, "rb") as f:
+        with storage.open_input(path, buffering=64 * 1024) as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(0)
             head = f.read(len(_IPC_MAGIC))
@@ -525,7 +532,7 @@ class WholeFileFormat(InputFormat):
 
     def splits(self, path: str, split_size: int) -> list[Split]:
         compressed = os.path.splitext(path)[1].lower() in COMPRESSED
-        return [Split(path, 0, os.path.getsize(path), compressed=compressed, format=self.name)]
+        return [Split(path, 0, storage.size(path), compressed=compressed, format=self.name)]
 
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         with _open_input(split.path) as stream:
@@ -564,7 +571,7 @@ class PairsFormat(InputFormat):
     splittable = False
 
     def splits(self, path: str, split_size: int) -> list[Split]:
-        size = os.path.getsize(path)
+        size = storage.size(path)
         return [Split(path, 0, size, format=self.name)] if size else []
 
     def records(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[tuple[Any, Any]]:
@@ -572,7 +579,10 @@ class PairsFormat(InputFormat):
 
         from .keys import decode_key
 
-        reader = pa.ipc.open_file(pa.memory_map(split.path))
+        import pyarrow as pa
+
+        remote = storage.is_remote(split.path)
+        reader = pa.ipc.open_file(storage.open_random(split.path) if remote else pa.memory_map(split.path))
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             for key, value in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):

@@ -17,10 +17,15 @@ import glob
 import gzip
 import os
 import re
+from itertools import accumulate, repeat
+from operator import add
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import IO, Any
 
+from . import storage
 from .errors import BadRecordError, InputError
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
@@ -70,7 +75,7 @@ class InputFormat:
     splittable = True
 
     def splits(self, path: str, split_size: int) -> list[Split]:
-        size = os.path.getsize(path)
+        size = storage.size(path)
         if size == 0:
             return []
         if os.path.splitext(path)[1].lower() in COMPRESSED or not self.splittable:
@@ -166,7 +171,7 @@ def parse_size(text: str | int) -> int:
 
 
 def resolve_inputs(patterns: Sequence[str]) -> list[str]:
-    """Absolute paths of every input file: files, folders (recursively) and globs.
+    """Absolute paths (or URIs) of every input file: files, folders (recursively) and globs.
 
     Hidden files and folders (``.name``, and ``_name`` as Hadoop writes) inside folders
     and in glob matches are skipped. Each pattern must match something.
@@ -175,6 +180,11 @@ def resolve_inputs(patterns: Sequence[str]) -> list[str]:
         raise InputError("no input given")
     found: list[str] = []
     for pattern in patterns:
+        if storage.is_uri(pattern):
+            pattern = storage.normalize(pattern)  # file:// becomes a path; a query is taken off
+        if storage.is_remote(pattern):
+            found.extend(_remote_files(pattern))
+            continue
         matches = _glob(pattern) if glob.has_magic(pattern) else [pattern]
         if glob.has_magic(pattern) and not matches:
             raise InputError(f"input pattern matches no file: {pattern}")
@@ -215,6 +225,54 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
+def _remote_files(pattern: str) -> list[str]:
+    """The files a URI names: a file, every file below a folder, or a glob's matches,
+    hidden names below the folder (or the glob's literal prefix) left out, in the order
+    the local functions give (matches sorted, a folder's files before its subfolders)."""
+    parts = pattern.split("/")
+    magic = [i for i, part in enumerate(parts) if glob.has_magic(part)]
+    if magic and magic[0] < 3:
+        raise InputError(f"a glob pattern can match names inside a bucket, not buckets: {storage.display(pattern)}")
+    top = "/".join(parts[: magic[0]]) if magic else pattern
+    if not magic:
+        found = storage.kind(top)
+        if found == "file":
+            return [top]
+        if found is None:
+            bucket = "" if storage.container_exists(top) else " (its bucket does not exist)"
+            raise InputError(f"input path does not exist: {storage.display(top)}{bucket}")
+    wanted = parts[magic[0]:] if magic else []
+    matches: dict[str, list[tuple[list[str], str]]] = {}  # what the pattern matched -> files in it
+    for uri, _ in storage.list_files(top):
+        relative = uri[len(top):].strip("/").split("/")
+        if any(_hidden(name) for name in relative):
+            continue
+        depth = next((d for d in range(1, len(relative) + 1) if _glob_match(wanted, relative[:d])),
+                     None) if wanted else 0
+        if depth is not None:
+            matches.setdefault("/".join(relative[:depth]), []).append((relative[depth:], uri))
+    if magic and not matches:
+        raise InputError(f"input pattern matches no file: {storage.display(pattern)}")
+    files = []
+    for match in sorted(matches):
+        files.extend(uri for _, uri in sorted(matches[match], key=lambda item: _walk_order(item[0])))
+    return files
+
+
+def _walk_order(names: list[str]) -> list[tuple[int, str]]:
+    """Sorts paths as ``os.walk`` with sorted names visits them: a folder's files first."""
+    return [(1, name) for name in names[:-1]] + [(0, names[-1])] if names else []
+
+
+def _glob_match(pattern: list[str], names: list[str]) -> bool:
+    """Whether path segments match glob segments (``**`` stands for any number of them)."""
+    if not pattern:
+        return not names
+    if pattern[0] == "**":
+        return any(_glob_match(pattern[1:], names[skip:]) for skip in range(len(names) + 1))
+    return bool(names) and fnmatchcase(names[0], pattern[0]) and _glob_match(pattern[1:], names[1:])
+
+
 def make_splits(paths: Sequence[str], split_size: int) -> list[Split]:
     """Text splits of each file, about ``split_size`` bytes each; empty files give none."""
     splits = [split for path in paths for split in TextFormat().splits(path, split_size)]
@@ -234,13 +292,24 @@ def read_lines(split: Split) -> Iterator[tuple[int, bytes]]:
                          "filesystem that every worker sees at the same path)") from None
 
 
+@contextmanager
+def open_input(path: str, buffering: int = -1) -> Iterator[IO[bytes]]:
+    """A file's bytes, decompressed when its extension says so; a path or a URI."""
+    opener = COMPRESSED.get(os.path.splitext(path)[1].lower())
+    with storage.open_input(path, buffering) as raw:
+        if opener is None:
+            yield raw
+            return
+        with opener(raw, "rb") as stream:
+            yield stream
+
+
 def _read_lines(split: Split) -> Iterator[tuple[int, bytes]]:
     if split.compressed:
-        opener = COMPRESSED[os.path.splitext(split.path)[1].lower()]
-        with opener(split.path, "rb") as stream:
+        with open_input(split.path) as stream:
             yield from _lines_from(stream, 0, None)
         return
-    with open(split.path, "rb", buffering=1024 * 1024) as stream:
+    with storage.open_input(split.path, buffering=1024 * 1024) as stream:
         pos = split.start
         if pos > 0:
             stream.seek(pos - 1)
@@ -273,14 +342,14 @@ def read_text_records(split: Split, skip_bad_records: bool, on_skip) -> Iterator
             continue
         lines = text.split("\n")
         unterminated = lines.pop()  # "" when the block ends with a newline
-        ascii_only = len(text) == len(block)
-        offset = base
-        for line in lines:
-            size = len(line) + 1 if ascii_only else len(line.encode("utf-8", "surrogatepass")) + 1
-            yield (path, offset), line[:-1] if line[-1:] == "\r" else line
-            offset += size
+        # each line's byte length: its length in characters if the block is ASCII
+        raw_lengths = map(len, lines if len(text) == len(block) else block.split(b"\n"))
+        starts = accumulate(map(add, raw_lengths, repeat(1)), initial=base)
+        if "\r" in text:
+            lines = [line[:-1] if line[-1:] == "\r" else line for line in lines]
+        yield from zip(zip(repeat(path), starts), lines)  # all in C: the hot loop of a text job
         if unterminated:  # the file's last line, without a line ending: kept as it is
-            yield (path, offset), unterminated
+            yield (path, base + len(block) - len(unterminated.encode("utf-8", "surrogatepass"))), unterminated
 
 
 RECORD_BLOCK_BYTES = 1024 * 1024
@@ -355,8 +424,7 @@ def read_text_batches(split: Split, skip_bad_records: bool, on_skip,
 def _text_blocks(split: Split, block_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
     """``(offset, bytes, is_last)``: the bytes of the lines the split owns, in blocks."""
     if split.compressed:
-        opener = COMPRESSED[os.path.splitext(split.path)[1].lower()]
-        with opener(split.path, "rb") as stream:
+        with open_input(split.path) as stream:
             offset = 0
             while True:
                 chunk = stream.read(block_bytes)
@@ -364,7 +432,7 @@ def _text_blocks(split: Split, block_bytes: int) -> Iterator[tuple[int, bytes, b
                 if not chunk:
                     return
                 offset += len(chunk)
-    with open(split.path, "rb") as stream:
+    with storage.open_input(split.path) as stream:
         pos = split.start
         if pos > 0:
             stream.seek(pos - 1)

@@ -34,6 +34,7 @@ from .errors import JobScriptError
 
 Pair = tuple[Any, Any]
 OUTPUT_FORMATS = ("text", "jsonl", "parquet")
+AGGREGATES = ("sum", "count", "min", "max")  # the built-in reducers ``Job.aggregate`` can name
 DEFAULT_MAX_ROUNDS = 100  # bounds an iterative step whose repeat_while never says stop
 
 

@@ -7,21 +7,40 @@ Layout while a job runs (``OUT`` is the output folder)::
 
 A task attempt is committed by one ``os.replace`` into ``committed/``, decided by the
 coordinator, which commits exactly one attempt per task (later or duplicate attempts
-are deleted). The job commit moves every committed part into ``OUT``, then writes
-``_SUCCESS`` last and removes ``_temporary``. A failed or cancelled job removes
+are deleted). The job commit moves every committed part into ``OUT``, removes
+``_temporary`` and writes ``_SUCCESS`` last. A failed or cancelled job removes
 ``_temporary`` and leaves no part files and no ``_SUCCESS``; if the job created
 ``OUT``, it removes ``OUT`` too.
+
+``OUT`` may be a URI (``storage``). Where files rename atomically (HDFS) the protocol
+is the same. An object store (S3, GCS, Azure) has no rename, so ``RemoteCommitter``
+never makes a final name before the job commit: a task commit only records which
+attempt's files are the task's output, and they stay where that attempt wrote them;
+the job commit copies each to its final name (inside the store), writes
+``_REPORT.json``, removes ``_temporary`` and writes ``_SUCCESS`` last. A failed job
+still leaves no part files and no ``_SUCCESS``, and a job commit that fails (a copy
+refused) deletes what it copied. But the copies are many requests, not one rename
+each: a job commit that dies halfway (the coordinator killed) leaves some final parts
+without ``_SUCCESS``, so a reader must check ``_SUCCESS`` first. Part writers write a
+remote part to a local file and upload it whole when it is closed.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from .errors import OutputExistsError
+from . import storage
+from .errors import OutputExistsError, StorageError
+
+log = logging.getLogger("pymr.outputs")
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
@@ -87,7 +106,14 @@ class PairsPartWriter:
 
 def open_part_writer(directory: str, index: int, output_format: str, key_type: Any = None, value_type: Any = None):
     """A writer for part ``index`` in ``output_format``; see ``PartWriter``."""
-    path = os.path.join(directory, part_name(index, output_format))
+    name = part_name(index, output_format)
+    if storage.is_remote(directory):
+        return UploadingWriter(storage.join(directory, name),
+                               lambda path: _part_writer(path, output_format, key_type, value_type))
+    return _part_writer(os.path.join(directory, name), output_format, key_type, value_type)
+
+
+def _part_writer(path: str, output_format: str, key_type: Any, value_type: Any):
     if output_format == PAIRS:
         return PairsPartWriter(path)
     if output_format == "parquet":
@@ -95,6 +121,32 @@ def open_part_writer(directory: str, index: int, output_format: str, key_type: A
 
         return ParquetPartWriter(path, key_type, value_type)
     return PartWriter(path, output_format)
+
+
+class UploadingWriter:
+    """A part writer for a remote folder: the part is written to a local file by the
+    format's own writer, and ``close`` uploads it whole."""
+
+    def __init__(self, path: str, make_writer: Callable[[str], Any]):
+        self.path = path
+        self._staging = tempfile.mkdtemp(prefix="pymr-upload-")
+        try:
+            self._writer = make_writer(os.path.join(self._staging, os.path.basename(path)))
+        except BaseException:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # write, write_table, records, ...
+        return getattr(self._writer, name)
+
+    def close(self) -> int:
+        """Finish the local file and upload it; returns the bytes written."""
+        try:
+            nbytes = self._writer.close()
+            storage.upload(self._writer.path, self.path)
+            return nbytes
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
 
 
 # -- formats -------------------------------------------------------------------------------
@@ -272,18 +324,127 @@ class OutputCommitter:
             os.rmdir(temporary)
 
 
+def output_committer(output_dir: str, job_id: str) -> OutputCommitter:
+    """The committer of an output folder: a local path, or a URI (``RemoteCommitter``)."""
+    if storage.is_remote(output_dir):
+        return RemoteCommitter(output_dir, job_id)
+    return OutputCommitter(output_dir, job_id)
+
+
+class RemoteCommitter(OutputCommitter):
+    """The committer of an output folder given by URI, through ``storage``.
+
+    Where files rename atomically (HDFS), it renames as ``OutputCommitter`` does. On an
+    object store it follows the protocol in the module docstring: ``commit_task``
+    records the attempt's files, ``commit_job`` copies them to their final names. Its
+    methods that only clean up log a failure rather than raise it (as the local one
+    ignores errors there), since the coordinator calls them in its event loop.
+    """
+
+    COPY_THREADS = 16  # copies of the job commit in flight at once
+
+    def __init__(self, output_dir: str, job_id: str):  # no I/O here: that starts in setup()
+        self.output_dir = output_dir
+        self.job_id = job_id
+        self.job_temp = storage.join(output_dir, TEMPORARY, job_id)
+        self.committed = storage.join(self.job_temp, "committed")
+        self.created_output = False
+        self._renames: bool | None = None
+        self._published: dict[str, str] = {}  # final name -> the committed attempt's file
+        self._written: list[str] = []  # final files the job commit made, removed if it fails
+
+    @property
+    def renames(self) -> bool:
+        if self._renames is None:
+            self._renames = storage.renames_atomically(self.output_dir)
+        return self._renames
+
+    def setup(self, overwrite: bool) -> None:
+        where = storage.display(self.output_dir)
+        found = storage.kind(self.output_dir)
+        if found in ("file", "other"):
+            raise OutputExistsError(f"output path exists and is not a folder: {where}")
+        if found == "dir":
+            if storage.listdir(self.output_dir):
+                if not overwrite:
+                    raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
+                storage.delete_contents(self.output_dir)
+        elif not storage.container_exists(self.output_dir):
+            raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
+        else:
+            storage.makedirs(self.output_dir)
+            self.created_output = True
+        if self.renames:
+            storage.makedirs(self.committed)
+
+    def attempt_dir(self, attempt_id: str) -> str:
+        return storage.join(self.job_temp, attempt_id)
+
+    def commit_task(self, attempt_id: str, files: list[str]) -> None:
+        source = self.attempt_dir(attempt_id)
+        if not self.renames:  # no final name yet: the job commit copies these
+            self._published.update((name, storage.join(source, name)) for name in files)
+            return
+        for name in files:
+            storage.move(storage.join(source, name), storage.join(self.committed, name))
+        self._quietly(storage.delete, source)
+
+    def discard_attempt(self, attempt_id: str) -> None:
+        self._quietly(storage.delete, self.attempt_dir(attempt_id))
+
+    def commit_job(self, report: dict[str, Any]) -> None:
+        if self.renames:
+            parts = {name: storage.join(self.committed, name) for name in storage.listdir(self.committed)}
+        else:
+            parts = dict(self._published)
+        parquet_parts = [path for name, path in parts.items() if name.endswith(".parquet")]
+        if parquet_parts:
+            from .parquet_output import unify_parquet_parts
+
+            unify_parquet_parts(parquet_parts)
+        publish = storage.move if self.renames else storage.copy
+        self._written = [storage.join(self.output_dir, name) for name in sorted(parts)] + [
+            storage.join(self.output_dir, REPORT)]
+        with ThreadPoolExecutor(self.COPY_THREADS) as pool:
+            for done in [pool.submit(publish, parts[name], storage.join(self.output_dir, name))
+                         for name in sorted(parts)]:
+                done.result()  # the first failure fails the job commit (and abort_job removes what it made)
+        write_report(self.output_dir, report)
+        self._remove_temporary()
+        _write_atomically(storage.join(self.output_dir, SUCCESS), "")
+
+    def abort_job(self) -> None:
+        """Remove ``_temporary``, and the final files of a job commit that failed."""
+        for path in self._written:
+            self._quietly(storage.delete, path)
+        self._remove_temporary()
+        if self.created_output:
+            self._quietly(_delete_if_empty, self.output_dir)
+
+    def _remove_temporary(self) -> None:
+        self._quietly(storage.delete, self.job_temp)
+        self._quietly(_delete_if_empty, storage.join(self.output_dir, TEMPORARY))
+
+    def _quietly(self, operation: Callable[[str], Any], path: str) -> None:
+        try:
+            operation(path)
+        except OSError as exc:
+            log.warning("could not clean up %s: %s", storage.display(path), exc)
+
+
+def _delete_if_empty(folder: str) -> None:
+    """Remove a folder with nothing in it (on an object store, the empty marker a delete leaves)."""
+    if not storage.listdir(folder):
+        storage.delete(folder)
+
+
 def write_report(output_dir: str, report: dict[str, Any]) -> None:
     """``OUT/_REPORT.json``, replaced atomically."""
-    _write_atomically(os.path.join(output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
+    _write_atomically(storage.join(output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
 
 
 def _write_atomically(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    storage.write_bytes(path, text.encode("utf-8"))
 
 
 # -- results -------------------------------------------------------------------------------
@@ -297,8 +458,8 @@ class JobResult:
         self.report = report
 
     def part_files(self) -> list[str]:
-        names = sorted(n for n in os.listdir(self.output_dir) if n.startswith("part-"))
-        return [os.path.join(self.output_dir, n) for n in names]
+        names = sorted(n for n in storage.listdir(self.output_dir) if n.startswith("part-"))
+        return [storage.join(self.output_dir, n) for n in names]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         if self.output_format == "parquet":
@@ -308,7 +469,7 @@ class JobResult:
                 yield from read_parquet_pairs(path)
             return
         for path in self.part_files():
-            with open(path, encoding="utf-8") as f:
+            with io.TextIOWrapper(storage.open_input(path), encoding="utf-8") as f:
                 for line in f:
                     yield parse_line(line, self.output_format)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from . import storage
 from .errors import OutputTypeError
 from .outputs import to_json
 
@@ -198,17 +199,27 @@ def unify_parquet_parts(paths: list[str]) -> None:
     """Give every part the same schema, widening those that disagree (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    found = {path: types_of(pq.read_schema(path)) for path in paths}
+    found = {path: types_of(pq.read_schema(_readable(path))) for path in paths}
     if not found:
         return
     common = {name: _widest(t[name] for t in found.values()) for name in COLUMNS}
     for path, types in found.items():
         if types != common:
-            table = pq.read_table(path)
+            table = pq.read_table(_readable(path))
             columns = [convert_column(table.column(n), types[n], common[n]) for n in COLUMNS]
+            unified = pa.Table.from_arrays(columns, schema=schema_of(common))
+            if storage.is_remote(path):  # an object appears whole when written: no rename needed
+                filesystem, inner = storage.resolve(path)
+                pq.write_table(unified, inner, filesystem=filesystem)
+                continue
             tmp = path + ".unify"
-            pq.write_table(pa.Table.from_arrays(columns, schema=schema_of(common)), tmp)
+            pq.write_table(unified, tmp)
             os.replace(tmp, path)
+
+
+def _readable(path: str) -> Any:
+    """What pyarrow.parquet reads: a local path as it is, a remote file opened (``storage``)."""
+    return storage.open_random(path) if storage.is_remote(path) else path
 
 
 def _widest(types: Iterable[ColumnType]) -> ColumnType:
@@ -226,12 +237,12 @@ def read_parquet_pairs(path: str) -> Iterator[tuple[Any, Any]]:
     """
     import pyarrow.parquet as pq
 
-    if os.path.isdir(path):
-        files = [os.path.join(path, n) for n in sorted(os.listdir(path)) if not n.startswith(("_", "."))]
+    if storage.kind(path) == "dir":
+        files = [storage.join(path, n) for n in storage.listdir(path) if not n.startswith(("_", "."))]
     else:
         files = [path]
     for file in files:
-        parquet = pq.ParquetFile(file)
+        parquet = pq.ParquetFile(_readable(file))
         json_columns = {name for name, kind in types_of(parquet.schema_arrow).items() if kind.json}
         for batch in parquet.iter_batches(columns=list(COLUMNS)):
             keys, values = (batch.column(i).to_pylist() for i in range(2))

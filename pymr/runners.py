@@ -11,6 +11,7 @@ the run ends, however it ends.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -28,20 +29,22 @@ import zmq
 
 from . import protocol as proto
 from . import scheduler as sched
-from .aggregate import AGGREGATES
+from . import storage
 from .code import dump_job, local_side_files
 from .coordinator import ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
-                     PymrError)
+                     PymrError, StorageError)
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
-from .job import OUTPUT_FORMATS, Job
-from .outputs import PAIRS, JobResult, OutputCommitter, write_report
+from .job import AGGREGATES, OUTPUT_FORMATS, Job
+from .outputs import PAIRS, JobResult, output_committer, write_report
 from .sampling import sample_cuts
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[dict[str, Any]], None]
 SILENCE_LIMIT_S = 60.0  # the coordinator sends progress at least every 5 s
-_REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError, "ClusterError": ClusterError}
+_REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError, "ClusterError": ClusterError,
+               "StorageError": StorageError}
 
 
 def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reducers: int | None = None,
@@ -58,10 +61,14 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
     num_reducers = int(reducers if reducers is not None else job_class.reducers)
     if num_reducers < 1:
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")
+    inputs = [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)]
+    output = storage.normalize(str(output))
     return {
         "name": job_class.__name__,
-        "inputs": [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)],
-        "output": os.path.abspath(output),
+        "inputs": inputs,
+        "output": output,
+        # options given in URI queries (endpoint, region, ...), for the coordinator and the tasks
+        "filesystems": storage.options_for([split_format_prefix(i)[1] for i in inputs] + [output]),
         "reducers": num_reducers,
         "has_reducer": job_class.has_reducer(),
         "split_size": parse_size(split_size if split_size is not None else job_class.split_size),
@@ -75,10 +82,10 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
 
 
 def _absolute_input(given: str) -> str:
-    """An input as the coordinator must see it: absolute, keeping a ``FORMAT:`` prefix and URIs."""
+    """An input as the coordinator must see it: absolute, keeping a ``FORMAT:`` prefix; a
+    URI without its query (``storage.normalize``), a ``file://`` URI as a path."""
     forced, path = split_format_prefix(given)
-    if "://" not in path:
-        path = os.path.abspath(path)
+    path = storage.normalize(path)
     return f"{forced}:{path}" if forced else path
 
 
@@ -126,7 +133,7 @@ def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_pro
     if not steps:
         return execute(spec, on_progress)
     total = len(steps)
-    scratch = tempfile.mkdtemp(prefix=".pymr-steps-", dir=os.path.dirname(spec["output"]) or None)
+    scratch = _scratch_beside(spec["output"])
     reports: list[dict[str, Any]] = []
     previous = None
     try:
@@ -134,7 +141,7 @@ def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_pro
             for round_number in range(1, step.max_rounds + 1):
                 writes_output = index == total - 1 and step.repeat_while is None
                 where = _StepRun(index, total, round_number if step.repeat_while else None)
-                output = spec["output"] if writes_output else os.path.join(scratch, where.folder)
+                output = spec["output"] if writes_output else storage.join(scratch, where.folder)
                 step_spec = _step_spec(spec, step, where, previous, output)
                 report = _execute_step(execute, step_spec, where, on_progress)
                 reports.append(dict(report, step=index + 1, **({"round": round_number} if step.repeat_while else {})))
@@ -147,7 +154,7 @@ def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_pro
             copy = _step_spec(spec, None, where, previous, spec["output"])
             reports.append(dict(_execute_step(execute, copy, where, on_progress), step=total))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        _delete_quietly(scratch)
     report = _steps_report(reports)
     write_report(spec["output"], report)  # the last run wrote its own; the job's covers every step
     return report
@@ -213,10 +220,25 @@ def _another_round(step: Any, report: dict[str, Any], where: _StepRun) -> bool:
         raise JobScriptError(f"{where.label}: repeat_while raised {type(exc).__name__}: {exc}") from exc
 
 
+def _scratch_beside(output: str) -> str:
+    """A fresh folder for the steps' outputs beside the job's output, where every worker
+    and the coordinator can reach it (on an object store: a prefix)."""
+    if not storage.is_remote(output):
+        return tempfile.mkdtemp(prefix=".pymr-steps-", dir=os.path.dirname(output) or None)
+    return f"{output.rstrip('/')}.pymr-steps-{uuid.uuid4().hex[:12]}"
+
+
 def _drop_scratch(folder: str | None, scratch: str) -> None:
     """Delete a step's output once the run that read it is done, so rounds don't pile up."""
-    if folder is not None and os.path.dirname(folder) == scratch:
-        shutil.rmtree(folder, ignore_errors=True)
+    if folder is not None and folder.startswith(scratch):
+        _delete_quietly(folder)
+
+
+def _delete_quietly(path: str) -> None:
+    try:
+        storage.delete(path)
+    except OSError as exc:  # the job's result stands; a scratch folder left behind is only untidy
+        log.warning("could not delete %s: %s", storage.display(path), exc)
 
 
 def _steps_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -240,7 +262,8 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
     """Run every task in this process, in order; the user's exception propagates as it is."""
     local_files = local_side_files(files)
     job_id = "inline_" + uuid.uuid4().hex[:8]
-    committer = OutputCommitter(spec["output"], job_id)
+    storage.configure(spec.get("filesystems"))
+    committer = output_committer(spec["output"], job_id)
     splits = plan_splits(spec["inputs"], spec["split_size"] or DEFAULT_SPLIT_SIZE, spec.get("input_format"))
     committer.setup(spec["overwrite"])
     run = sched.new_job(job_id, spec["name"], [s.to_dict() for s in splits],
@@ -266,7 +289,8 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
     run, spec = active.run, active.spec
     attempt_id = f"{run.job_id}-{task.task_id}-0"
     body: dict[str, Any] = {"kind": task.kind, "attempt_dir": active.committer.attempt_dir(attempt_id),
-                            "output_format": spec["output_format"], "step": spec.get("step")}
+                            "output_format": spec["output_format"], "step": spec.get("step"),
+                            "filesystems": spec.get("filesystems")}
     if task.kind == "map":
         body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
                     skip_bad_records=spec["skip_bad_records"], buffer_bytes=spec.get("buffer_bytes"),

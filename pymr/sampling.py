@@ -51,3 +51,25 @@ class RangePartitioner:
 
     def __call__(self, key: Any, num_partitions: int) -> int:
         return bisect.bisect_left(self.cuts, keys.encode_key(key))
+
+    def partition_array(self, column: Any) -> Any:
+        """The partition of every key in an Arrow column of str, computed in C; None for
+        other columns. A str key's encoded form is a type tag and its UTF-8 bytes, so
+        its partition is the number of cuts of lower types plus the number of str cuts
+        whose UTF-8 bytes are below its own, and Arrow compares strings by their bytes."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if column.type not in (pa.string(), pa.large_string()):
+            return None
+        try:
+            str_cuts = [cut[1:].decode("utf-8") for cut in self.cuts if cut[:1] == keys.STR]
+        except UnicodeDecodeError:  # a cut holding a lone surrogate
+            return None
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        lower = sum(1 for cut in self.cuts if cut[:1] < keys.STR)
+        parts = pa.nulls(len(column), pa.int32()).fill_null(lower)
+        for cut in str_cuts:
+            parts = pc.add(parts, pc.greater(column, pa.scalar(cut, column.type)).cast(pa.int32()))
+        return parts

@@ -42,9 +42,11 @@ import pyarrow.compute as pc
 from . import keys as keyenc
 from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggregate
 from .errors import KeyTypeError
+from .merge import merge_windows
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
 BATCH_ROWS = 8192
+MERGE_WINDOW_ROWS = 262144  # rows held over all runs while merging them (at least a batch each)
 MERGE_FACTOR = 16  # runs merged at once
 _INT64 = (-(2**63), 2**63 - 1)
 _KEY_TYPES = {"str": pa.large_string(), "int": pa.int64(), "enc": pa.large_binary()}
@@ -147,6 +149,62 @@ class MapOutputBuffer:
 
         return add
 
+    def feed(self, map_: Callable[[Any, Any], Iterable[tuple[Any, Any]] | None],
+             records: Iterable[tuple[Any, Any]]) -> tuple[int, int]:
+        """Call ``map_`` on every record and take the pairs in; returns (records, pairs).
+
+        The hot loop of a per-record job: the buffer's own loop, so each pair costs a
+        dict or list append and no function call of ours.
+        """
+        if self.aggregate is not None:
+            return self._feed_calls(map_, records)
+        if self.combiner is not None:
+            return self._feed_grouped(map_, records)
+        return self._feed_plain(map_, records)
+
+    def _feed_calls(self, map_, records) -> tuple[int, int]:
+        put, check = self.put, self.check
+        read = emitted = 0
+        for read, (key, value) in enumerate(records, 1):
+            for out_key, out_value in map_(key, value) or ():
+                put(out_key, out_value)
+                emitted += 1
+            check(emitted)
+        return read, emitted
+
+    def _feed_grouped(self, map_, records) -> tuple[int, int]:
+        groups, check, encode = self.groups, self.check, _group_key
+        read = emitted = 0
+        for read, (key, value) in enumerate(records, 1):
+            for out_key, out_value in map_(key, value) or ():
+                emitted += 1
+                # a dict would take 1, 1.0 and True for one key: only str keys are used as they are
+                if type(out_key) is not str:
+                    out_key = encode(out_key)
+                try:
+                    groups[out_key].append(out_value)
+                except KeyError:
+                    groups[out_key] = [out_value]
+            if emitted >= self.next_check:
+                check(emitted)
+        check(emitted)
+        return read, emitted
+
+    def _feed_plain(self, map_, records) -> tuple[int, int]:
+        keys, values, check = self.keys, self.values, self.check
+        add_key, add_value = keys.append, values.append
+        read = spilled = 0
+        for read, (key, value) in enumerate(records, 1):
+            for out_key, out_value in map_(key, value) or ():
+                add_key(out_key)
+                add_value(out_value)
+            if spilled + len(keys) >= self.next_check:
+                before = len(keys)
+                check(spilled + before)
+                spilled += before - len(keys)
+        check(spilled + len(keys))
+        return read, spilled + len(keys)
+
     def check(self, total: int) -> None:
         """``total`` pairs were added so far: compact or spill if the buffer is full."""
         if total >= self.next_check:
@@ -215,7 +273,9 @@ class MapOutputBuffer:
     def _take_buffered(self) -> pa.Table | None:
         tables = []
         if self.keys:
-            keys, values, self.keys, self.values = self.keys, self.values, [], []
+            keys, values = self.keys.copy(), self.values.copy()
+            self.keys.clear()  # in place: the feed loop holds these lists
+            self.values.clear()
             if self.combiner is not None and self.aggregate is None:
                 keys, values = self._combine_sorted(keys, values)
             tables.append(pairs_table(keys, values))
@@ -276,6 +336,11 @@ class MapOutputBuffer:
         count = self.num_partitions
         if count == 1:
             return pa.nulls(len(keys), pa.int32()).fill_null(0)
+        in_arrow = getattr(self.partitioner, "partition_array", None)  # a range partitioner's C path
+        if in_arrow is not None:
+            parts = in_arrow(keys)
+            if parts is not None:
+                return parts
         encoded = pc.dictionary_encode(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
         distinct = encoded.dictionary.to_pylist()
         if keys.type == pa.large_binary():
@@ -607,14 +672,28 @@ def _table_pairs(table: pa.Table) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def merge_partition(readers: Sequence[RunReader], partition: int) -> Iterator[tuple[Any, Any, Any]]:
-    """The sorted ``(sort_key, key, value)`` stream of one partition over many runs."""
+    """The sorted ``(sort_key, key, value)`` stream of one partition over many runs:
+    merged in Arrow (``pymr.merge``) when the runs share their column types, else by a
+    Python heap over the keys' byte encodings."""
     live = [r for r in readers if r.rows(partition)]
-    kinds = {r.key_kind for r in live}
-    encoded = len(kinds) > 1 or kinds == {"enc"}
+    kinds = {(r.key_kind, r.value_kind) for r in live}
+    if len(live) > 1 and len(kinds) == 1:
+        key_kind, value_kind = kinds.pop()
+        window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // len(live))
+        windows = merge_windows([r.batches(partition) for r in live], window_rows)
+        return _window_triples(windows, key_kind, value_kind)
+    key_kinds = {r.key_kind for r in live}
+    encoded = len(key_kinds) > 1 or key_kinds == {"enc"}
     streams = [r.triples(partition, encoded) for r in live]
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=itemgetter(0))
+
+
+def _window_triples(windows: Iterator[pa.Table], key_kind: str, value_kind: str) -> Iterator[tuple[Any, Any, Any]]:
+    for window in windows:
+        for batch in window.to_batches(max_chunksize=BATCH_ROWS):
+            yield from batch_triples(batch, key_kind, value_kind, encoded=False)
 
 
 def group_pairs(triples: Iterable[tuple[Any, Any, Any]]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -661,12 +740,31 @@ def merge_run_files(paths: Sequence[str], final_path: str, num_partitions: int, 
     readers = [RunReader(p) for p in paths]
     key_kinds = {r.key_kind for r in readers}
     value_kinds = {r.value_kind for r in readers}
+    uniform = len(key_kinds) == 1 and len(value_kinds) == 1
     key_kind = key_kinds.pop() if len(key_kinds) == 1 else "enc"
     value_kind = value_kinds.pop() if len(value_kinds) == 1 else "pickle"
+    if combiner is None and uniform:  # one column type each: merged in Arrow, no row in Python
+        _merge_windows_into(readers, final_path, num_partitions, key_kind, value_kind)
+        return
     try:
         _merge_into(readers, final_path, num_partitions, combiner, key_kind, value_kind)
     except _KindMismatch:
         _merge_into(readers, final_path, num_partitions, combiner, "enc", "pickle")
+
+
+def _merge_windows_into(readers, final_path, num_partitions, key_kind: str, value_kind: str) -> None:
+    schema = pa.schema([("key", _KEY_TYPES[key_kind]), ("value", _VALUE_TYPES[value_kind])])
+    writer = RunWriter(final_path, schema, num_partitions)
+    window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // max(1, len(readers)))
+    try:
+        for partition in range(num_partitions):
+            writer.start_partition(partition)
+            for window in merge_windows([r.batches(partition) for r in readers], window_rows):
+                writer.write(window)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
 def _merge_into(readers, final_path, num_partitions, combiner, key_kind: str, value_kind: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
@@ -44,6 +45,7 @@ def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any]
 
     ``files`` maps each side file's name to its local path (``self.files`` in the task).
     """
+    storage.configure(task.get("filesystems"))  # options from the job's URIs (endpoint, region, ...)
     job = job_for_task(job_class, options, task.get("step"))
     job.files = dict(files or {})
     if isinstance(job, StepJob):
@@ -96,7 +98,7 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
-    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check)
+    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, buffer.feed)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
@@ -107,11 +109,13 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
-          emit_table: Callable[[Any], None] | None = None, check: Callable[[int], None] | None = None) -> int:
+          emit_table: Callable[[Any], None] | None = None, check: Callable[[int], None] | None = None,
+          feed: Callable[[Callable, Iterable], tuple[int, int]] | None = None) -> int:
     """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted.
 
     ``check(pairs_so_far)`` is called once per record (not per pair) so the buffer can
-    spill; the loop is the hot path of a per-record job.
+    spill; ``feed(map, records)``, if given, runs the per-record loop itself (the hot
+    path of a per-record job) and returns how many records and pairs it saw.
     """
     check = check or (lambda total: None)
     job.map_init()
@@ -133,6 +137,8 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
                 emit(out_key, out_value)
                 emitted += 1
             check(emitted)
+    elif feed is not None:
+        read, emitted = feed(job.map, records)
     else:
         map_ = job.map
         for read, (key, value) in enumerate(records, 1):
@@ -149,7 +155,7 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
 
 
 def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:
-    os.makedirs(task["attempt_dir"], exist_ok=True)
+    storage.makedirs(task["attempt_dir"])
     writer = open_part_writer(task["attempt_dir"], task["part"], task["output_format"], job.output_key_type,
                               job.output_value_type)
     name = os.path.basename(writer.path)
@@ -167,7 +173,7 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
     with MapOutputs(task["map_outputs"], partition, settings) as readers:
         count = job.increment_counter
         count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
-        os.makedirs(task["attempt_dir"], exist_ok=True)
+        storage.makedirs(task["attempt_dir"])
         writer = open_part_writer(task["attempt_dir"], partition, task["output_format"], job.output_key_type,
                                   job.output_value_type)
         name = os.path.basename(writer.path)
@@ -183,7 +189,8 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
             else:
                 reduce = job.reduce if job.aggregate is None else _python_reduce(job.aggregate)
                 order = _value_order(job)
-                scratch = os.path.join(task["attempt_dir"], "sorting")
+                scratch = (tempfile.gettempdir() if storage.is_remote(task["attempt_dir"])
+                           else os.path.join(task["attempt_dir"], "sorting"))
                 for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
                     groups += 1
                     if order is not None:

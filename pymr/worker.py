@@ -54,23 +54,28 @@ class Worker:
         self.parent_pid = os.getppid() if exit_with_parent else None
         self.host = host or ("127.0.0.1" if key is None else _default_host())
         self.key = key
-        self.context = zmq.Context()
-        self.security = Security(self.context, key)
         if key is None and not is_loopback_host(self.host):
             raise ValueError("a worker without a cluster key serves map outputs on loopback only")
-        self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
         settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir}
-        self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]
+        self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]  # start first
+        self.context = zmq.Context()
+        self.security = Security(self.context, key)
+        self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
         self.socket: zmq.Socket | None = None
         self.jobs: dict[str, bytes] = {}
         self.queue: deque[dict[str, Any]] = deque()
         self._stop = False
+        self._wake: socketlib.socket | None = None
         self._last_heard_s = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until told to shut down (exit 0) or refused by the coordinator (exit 2)."""
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        wake_read, self._wake_write = socketlib.socketpair()  # a signal wakes the poll at once
+        self._wake_write.setblocking(False)
+        signal.set_wakeup_fd(self._wake_write.fileno())
+        self._wake = wake_read
         self._connect()
         try:
             return self._loop()
@@ -97,9 +102,13 @@ class Worker:
             poller = zmq.Poller()
             poller.register(self.socket, zmq.POLLIN)
             poller.register(self.shuffle.socket, zmq.POLLIN)
+            if self._wake is not None:
+                poller.register(self._wake, zmq.POLLIN)
             for executor in self.executors:
                 poller.register(executor.fileno(), zmq.POLLIN)
             events = dict(poller.poll(POLL_MS))
+            if self._wake is not None and self._wake in events:
+                self._wake.recv(64)
             if self.shuffle.socket in events:
                 self.shuffle.handle_all()
             for executor in self.executors:
@@ -127,6 +136,10 @@ class Worker:
         return 0
 
     def _close(self) -> None:
+        if self._wake is not None:
+            signal.set_wakeup_fd(-1)
+            self._wake.close()
+            self._wake_write.close()
         for executor in self.executors:
             executor.kill()
         self.shuffle.close()

@@ -15,8 +15,9 @@ against the single-process plain-Python baseline:
                 baseline's ``list.sort()``.
 
 Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and ``pymr-2``
-(``pymr submit`` in local mode with 1 or 2 workers and as many reducers for word count,
-one for sort; per-record API: ``jobs/wordcount.py``, ``scripts/bench_jobs/terasort.py``),
+(``pymr submit`` in local mode with 1 or 2 workers and as many reducers; word count
+with the per-record API, ``jobs/wordcount.py``; sort with ``jobs/terasort.py``, which
+maps a block of records at a time in Arrow and range-partitions by sampled keys),
 ``pymr-fast-1`` and ``pymr-fast-2`` (``jobs/wordcount_fast.py``: ``map_batch`` and
 ``aggregate = "sum"``), ``multiprocessing``
 (``Pool(2)`` over line-aligned chunks), ``dask`` (``dask.bag``, processes scheduler, 2
@@ -81,7 +82,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-JOBS = HERE / "bench_jobs"
 EXAMPLE_JOBS = HERE.parent / "jobs"  # word count: jobs/wordcount.py (per record) and wordcount_fast.py
 sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402  (a sibling script)
@@ -270,7 +270,7 @@ class RunSpec:
 
     argv: list[str]
     output: str
-    output_format: str  # "tsv" (word<TAB>count), "uniq" (uniq -c), "records", "kv-tab" (key<TAB>rest)
+    output_format: str  # "tsv" (word<TAB>count), "uniq" (uniq -c), "records"
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
 
@@ -306,13 +306,13 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
         fast = system.startswith("pymr-fast-")
         if fast and kind != "wordcount":
             return "no fast path for sort yet"
-        job = (EXAMPLE_JOBS / ("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
-               else JOBS / "terasort.py")
+        job = EXAMPLE_JOBS / (("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
+                              else "terasort.py")
         reducers = workers  # the sort job range-partitions by sampled keys (total_order)
         argv = [sys.executable, "-m", "pymr", "submit", str(job), inp, "-o", out, "--workers", workers,
                 "--reducers", reducers, "-q", "--overwrite", "--split-size", str(chunk)]
         note = "total order by sampled range partitioning" if kind == "sort" else ""
-        return RunSpec(argv, out, "tsv" if kind == "wordcount" else "kv-tab", env=dict(pymr_env or {}), note=note)
+        return RunSpec(argv, out, "tsv" if kind == "wordcount" else "records", env=dict(pymr_env or {}), note=note)
     if system == "gnu":
         tmp, part, source = (shlex.quote(p) for p in (os.path.join(workdir, "sort-tmp"), out + "/part-00000", inp))
         sort = f"sort --parallel=2 -S 4G -T {tmp}"
@@ -606,7 +606,7 @@ class SortDigest:
     ordered: bool
 
 
-def sort_digest(output: str, fmt: str) -> SortDigest:
+def sort_digest(output: str) -> SortDigest:
     """Count, checksum, hash and order check of a sort output, read as 100-byte records."""
     digest = hashlib.sha256()
     records = checksum = 0
@@ -615,10 +615,6 @@ def sort_digest(output: str, fmt: str) -> SortDigest:
     for path in part_files(output):
         with open(path, "rb") as f:
             for line in f:
-                if fmt == "kv-tab":
-                    if line[10:11] != b"\t":
-                        raise ValueError(f"no tab after the key in {line[:40]!r}")
-                    line = line[:10] + line[11:]
                 if len(line) != make_corpus.RECORD_SIZE:
                     raise ValueError(f"record of {len(line)} bytes: {line[:40]!r}")
                 if line < previous:
@@ -641,7 +637,7 @@ class Verifier:
     def check(self, spec: RunSpec, system: str) -> str:
         try:
             if self.task == "sort":
-                return self._check_sort(sort_digest(spec.output, spec.output_format), system)
+                return self._check_sort(sort_digest(spec.output), system)
             return self._check_counts(read_word_counts(spec.output, spec.output_format), system)
         except (OSError, ValueError) as exc:
             return f"FAILED: {exc}"

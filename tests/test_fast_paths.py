@@ -162,3 +162,20 @@ def test_merge_aggregate_windows_equal_a_plain_sum(runs, batch_rows):
     keys = [k for t in tables for k in t.column("key").to_pylist()]
     assert keys == sorted(expected), "windows must come out in key order, each key once"
     assert dict(zip(keys, (v for t in tables for v in t.column("value").to_pylist()))) == dict(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.text(alphabet="ab\u00e9\U0001F600 ~\x00", max_size=4), min_size=1, max_size=40),
+       other_cuts=st.lists(st.sampled_from([None, 3, -1.5, b"x", ("a",)]), max_size=3),
+       cut_count=st.integers(min_value=1, max_value=6), data=st.data())
+def test_range_partitioner_in_arrow_matches_the_per_key_partitioner(keys, other_cuts, cut_count, data):
+    from pymr.keys import encode_key
+    from pymr.sampling import RangePartitioner
+
+    cut_keys = [data.draw(st.sampled_from(keys)) for _ in range(cut_count)] + other_cuts
+    partitioner = RangePartitioner(sorted(encode_key(k) for k in cut_keys))
+    half = len(keys) // 2
+    column = pa.chunked_array([pa.array(keys[:half], pa.large_string()), pa.array(keys[half:], pa.large_string())])
+    expected = [partitioner(k, len(cut_keys) + 1) for k in keys]
+    assert partitioner.partition_array(column).to_pylist() == expected
+    assert partitioner.partition_array(pa.array([1, 2])) is None  # not str: the caller asks per key

@@ -116,7 +116,7 @@ def test_cluster_on_separate_hosts_survives_a_host_dying(tmp_path):
 
         clean = submit(tmp_path / "clean")
         assert clean.wait(timeout=180) == 0, (tmp_path / "submit-clean.log").read_text()
-        faulty = submit(tmp_path / "faulty", "--delay", "1")
+        faulty = submit(tmp_path / "faulty", "--delay", "3")  # 4 rounds of 3 s tasks: w2 dies mid-task
         time.sleep(5)
         hosts.kill_host("w2")
         assert faulty.wait(timeout=240) == 0, (tmp_path / "submit-faulty.log").read_text() + \
