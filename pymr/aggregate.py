@@ -81,5 +81,6 @@ def merge_aggregate(runs: list[Iterator[pa.RecordBatch]], name: str) -> Iterator
         for batch in runs[0]:
             yield pa.Table.from_batches([batch])
         return
-    for window in merge_windows(runs, WINDOW_ROWS, sort=False):  # big windows: each aggregation has a fixed cost
+    # big windows (each aggregation has a fixed cost), and each key in one window only
+    for window in merge_windows(runs, WINDOW_ROWS, sort=False, unique_keys=True):
         yield aggregate_table(window, name, "reduce").sort_by([("key", "ascending")])

@@ -22,11 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def merge_windows(runs: list[Iterator[pa.RecordBatch]], window_rows: int, sort: bool = True) -> Iterator[pa.Table]:
+def merge_windows(runs: list[Iterator[pa.RecordBatch]], window_rows: int, sort: bool = True,
+                  unique_keys: bool = False) -> Iterator[pa.Table]:
     """Sorted ``key``/``value`` tables in key order from sorted batch streams.
 
     ``sort=False`` leaves each window's rows unsorted (a caller that aggregates a window
-    first sorts the smaller result itself)."""
+    first sorts the smaller result itself). ``unique_keys``: no run holds a key twice
+    (runs of partial aggregates), so every run gives its rows equal to the bound at
+    once and no key straddles two windows (the order among runs does not matter)."""
     if len(runs) == 1:
         for batch in runs[0]:
             if batch.num_rows:
@@ -47,7 +50,7 @@ def merge_windows(runs: list[Iterator[pa.RecordBatch]], window_rows: int, sort: 
             if i == bound_run or not bounds:
                 upto = table.num_rows
             else:  # a later run's rows equal to the bound wait: the bound's run may hold more of them
-                below = pc.less_equal if i < bound_run else pc.less
+                below = pc.less_equal if i < bound_run or unique_keys else pc.less
                 upto = pc.sum(below(table.column("key"), pa.scalar(bound_key, table.schema.field("key").type)))
                 upto = upto.as_py() or 0
             if upto:

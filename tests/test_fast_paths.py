@@ -179,3 +179,19 @@ def test_range_partitioner_in_arrow_matches_the_per_key_partitioner(keys, other_
     expected = [partitioner(k, len(cut_keys) + 1) for k in keys]
     assert partitioner.partition_array(column).to_pylist() == expected
     assert partitioner.partition_array(pa.array([1, 2])) is None  # not str: the caller asks per key
+
+
+def test_fast_paths_match_with_tiny_batches_and_merge_windows(tmp_path, monkeypatch):
+    """Batches of 3 rows and windows of a few: every merge splits keys across batches and windows."""
+    from pymr import aggregate, shuffle
+
+    monkeypatch.setattr(shuffle, "BATCH_ROWS", 3)
+    monkeypatch.setattr(shuffle, "MERGE_WINDOW_ROWS", 4)
+    monkeypatch.setattr(aggregate, "WINDOW_ROWS", 2)
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"{'hot' if i % 3 else 'k' + str(i % 37)} {i % 11}\n" for i in range(3000)))
+    expected = outputs(Plain, path, tmp_path, "plain", split_size=2000, buffer_bytes=1 << 20)
+    for job in (Combined, Aggregated, BatchAggregated, BatchPairs):
+        assert outputs(job, path, tmp_path, job.__name__, split_size=2000) == expected, job.__name__
+    assert outputs(CountAggregate, path, tmp_path, "count", split_size=2000) == \
+        outputs(Counted, path, tmp_path, "counted", split_size=2000, buffer_bytes=1 << 20)

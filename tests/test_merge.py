@@ -42,3 +42,22 @@ def test_windows_match_a_stable_heap_merge(kind, data, batch_rows, window_rows, 
         assert sorted(got, key=itemgetter(0)) == sorted(heapq.merge(*runs, key=itemgetter(0)), key=itemgetter(0))
         flat = [sorted(zip(w.column("key").to_pylist(), w.column("value").to_pylist())) for w in windows]
         assert all(a[-1][0] <= b[0][0] for a, b in zip(flat, flat[1:]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(sorted(KEY_TYPES)), data=st.data(), batch_rows=st.integers(1, 4),
+       window_rows=st.integers(1, 6))
+def test_runs_of_unique_keys_never_split_a_key_between_windows(kind, data, batch_rows, window_rows):
+    """Runs of partial aggregates: a key split between windows would be aggregated twice."""
+    key_type, keys = KEY_TYPES[kind]
+    runs = []
+    for run in range(data.draw(st.integers(2, 4), label="runs")):
+        run_keys = sorted(set(data.draw(st.lists(keys, max_size=15), label=f"run {run}")))
+        runs.append([(k, f"{run}") for k in run_keys])
+    windows = list(merge_windows([iter(batches(r, key_type, batch_rows)) for r in runs], window_rows,
+                                 sort=False, unique_keys=True))
+    seen_in = {}
+    for index, window in enumerate(windows):
+        for key in window.column("key").to_pylist():
+            assert seen_in.setdefault(key, index) == index, f"{key!r} in windows {seen_in[key]} and {index}"
+    assert sorted(k for w in windows for k in w.column("key").to_pylist()) == sorted(k for r in runs for k, _ in r)
