@@ -6,7 +6,7 @@ first newline at or after ``start - 1`` and then reads whole lines until a line 
 start at or after ``end``. So a line that crosses a boundary is read once, by the split
 it starts in, and nothing is lost or read twice (Hadoop's text input does the same).
 
-Compressed files (``.gz``, ``.bz2``) cannot be entered in the middle: each is one
+Compressed files (``.gz``, ``.bz2``, ``.zst``) cannot be entered in the middle: each is one
 split, and offsets count bytes of the decompressed stream.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
+import io
 import os
 import re
 from itertools import accumulate, repeat
@@ -28,7 +29,17 @@ from typing import IO, Any
 from . import storage
 from .errors import BadRecordError, InputError
 
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
+
+
+def _zstd_open(raw: IO[bytes], mode: str = "rb") -> IO[bytes]:
+    """A zstd stream (every frame of the file), decompressed by Arrow's codec."""
+    import pyarrow as pa
+
+    source = raw if isinstance(raw, pa.NativeFile) else pa.PythonFile(raw, mode="r")
+    return io.BufferedReader(pa.CompressedInputStream(source, "zstd"), 1024 * 1024)  # lines, like gzip.open's
+
+
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".zst": _zstd_open, ".zstd": _zstd_open}
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 _SPLIT_SLOP = 1.1  # a last piece under 10% of a split joins the one before it
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)

@@ -300,12 +300,14 @@ def test_compressed_inputs_are_read_whole(pymr, tmp_path):
     text = (SAMPLE / "us-declaration-and-constitution.txt").read_bytes()
     (data / "a.txt.gz").write_bytes(gzip.compress(text))
     (data / "b.txt.bz2").write_bytes(bz2.compress(text))
+    with pa.CompressedOutputStream(str(data / "c.txt.zst"), "zstd") as f:
+        f.write(text)
     (data / ".hidden.txt").write_text("secret secret\n")
     out = tmp_path / "out"
     pymr.run("submit", JOBS / "wordcount.py", data, "-o", out, "-w", "2", "--split-size", "4K", check=True)
     expected = reference_word_counts([SAMPLE / "us-declaration-and-constitution.txt"])
-    assert {k: int(v) for k, v in text_pairs(out).items()} == {k: 2 * v for k, v in expected.items()}
-    assert json.loads((out / "_REPORT.json").read_text())["map_tasks"] == 2
+    assert {k: int(v) for k, v in text_pairs(out).items()} == {k: 3 * v for k, v in expected.items()}
+    assert json.loads((out / "_REPORT.json").read_text())["map_tasks"] == 3
 
 
 def test_parquet_output_reads_as_one_dataset_and_json_report(pymr, tmp_path):

@@ -88,6 +88,12 @@ def test_jsonl_without_final_newline_compressed_and_ndjson(tmp_path):
     splits = plan_splits([gz], 7)
     assert len(splits) == 1 and splits[0].compressed and splits[0].format == "jsonl"
     assert [v for _, v in read_splits(splits)] == JSON_VALUES[:5]
+    zst = str(tmp_path / "data.jsonl.zst")
+    with pa.CompressedOutputStream(zst, "zstd") as f:
+        f.write(data)
+    splits = plan_splits([zst], 7)
+    assert len(splits) == 1 and splits[0].compressed and splits[0].format == "jsonl"
+    assert [v for _, v in read_splits(splits)] == JSON_VALUES[:5]
 
 
 def test_jsonl_bad_lines_name_file_offset_and_excerpt_or_are_skipped(tmp_path):

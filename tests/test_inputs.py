@@ -136,7 +136,14 @@ def test_random_files_split_anywhere(lines, ending, trailing, split_size):
 
 
 # -- compressed files ------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix, opener", [(".gz", gzip.open), (".bz2", bz2.open), (".GZ", gzip.open)])
+def zstd_open(path, mode):
+    import pyarrow as pa
+
+    return pa.CompressedOutputStream(path, "zstd")
+
+
+@pytest.mark.parametrize("suffix, opener", [(".gz", gzip.open), (".bz2", bz2.open), (".GZ", gzip.open),
+                                            (".zst", zstd_open), (".zstd", zstd_open)])
 def test_compressed_file_is_one_split_read_whole(tmp_path, suffix, opener):
     data = ("line one\r\n\nzwei: ünd €\n" + "x" * 3000 + "\nlast").encode() * 20
     path = str(tmp_path / f"data.txt{suffix}")
