@@ -305,7 +305,7 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
         workers = system.split("-")[-1]
         fast = system.startswith("pymr-fast-")
         if fast and kind != "wordcount":
-            return "no fast path for sort yet"
+            return "same job as pymr-N: jobs/terasort.py maps blocks of records in Arrow"
         job = EXAMPLE_JOBS / (("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
                               else "terasort.py")
         reducers = workers  # the sort job range-partitions by sampled keys (total_order)
