@@ -3,7 +3,8 @@
 Input: one record per line, as ``scripts/teragen.py`` writes them (a 10-byte key of
 printable ASCII, then 89 bytes of payload, then ``\\n``; a ``\\r\\n`` ending, as
 gensort's ASCII mode writes, is read the same). Map splits each record into its key
-and the rest (``map_batch`` does it for a block of records at once, in Arrow);
+and the rest (``map_batch`` does it for a block of records at once, in Arrow, and
+``reduce_batch`` joins them again a sorted block at a time);
 ``total_order`` range-partitions the keys by cut points sampled from the
 input (as Hadoop's TeraSort does), so reduce task ``r`` gets a key range below task
 ``r + 1``'s and each part file is sorted: the part files read in order are the whole
@@ -45,6 +46,13 @@ class TeraSort(pymr.Job):
     def reduce(self, key, payloads):
         for payload in payloads:
             yield key + payload, None
+
+    def reduce_batch(self, pairs):
+        """The same records for a sorted block of pairs at once, in Arrow (``reduce`` runs
+        if the map output is not in typed columns)."""
+        keys = pairs.column("key")
+        records = pc.binary_join_element_wise(keys, pairs.column("value"), pa.scalar("", keys.type))
+        return pa.table({"key": records, "value": pa.nulls(len(records))})
 
 
 if __name__ == "__main__":

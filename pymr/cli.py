@@ -87,7 +87,7 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="A small file or folder to ship to every task, read there at self.files[NAME] "
                           "(repeat for more)."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
-                     help="Map output held in memory before spilling to disk, per task [default: 64M]."),
+                     help="Map output held in memory before spilling to disk, per task [default: 128M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
                      help="Attempts per task before the job fails [default: 4]."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display or summary."),

@@ -116,6 +116,20 @@ class Job:
         """Turn one key and a stream of its values into output pairs."""
         raise NotImplementedError
 
+    def reduce_batch(self, table: Any) -> Any:
+        """Reduce a block of pairs at once (optional; used instead of ``reduce`` when it can be).
+
+        ``table`` is a ``pyarrow.Table`` with columns ``key`` and ``value``, sorted by
+        key; a reduce task hands over its partition a block at a time, and one key's
+        pairs may be split between two blocks, so this suits reductions that work pair
+        by pair (the identity reduce of a sort, a filter), not per key. Return a
+        ``key``/``value`` table (a ``null``-typed value column writes keys alone) or an
+        iterable of pairs. It is used only when every map output has typed columns
+        (keys all str or all int; values str, int or float); otherwise the task calls
+        ``reduce``, so a job that defines this defines ``reduce`` too.
+        """
+        raise NotImplementedError
+
     def partition(self, key: Any, num_reducers: int) -> int:
         """The reduce task of ``key``: a stable hash by default (never ``hash()``)."""
         return keys.partition_for(key, num_reducers)
@@ -143,7 +157,7 @@ class Job:
     # -- running -------------------------------------------------------------------------
     @classmethod
     def has_reducer(cls) -> bool:
-        return cls.reduce is not Job.reduce or cls.aggregate is not None
+        return cls.reduce is not Job.reduce or cls.reduce_batch is not Job.reduce_batch or cls.aggregate is not None
 
     @classmethod
     def has_combiner(cls) -> bool:
@@ -152,6 +166,10 @@ class Job:
     @classmethod
     def has_map_batch(cls) -> bool:
         return cls.map_batch is not Job.map_batch
+
+    @classmethod
+    def has_reduce_batch(cls) -> bool:
+        return cls.reduce_batch is not Job.reduce_batch
 
     @classmethod
     def has_custom_partition(cls) -> bool:
@@ -269,6 +287,9 @@ class StepJob(Job):
         return self.step.combine is not None
 
     def has_map_batch(self) -> bool:  # type: ignore[override]
+        return False
+
+    def has_reduce_batch(self) -> bool:  # type: ignore[override]
         return False
 
     def has_custom_partition(self) -> bool:  # type: ignore[override]

@@ -207,18 +207,20 @@ class PartWriter:
 
         from .keys import decode_key
 
-        key_type, value_type = table.schema.field("key").type, table.schema.field("value").type
-        if self.format is format_text and key_type == pa.large_string() and value_type in (
-                pa.int64(), pa.large_string()) and table.num_rows:
+        if self.format is format_text and _text_in_arrow(table):
+            keys, values = table.column("key").cast(pa.large_string()), table.column("value")
             tab, newline = pa.scalar("\t", pa.large_string()), pa.scalar("\n", pa.large_string())
-            lines = pc.binary_join_element_wise(table.column("key"), table.column("value").cast(pa.large_string()), tab)
+            if values.type == pa.null():  # None values: the key alone, as format_text writes them
+                lines = keys
+            else:
+                lines = pc.binary_join_element_wise(keys, values.cast(pa.large_string()), tab)
             for chunk in lines.chunks:
                 joined = pc.binary_join(pa.LargeListArray.from_arrays([0, len(chunk)], chunk), newline)
                 self._file.write(joined[0].as_py() + "\n")
             self.records += table.num_rows
             return
         keys = table.column("key").to_pylist()
-        if key_type == pa.large_binary():
+        if table.schema.field("key").type == pa.large_binary():
             keys = [decode_key(k) for k in keys]
         for key, value in zip(keys, table.column("value").to_pylist()):
             self.write(key, value)
@@ -229,6 +231,17 @@ class PartWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         return os.path.getsize(self.path)
+
+
+def _text_in_arrow(table: Any) -> bool:
+    """Whether Arrow can write these pairs as ``format_text`` would: str keys, and str,
+    int or no (null-typed) values, none of them missing."""
+    import pyarrow as pa
+
+    keys, values = table.column("key"), table.column("value")
+    return (table.num_rows > 0 and keys.type in (pa.string(), pa.large_string()) and keys.null_count == 0
+            and (values.type == pa.null() or (values.type in (pa.int64(), pa.string(), pa.large_string())
+                                              and values.null_count == 0)))
 
 
 def parse_line(line: str, output_format: str) -> tuple[Any, Any]:

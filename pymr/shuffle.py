@@ -44,7 +44,7 @@ from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggreg
 from .errors import KeyTypeError
 from .merge import merge_windows
 
-DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
+DEFAULT_BUFFER_BYTES = 128 * 1024 * 1024  # holds the distinct words of a 32-64 MiB split of text: no spill to merge
 BATCH_ROWS = 8192
 MERGE_WINDOW_ROWS = 262144  # rows held over all runs while merging them (at least a batch each)
 MERGE_FACTOR = 16  # runs merged at once

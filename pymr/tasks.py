@@ -32,9 +32,11 @@ from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, StepJob, job_for_task
+from .merge import merge_windows
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
-from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition, value_type_of
+from .shuffle import (BATCH_ROWS, DEFAULT_BUFFER_BYTES, MERGE_WINDOW_ROWS, MapOutputBuffer, RunReader, group_pairs,
+                      merge_partition, value_type_of)
 
 FRAMEWORK = "pymr"
 
@@ -181,7 +183,16 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         try:
             job.reduce_init()
             tables = _arrow_aggregate(job, readers, partition)
-            if tables is not None:
+            batches = _reduce_batches(job, readers, partition) if tables is None else None
+            if batches is not None:
+                count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
+                for out in batches:
+                    if isinstance(out, (pa.Table, pa.RecordBatch)):
+                        writer.write_table(pa.table(out) if isinstance(out, pa.RecordBatch) else out)
+                    else:
+                        for out_key, out_value in out or ():
+                            writer.write(out_key, out_value)
+            elif tables is not None:
                 count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
                 for table in tables:
                     groups += table.num_rows
@@ -208,6 +219,22 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
 
 
 SORT_CHUNK_VALUES = 100_000  # values of one key sorted in memory at a time
+
+
+def _reduce_batches(job: Job, readers: list, partition: int) -> Iterator[Any] | None:
+    """``job.reduce_batch`` over the partition's merged blocks; None when the job has
+    none, or when the map outputs' columns are not typed alike (then ``reduce`` runs)."""
+    if not job.has_reduce_batch():
+        return None
+    live = [r for r in readers if r.rows(partition)]
+    kinds = {(r.key_kind, r.value_kind) for r in live}
+    if len(kinds) > 1 or any(k == "enc" or v == "pickle" for k, v in kinds):
+        if type(job).reduce is Job.reduce:
+            raise TypeError(f"{type(job).__name__}.reduce_batch needs typed columns (str or int keys; str, int "
+                            "or float values) and the map output has others: define reduce as well")
+        return None
+    window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // max(1, len(live)))
+    return (job.reduce_batch(table) for table in merge_windows([r.batches(partition) for r in live], window_rows))
 
 
 def _value_order(job: Job):

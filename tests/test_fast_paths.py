@@ -195,3 +195,71 @@ def test_fast_paths_match_with_tiny_batches_and_merge_windows(tmp_path, monkeypa
         assert outputs(job, path, tmp_path, job.__name__, split_size=2000) == expected, job.__name__
     assert outputs(CountAggregate, path, tmp_path, "count", split_size=2000) == \
         outputs(Counted, path, tmp_path, "counted", split_size=2000, buffer_bytes=1 << 20)
+
+
+class SortedPairs(Plain):
+    """An identity reduce, per key and per block."""
+
+    def reduce(self, key, values):
+        for value in values:
+            yield key, value
+
+
+class SortedPairsBatch(SortedPairs):
+    def reduce_batch(self, table):
+        return table
+
+
+class SortedPairsBatchAsPairs(SortedPairs):
+    def reduce_batch(self, table):
+        return zip(table.column("key").to_pylist(), table.column("value").to_pylist())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=RECORDS, split=st.sampled_from([64, 300, 1 << 20]))
+def test_reduce_batch_matches_reduce(tmp_path, records, split):
+    """Typed str or int keys go through reduce_batch; tuple keys fall back to reduce."""
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"{token} {value}\n" for token, value in records))
+    expected = sorted(outputs(SortedPairs, path, tmp_path, "plain", split_size=split), key=repr)
+    for job in (SortedPairsBatch, SortedPairsBatchAsPairs):
+        assert sorted(outputs(job, path, tmp_path, job.__name__, split_size=split), key=repr) == expected
+
+
+def test_reduce_batch_gets_sorted_blocks_and_is_used_for_typed_columns(tmp_path, monkeypatch):
+    from pymr import shuffle, tasks
+
+    for module in (shuffle, tasks):  # many small blocks
+        monkeypatch.setattr(module, "BATCH_ROWS", 5)
+        monkeypatch.setattr(module, "MERGE_WINDOW_ROWS", 10)
+    calls = []
+
+    class Recording(SortedPairsBatch):
+        def reduce(self, key, values):
+            raise AssertionError("reduce_batch should have been used")
+
+        def reduce_batch(self, table):
+            calls.append(table.num_rows)
+            keys = table.column("key").to_pylist()
+            assert keys == sorted(keys)
+            return table
+
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"w{i % 50} {i}\n" for i in range(600)))
+    got = outputs(Recording, path, tmp_path, "recorded", split_size=400)
+    assert len(calls) > 3 and sum(calls) == 600
+    assert sorted(got, key=repr) == sorted(((f"w{i % 50}", i) for i in range(600)), key=repr)
+
+
+def test_reduce_batch_without_reduce_and_untyped_keys_is_a_clear_error(tmp_path):
+    class OnlyBatch(pymr.Job):
+        def map(self, key, line):
+            yield ("tuple", line), 1
+
+        def reduce_batch(self, table):
+            return table
+
+    path = tmp_path / "in.txt"
+    path.write_text("a\nb\n")
+    with pytest.raises(TypeError, match="reduce_batch needs typed columns"):  # inline: the task's own error
+        OnlyBatch.run([str(path)], output=str(tmp_path / "out"), inline=True)
