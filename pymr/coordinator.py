@@ -405,5 +405,26 @@ def job_report(active: ActiveJob) -> dict[str, Any]:
         "failed_attempts": sum(t.failures for t in tasks),
         "backup_attempts": sum(a.backup for t in tasks for a in t.attempts),
         "peak_task_rss_mib": round(max((t.result.get("max_rss_kb", 0) for t in tasks if t.result), default=0) / 1024, 1),
+        "phases": {"map": _phase_times(run.maps), "reduce": _phase_times(run.reduces)},
+        "bytes": {kind: counters.get("pymr", {}).get(name, 0) for kind, name in
+                  (("read", "map input bytes"), ("shuffled", "shuffle bytes"), ("written", "output bytes"))},
+        "largest_reduce_partitions": _largest_partitions(run.reduces),
         "counters": counters,
     }
+
+
+def _phase_times(tasks: list[sched.Task]) -> dict[str, Any]:
+    """Wall time of a phase (first attempt started to last attempt ended) and the time
+    its winning attempts took, added up, in seconds."""
+    attempts = [a for t in tasks for a in t.attempts]
+    ends = [a.finished_s for a in attempts if a.finished_s is not None]
+    winners = [t.winner for t in tasks if t.winner is not None and t.winner.finished_s is not None]
+    return {"wall_s": round(max(ends) - min(a.started_s for a in attempts), 3) if ends else 0.0,
+            "task_s": round(sum(w.finished_s - w.started_s for w in winners), 3)}  # type: ignore[operator]
+
+
+def _largest_partitions(reduces: list[sched.Task], count: int = 5) -> list[dict[str, int]]:
+    """The reduce partitions with the most input records, largest first (skew shows here)."""
+    sizes = [(t.result.get("counters", {}).get("pymr", {}).get("reduce input records", 0), t.index)
+             for t in reduces if t.result]
+    return [{"partition": index, "records": records} for records, index in sorted(sizes, key=lambda s: (-s[0], s[1]))[:count]]

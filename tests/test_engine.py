@@ -318,6 +318,16 @@ def test_parquet_output_reads_as_one_dataset_and_json_report(pymr, tmp_path):
                       "--output-format", "parquet", "--json", "-q", check=True)
     report = json.loads(result.stdout)
     assert report["state"] == "succeeded" and report["reduce_tasks"] == 3
+    pymr_counters = report["counters"]["pymr"]
+    assert report["bytes"] == {"read": (SAMPLE / "kjv-pentateuch.txt").stat().st_size,
+                               "shuffled": pymr_counters["shuffle bytes"], "written": pymr_counters["output bytes"]}
+    largest = report["largest_reduce_partitions"]
+    assert sorted(p["partition"] for p in largest) == [0, 1, 2]
+    assert [p["records"] for p in largest] == sorted((p["records"] for p in largest), reverse=True)
+    assert sum(p["records"] for p in largest) == pymr_counters["reduce input records"]
+    for phase in ("map", "reduce"):
+        assert 0 < report["phases"][phase]["wall_s"] <= report["elapsed_s"]
+        assert report["phases"][phase]["task_s"] > 0
     assert sorted(p.name for p in out.glob("part-*")) == [f"part-0000{i}.parquet" for i in range(3)]
     table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
     expected = reference_word_counts([SAMPLE / "kjv-pentateuch.txt"])
