@@ -108,6 +108,9 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
     steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
     if job_class.has_steps() and not steps:
         raise PymrError(f"job {job_class.__name__}: steps() returned no steps")
+    if job_class.total_order and steps:
+        raise PymrError(f"job {job_class.__name__}: total_order applies to one-step jobs; a multi-step job can end "
+                        "with a one-step job that sorts, run after it")
     if job_class.total_order and spec["has_reducer"] and not steps:
         splits = plan_splits(spec["inputs"], spec["split_size"], spec.get("input_format"))
         spec["partition_cuts"] = [cut.hex() for cut in sample_cuts(job_class(options), splits, spec["reducers"])]

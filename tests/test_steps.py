@@ -124,3 +124,27 @@ def test_step_rejects_max_rounds_without_a_test():
         api.Step(max_rounds=3)
     with pytest.raises(ValueError, match="at least once"):
         api.Step(repeat_while=bool, max_rounds=0)
+
+
+def test_total_order_on_a_multi_step_job_is_refused(tmp_path):
+    import pytest
+
+    import pymr as api
+
+    class Sorted(api.Job):
+        total_order = True
+
+        def steps(self):
+            return [api.Step(map=self.split), api.Step(reduce=self.first)]
+
+        def split(self, _, line):
+            yield line, 1
+
+        def first(self, key, values):
+            yield key, next(values)
+
+    data = tmp_path / "in.txt"
+    data.write_text("b\na\n")
+    with pytest.raises(api.PymrError, match="total_order applies to one-step jobs"):
+        Sorted.run([str(data)], output=str(tmp_path / "out"), inline=True)
+    assert not (tmp_path / "out").exists()
