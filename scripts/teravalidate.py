@@ -11,8 +11,8 @@ and checks, like Hadoop's TeraValidate:
   or as the ``records`` and ``checksum`` that ``scripts/teragen.py`` printed.
 
 A record is a line without its ending (``\\n`` or ``\\r\\n``). A line holding a tab is
-the ``key<TAB>rest`` text form of ``scripts/bench_jobs/terasort.py``; the tab is
-dropped to get the record back (records never hold tabs).
+the ``key<TAB>rest`` text form a sort job writes when its reduce yields ``(key, rest)``;
+the tab is dropped to get the record back (records never hold tabs).
 
 Exit status: 0 valid (a JSON summary is printed), 1 invalid (the first problem is
 printed, naming the file and line of an out-of-order record), 2 usage error.
