@@ -49,6 +49,9 @@ def aggregate_table(table: pa.Table, name: str, side: str) -> pa.Table:
     narrow = _NARROW.get(key_type)
     if narrow is not None and table.num_rows:  # Arrow groups 32-bit-offset strings ~3x faster
         table = table.set_column(0, "key", table.column("key").cast(narrow))
+    counted = _by_value_counts(table, how)
+    if counted is not None:
+        return pa.table({"key": counted.column("key").cast(key_type), "value": counted.column("value")})
     grouped = table.group_by("key", use_threads=False).aggregate([("value", how)])
     value = grouped.column(f"value_{how}")
     if how == "count":
@@ -57,6 +60,33 @@ def aggregate_table(table: pa.Table, name: str, side: str) -> pa.Table:
 
 
 _NARROW = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+
+
+def _by_value_counts(table: pa.Table, how: str) -> pa.Table | None:
+    """A count, or an aggregate of a constant int column (word count's ones), from
+    ``value_counts`` of the keys: about 3x faster than a hash group-by. None otherwise."""
+    import pyarrow.compute as pc
+
+    values = table.column("value")
+    if not table.num_rows or values.null_count:
+        return None
+    constant = None
+    if how != "count":
+        if not pa.types.is_integer(values.type):
+            return None
+        low, high = (scalar.as_py() for scalar in pc.min_max(values).values())
+        if low != high:
+            return None
+        constant = low
+    counts = pc.value_counts(table.column("key"))
+    keys, times = counts.field("values"), counts.field("counts").cast(pa.int64())
+    if how == "count":
+        value = times
+    elif how == "sum":
+        value = pc.multiply_checked(times, pa.scalar(constant, pa.int64()))
+    else:  # min or max of one value
+        value = pa.array([constant] * len(keys), values.type)
+    return pa.table({"key": keys, "value": value})
 
 
 def python_aggregate(name: str, side: str, key: Any, values: Iterator[Any]) -> Iterable[tuple[Any, Any]]:
