@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymr.inputs import parse_size  # one parser of sizes: 4096, 64K, 128M, 1G
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "logs"
 SITE = "https://www.example.com"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -51,7 +53,6 @@ HOURLY_RATE = (0.35, 0.25, 0.2, 0.17, 0.18, 0.28, 0.5, 0.8, 1.1, 1.3, 1.4, 1.45,
                1.5, 1.45, 1.4, 1.4, 1.35, 1.3, 1.35, 1.5, 1.55, 1.35, 0.95, 0.6)
 WEEKEND_RATE = 0.75
 AVERAGE_LINE_BYTES = 240  # to turn --size into a request rate; the size itself is exact
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 BROWSERS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/128.0.0.0 Safari/537.36",
@@ -342,15 +343,6 @@ def _open_output(path: str):
         name = os.path.basename(path[:-3])
         return gzip.GzipFile(name, mode="wb", fileobj=open(path, "wb"), mtime=0)
     return open(path, "wb")
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``4096``, ``64K``, ``128M``, ``1G`` (binary multiples)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (examples: 4096, 64K, 128M, 1G)")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
 
 
 # sample_data/logs/: this week's log and last week's, rotated and compressed

@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 from collections.abc import Iterator
+
+from pymr.inputs import parse_size  # one parser of sizes: 4096, 64K, 128M, 1G
 
 from teravalidate import record_checksum  # the one definition of the checksum
 
@@ -35,16 +36,6 @@ CHUNK_RECORDS = 65536
 # a random byte -> a printable character ' '..'~' (95 of them)
 _PRINTABLE = bytes(32 + b * 95 // 256 for b in range(256))
 _FILLERS = [bytes(65 + (i + j // 4) % 26 for j in range(53)) for i in range(26)]
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``4096``, ``64K``, ``128M``, ``1G`` (binary multiples)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (examples: 4096, 64K, 128M, 1G)")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
 
 
 def record_chunks(count: int, seed: int = 0) -> Iterator[bytes]:
