@@ -125,8 +125,9 @@ class Job:
         by pair (the identity reduce of a sort, a filter), not per key. Return a
         ``key``/``value`` table (a ``null``-typed value column writes keys alone) or an
         iterable of pairs. It is used only when every map output has typed columns
-        (keys all str or all int; values str, int or float); otherwise the task calls
-        ``reduce``, so a job that defines this defines ``reduce`` too.
+        (keys all str or all int; values str, int or float) and the job asks for no
+        ``sort_values``; otherwise the task calls ``reduce``, so a job that defines
+        this defines ``reduce`` too.
         """
         raise NotImplementedError
 

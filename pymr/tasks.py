@@ -224,7 +224,7 @@ SORT_CHUNK_VALUES = 100_000  # values of one key sorted in memory at a time
 def _reduce_batches(job: Job, readers: list, partition: int) -> Iterator[Any] | None:
     """``job.reduce_batch`` over the partition's merged blocks; None when the job has
     none, or when the map outputs' columns are not typed alike (then ``reduce`` runs)."""
-    if not job.has_reduce_batch():
+    if not job.has_reduce_batch() or _value_order(job) is not None:  # sorted values are per key: reduce
         return None
     live = [r for r in readers if r.rows(partition)]
     kinds = {(r.key_kind, r.value_kind) for r in live}

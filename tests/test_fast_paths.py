@@ -263,3 +263,18 @@ def test_reduce_batch_without_reduce_and_untyped_keys_is_a_clear_error(tmp_path)
     path.write_text("a\nb\n")
     with pytest.raises(TypeError, match="reduce_batch needs typed columns"):  # inline: the task's own error
         OnlyBatch.run([str(path)], output=str(tmp_path / "out"), inline=True)
+
+
+def test_reduce_batch_gives_way_to_reduce_when_values_must_be_sorted(tmp_path):
+    class SortedValues(SortedPairsBatch):
+        sort_values = True
+
+        def reduce_batch(self, table):
+            raise AssertionError("sort_values asks for whole, sorted groups: reduce must run")
+
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"k{i % 3} {(i * 7) % 10}\n" for i in range(30)))
+    got = outputs(SortedValues, path, tmp_path, "sorted", split_size=100)
+    for key in ("k0", "k1", "k2"):
+        values = [v for k, v in got if k == key]
+        assert values == sorted(values) and len(values) == 10
