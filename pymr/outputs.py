@@ -201,7 +201,8 @@ class PartWriter:
 
     def write_table(self, table: Any) -> None:
         """Write a sorted ``key``/``value`` Arrow table: in C for text with str keys and
-        str or int values, else pair by pair (keys stored encoded are decoded)."""
+        str, int or null-typed values (see ``_text_in_arrow``), else pair by pair (keys
+        stored encoded are decoded)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 

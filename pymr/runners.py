@@ -187,7 +187,10 @@ class _StepRun:
 def _step_spec(spec: dict[str, Any], step: Any, where: _StepRun, previous: str | None, output: str) -> dict[str, Any]:
     """The spec of one run of a step; ``step`` None is the map-only copy into the output."""
     has_reduce = step is not None and step.has_reduce
-    suffix = f"step {where.index + 1}" + (f", round {where.round}" if where.round else "")
+    if where.index == where.total:
+        suffix = f"step {where.total}, output"
+    else:
+        suffix = f"step {where.index + 1}" + (f", round {where.round}" if where.round else "")
     step_spec = dict(spec, step=where.index, has_reducer=has_reduce, name=f"{spec['name']} ({suffix})")
     if step is not None and step.reducers is not None:
         step_spec["reducers"] = step.reducers
