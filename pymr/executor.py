@@ -147,12 +147,16 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
 
     try:
         job_id = task["job_id"]
+        # Side files and every temporary file of the task (staged uploads, sort scratch, the
+        # user's own) go under the worker's data dir, which the worker cleans at the job's
+        # end even if this process is killed.
+        base = os.path.join(settings["data_dir"], os.path.basename(job_id)) if settings.get("data_dir") else None
+        if base:
+            os.makedirs(base, exist_ok=True)
+        tempfile.tempdir = base
         if blob is not None:
             job_class, options, files = load_job(blob)
-            base = os.path.join(settings["data_dir"], os.path.basename(job_id)) if settings.get("data_dir") else None
-            if base:  # under the worker's data dir, which the worker cleans even if this process is killed
-                os.makedirs(base, exist_ok=True)
-            folders[job_id] = tempfile.mkdtemp(prefix="files-", dir=base)
+            folders[job_id] = tempfile.mkdtemp(prefix="files-")
             jobs[job_id] = (job_class, options, write_side_files(files, folders[job_id]))
         job_class, options, paths = jobs[job_id]
         return ("done", run_task(job_class, options, task, settings=settings, files=paths))

@@ -314,16 +314,12 @@ class OutputCommitter:
 
     def commit_job(self, report: dict[str, Any]) -> None:
         """Publish every committed part, the report, then ``_SUCCESS``."""
-        parquet_parts = [os.path.join(self.committed, n) for n in os.listdir(self.committed) if n.endswith(".parquet")]
-        if parquet_parts:
-            from .parquet_output import unify_parquet_parts
-
-            unify_parquet_parts(parquet_parts)
+        _unify_parquet([os.path.join(self.committed, name) for name in os.listdir(self.committed)])
         for name in sorted(os.listdir(self.committed)):
             os.replace(os.path.join(self.committed, name), os.path.join(self.output_dir, name))
         write_report(self.output_dir, report)
         self._remove_temporary()
-        _write_atomically(os.path.join(self.output_dir, SUCCESS), "")
+        storage.write_bytes(os.path.join(self.output_dir, SUCCESS), b"")
 
     def abort_job(self) -> None:
         """Leave nothing that looks like output: no parts, no ``_SUCCESS``."""
@@ -411,11 +407,7 @@ class RemoteCommitter(OutputCommitter):
             parts = {name: storage.join(self.committed, name) for name in storage.listdir(self.committed)}
         else:
             parts = dict(self._published)
-        parquet_parts = [path for name, path in parts.items() if name.endswith(".parquet")]
-        if parquet_parts:
-            from .parquet_output import unify_parquet_parts
-
-            unify_parquet_parts(parquet_parts)
+        _unify_parquet(list(parts.values()))
         publish = storage.move if self.renames else storage.copy
         self._written = [storage.join(self.output_dir, name) for name in sorted(parts)] + [
             storage.join(self.output_dir, REPORT)]
@@ -425,7 +417,7 @@ class RemoteCommitter(OutputCommitter):
                 done.result()  # the first failure fails the job commit (and abort_job removes what it made)
         write_report(self.output_dir, report)
         self._remove_temporary()
-        _write_atomically(storage.join(self.output_dir, SUCCESS), "")
+        storage.write_bytes(storage.join(self.output_dir, SUCCESS), b"")
 
     def abort_job(self) -> None:
         """Remove ``_temporary``, and the final files of a job commit that failed."""
@@ -454,11 +446,16 @@ def _delete_if_empty(folder: str) -> None:
 
 def write_report(output_dir: str, report: dict[str, Any]) -> None:
     """``OUT/_REPORT.json``, replaced atomically."""
-    _write_atomically(storage.join(output_dir, REPORT), json.dumps(report, indent=2, default=repr) + "\n")
+    storage.write_bytes(storage.join(output_dir, REPORT), (json.dumps(report, indent=2, default=repr) + "\n").encode())
 
 
-def _write_atomically(path: str, text: str) -> None:
-    storage.write_bytes(path, text.encode("utf-8"))
+def _unify_parquet(parts: list[str]) -> None:
+    """Give the Parquet parts among these one schema before they are published (see ``parquet_output``)."""
+    parquet = [path for path in parts if path.endswith(".parquet")]
+    if parquet:
+        from .parquet_output import unify_parquet_parts
+
+        unify_parquet_parts(parquet)
 
 
 # -- results -------------------------------------------------------------------------------

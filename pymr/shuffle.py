@@ -149,28 +149,14 @@ class MapOutputBuffer:
 
         return add
 
-    def feed(self, map_: Callable[[Any, Any], Iterable[tuple[Any, Any]] | None],
-             records: Iterable[tuple[Any, Any]]) -> tuple[int, int]:
-        """Call ``map_`` on every record and take the pairs in; returns (records, pairs).
-
-        The hot loop of a per-record job: the buffer's own loop, so each pair costs a
-        dict or list append and no function call of ours.
-        """
+    def feed_loop(self) -> Callable[[Callable, Iterable[tuple[Any, Any]]], tuple[int, int]] | None:
+        """The buffer's own per-record loop, ``loop(map, records) -> (records, pairs)``, or
+        None (an aggregate folds with ``put``). The hot loop of a per-record job: inlined
+        here, each pair costs a dict or list append and no function call of ours (the
+        grouped loop repeats what ``_add_grouped``'s ``add`` does, for that reason)."""
         if self.aggregate is not None:
-            return self._feed_calls(map_, records)
-        if self.combiner is not None:
-            return self._feed_grouped(map_, records)
-        return self._feed_plain(map_, records)
-
-    def _feed_calls(self, map_, records) -> tuple[int, int]:
-        put, check = self.put, self.check
-        read = emitted = 0
-        for read, (key, value) in enumerate(records, 1):
-            for out_key, out_value in map_(key, value) or ():
-                put(out_key, out_value)
-                emitted += 1
-            check(emitted)
-        return read, emitted
+            return None
+        return self._feed_grouped if self.combiner is not None else self._feed_plain
 
     def _feed_grouped(self, map_, records) -> tuple[int, int]:
         groups, check, encode = self.groups, self.check, _group_key
@@ -679,15 +665,20 @@ def merge_partition(readers: Sequence[RunReader], partition: int) -> Iterator[tu
     kinds = {(r.key_kind, r.value_kind) for r in live}
     if len(live) > 1 and len(kinds) == 1:
         key_kind, value_kind = kinds.pop()
-        window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // len(live))
-        windows = merge_windows([r.batches(partition) for r in live], window_rows)
-        return _window_triples(windows, key_kind, value_kind)
+        return _window_triples(merged_windows(live, partition), key_kind, value_kind)
     key_kinds = {r.key_kind for r in live}
     encoded = len(key_kinds) > 1 or key_kinds == {"enc"}
     streams = [r.triples(partition, encoded) for r in live]
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=itemgetter(0))
+
+
+def merged_windows(readers: Sequence[RunReader], partition: int) -> Iterator[pa.Table]:
+    """One partition of runs with the same column types, merged in Arrow (``pymr.merge``)
+    in windows of ``MERGE_WINDOW_ROWS`` rows over all runs (at least a batch each)."""
+    window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // max(1, len(readers)))
+    return merge_windows([r.batches(partition) for r in readers], window_rows)
 
 
 def _window_triples(windows: Iterator[pa.Table], key_kind: str, value_kind: str) -> Iterator[tuple[Any, Any, Any]]:
@@ -755,11 +746,10 @@ def merge_run_files(paths: Sequence[str], final_path: str, num_partitions: int, 
 def _merge_windows_into(readers, final_path, num_partitions, key_kind: str, value_kind: str) -> None:
     schema = pa.schema([("key", _KEY_TYPES[key_kind]), ("value", _VALUE_TYPES[value_kind])])
     writer = RunWriter(final_path, schema, num_partitions)
-    window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // max(1, len(readers)))
     try:
         for partition in range(num_partitions):
             writer.start_partition(partition)
-            for window in merge_windows([r.batches(partition) for r in readers], window_rows):
+            for window in merged_windows(readers, partition):
                 writer.write(window)
     except BaseException:
         writer.abort()

@@ -32,11 +32,10 @@ from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, StepJob, job_for_task
-from .merge import merge_windows
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
-from .shuffle import (BATCH_ROWS, DEFAULT_BUFFER_BYTES, MERGE_WINDOW_ROWS, MapOutputBuffer, RunReader, group_pairs,
-                      merge_partition, value_type_of)
+from .shuffle import (DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition,
+                      merged_windows, value_type_of)
 
 FRAMEWORK = "pymr"
 
@@ -100,7 +99,7 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
-    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, buffer.feed)
+    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, buffer.feed_loop())
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
@@ -233,8 +232,7 @@ def _reduce_batches(job: Job, readers: list, partition: int) -> Iterator[Any] | 
             raise TypeError(f"{type(job).__name__}.reduce_batch needs typed columns (str or int keys; str, int "
                             "or float values) and the map output has others: define reduce as well")
         return None
-    window_rows = max(BATCH_ROWS, MERGE_WINDOW_ROWS // max(1, len(live)))
-    return (job.reduce_batch(table) for table in merge_windows([r.batches(partition) for r in live], window_rows))
+    return (job.reduce_batch(table) for table in merged_windows(live, partition))
 
 
 def _value_order(job: Job):

@@ -227,11 +227,10 @@ def test_reduce_batch_matches_reduce(tmp_path, records, split):
 
 
 def test_reduce_batch_gets_sorted_blocks_and_is_used_for_typed_columns(tmp_path, monkeypatch):
-    from pymr import shuffle, tasks
+    from pymr import shuffle
 
-    for module in (shuffle, tasks):  # many small blocks
-        monkeypatch.setattr(module, "BATCH_ROWS", 5)
-        monkeypatch.setattr(module, "MERGE_WINDOW_ROWS", 10)
+    monkeypatch.setattr(shuffle, "BATCH_ROWS", 5)  # many small blocks
+    monkeypatch.setattr(shuffle, "MERGE_WINDOW_ROWS", 10)
     calls = []
 
     class Recording(SortedPairsBatch):
