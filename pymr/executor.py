@@ -18,6 +18,7 @@ job. An executor exits when its worker disappears.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -112,6 +113,13 @@ def _main(conn: Connection, parent_pid: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     from . import tasks  # noqa: F401  (import Arrow now, while the worker registers, not in the first task)
 
+    # A per-record map keeps a dict of many small lists alive: with the default thresholds
+    # the cyclic GC walks them over and over (4-7% of a word count). The imports are
+    # frozen out of its reach and it runs after 50,000 net allocations, not 700; cycles
+    # are still collected, and a full collection follows every task.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
     try:
         settings = conn.recv()
     except (EOFError, OSError):
@@ -133,6 +141,8 @@ def _main(conn: Connection, parent_pid: int) -> None:
                 conn.send(reply)
             except (EOFError, OSError):
                 return
+            del reply
+            gc.collect()
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)

@@ -124,16 +124,18 @@ class MapOutputBuffer:
 
     def _add_grouped(self) -> Callable[[Any, Any], None]:
         groups = self.groups
+        held_values = groups.get
         encode = _group_key
 
         def add(key: Any, value: Any) -> None:
             # A dict would take 1, 1.0 and True for one key: only str keys are used as they are.
             if type(key) is not str:
                 key = encode(key)
-            try:
-                groups[key].append(value)
-            except KeyError:
+            held = held_values(key)
+            if held is None:
                 groups[key] = [value]
+            else:
+                held.append(value)
 
         return add
 
@@ -160,19 +162,23 @@ class MapOutputBuffer:
 
     def _feed_grouped(self, map_, records) -> tuple[int, int]:
         groups, check, encode = self.groups, self.check, _group_key
+        held_values = groups.get
         read = emitted = 0
+        next_check = self.next_check
         for read, (key, value) in enumerate(records, 1):
             for out_key, out_value in map_(key, value) or ():
                 emitted += 1
                 # a dict would take 1, 1.0 and True for one key: only str keys are used as they are
                 if type(out_key) is not str:
                     out_key = encode(out_key)
-                try:
-                    groups[out_key].append(out_value)
-                except KeyError:
+                held = held_values(out_key)  # not try/except: a new key would cost a raised KeyError
+                if held is None:
                     groups[out_key] = [out_value]
-            if emitted >= self.next_check:
+                else:
+                    held.append(out_value)
+            if emitted >= next_check:
                 check(emitted)
+                next_check = self.next_check
         check(emitted)
         return read, emitted
 
@@ -180,14 +186,16 @@ class MapOutputBuffer:
         keys, values, check = self.keys, self.values, self.check
         add_key, add_value = keys.append, values.append
         read = spilled = 0
+        next_check = self.next_check
         for read, (key, value) in enumerate(records, 1):
             for out_key, out_value in map_(key, value) or ():
                 add_key(out_key)
                 add_value(out_value)
-            if spilled + len(keys) >= self.next_check:
+            if spilled + len(keys) >= next_check:
                 before = len(keys)
                 check(spilled + before)
                 spilled += before - len(keys)
+                next_check = self.next_check
         check(spilled + len(keys))
         return read, spilled + len(keys)
 
@@ -278,18 +286,20 @@ class MapOutputBuffer:
     def _groups_table(self) -> pa.Table:
         if not self.aggregate:
             self._compact()
-        keys, values = [], []
-        for slot, held in self.groups.items():
-            key = slot if type(slot) is str else keyenc.decode_key(slot)
-            if self.aggregate:
-                keys.append(key)
-                values.append(held)
-            else:
-                keys.extend(itertools.repeat(key, len(held)))
-                values.extend(held)
+        slots, held = list(self.groups), list(self.groups.values())
         self.groups.clear()
         self.buffered = 0
-        return pairs_table(keys, values)
+        keys = slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
+        if self.aggregate:
+            return pairs_table(keys, held)
+        if set(map(len, held)) == {1}:  # the common case after combining: one value per key, taken in C
+            return pairs_table(keys, list(map(itemgetter(0), held)))
+        all_keys: list[Any] = []
+        values: list[Any] = []
+        for key, key_values in zip(keys, held):
+            all_keys.extend(itertools.repeat(key, len(key_values)))
+            values.extend(key_values)
+        return pairs_table(all_keys, values)
 
     def _combine_table(self, table: pa.Table) -> pa.Table:
         if self.aggregate is not None:
@@ -328,16 +338,17 @@ class MapOutputBuffer:
             if parts is not None:
                 return parts
         encoded = pc.dictionary_encode(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
-        distinct = encoded.dictionary.to_pylist()
-        if keys.type == pa.large_binary():
-            distinct_keys = distinct if self.default_partitioner else [keyenc.decode_key(k) for k in distinct]
+        if self.default_partitioner and keys.type in (pa.large_string(), pa.large_binary()):
+            # keys.partition_for in C: crc32 of the key's encoded form, the str tag as the seed
+            seed = _STR_CRC if keys.type == pa.large_string() else 0
+            raw = encoded.dictionary.cast(pa.large_binary()).to_pylist()
+            parts = [crc % count for crc in map(zlib.crc32, raw, itertools.repeat(seed))]
         else:
-            distinct_keys = distinct
-        if self.default_partitioner and keys.type == pa.large_binary():
-            parts = [zlib.crc32(k) % count for k in distinct_keys]  # already the encoded form
-        else:
+            distinct = encoded.dictionary.to_pylist()
+            if keys.type == pa.large_binary():
+                distinct = [keyenc.decode_key(k) for k in distinct]
             partitioner = self.partitioner
-            parts = [partitioner(k, count) for k in distinct_keys]
+            parts = [partitioner(k, count) for k in distinct]
             if not all(type(p) is int and 0 <= p < count for p in parts):
                 bad = next(p for p in parts if type(p) is not int or not 0 <= p < count)
                 raise ValueError(f"partition() returned {bad!r}; it must be an int in 0..{count - 1}")
@@ -418,10 +429,11 @@ def _aggregate_combiner(name: str) -> Combiner:
 
 def pairs_table(keys: Sequence[Any], values: Sequence[Any]) -> pa.Table:
     """``key``/``value`` columns for Python pairs, typed where every key or value allows."""
-    if keys and not all(type(k) in _ALLOWED_KEY_TYPES for k in keys):
+    key_types = set(map(type, keys))  # in C: no Python call per key
+    if not key_types <= _ALLOWED_KEY_TYPES:
         bad = next(k for k in keys if type(k) not in _ALLOWED_KEY_TYPES)
         keyenc.encode_key(bad)  # raises KeyTypeError naming the key
-    kind = _key_kind(keys) if keys else "str"
+    kind = _key_kind(keys, key_types) if keys else "str"
     return pa.table({"key": _key_array(keys, kind), "value": _value_array(values, _value_kind(values))})
 
 
@@ -469,19 +481,26 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 
 # -- writing runs ------------------------------------------------------------------------
-def _key_kind(keys: Sequence[Any]) -> str:
-    if all(type(k) is str for k in keys):
+def _only_type(items: Iterable[Any], kind: type) -> bool:
+    """Whether every item is exactly of type ``kind`` (checked in C)."""
+    return set(map(type, items)) <= {kind}
+
+
+def _key_kind(keys: Sequence[Any], types: set[type] | None = None) -> str:
+    types = set(map(type, keys)) if types is None else types
+    if types <= {str}:
         return "str"
-    if all(type(k) is int for k in keys) and _INT64[0] <= min(keys) and max(keys) <= _INT64[1]:
+    if types == {int} and _INT64[0] <= min(keys) and max(keys) <= _INT64[1]:
         return "int"
     return "enc"
 
 
 def _value_kind(values: Sequence[Any]) -> str:
-    if not values:
+    types = set(map(type, values))
+    if len(types) != 1:
         return "pickle"
-    first = type(values[0])
-    if first not in (str, int, float) or not all(type(v) is first for v in values):
+    first = types.pop()
+    if first not in (str, int, float):
         return "pickle"
     if first is int and not (_INT64[0] <= min(values) and max(values) <= _INT64[1]):
         return "pickle"
@@ -515,6 +534,7 @@ def dump_value(value: Any) -> bytes:
 
 
 _ALLOWED_KEY_TYPES = {str, int, float, bytes, bool, tuple, type(None)}
+_STR_CRC = zlib.crc32(keyenc.STR)  # crc32(STR + data) == crc32(data, crc32(STR))
 
 
 def write_run(path: str, keys, values, partitions, num_partitions: int) -> None:
