@@ -222,12 +222,12 @@ class MapOutputBuffer:
                 size = len(self.groups) * (per_key + 32)
             else:
                 values = [v for _, held in sample for v in held[:4]]
-                per_value = 8 + (sum(sys.getsizeof(v) for v in values) / len(values) if values else 0)
+                per_value = 8 + (sum(map(_owned_size, values)) / len(values) if values else 0)
                 size = len(self.groups) * per_key + self.buffered * per_value
         else:
             held = len(self.keys)
             sample_range = range(max(0, held - 64), held)
-            size = held * (72 + sum(sys.getsizeof(self.keys[i]) + sys.getsizeof(self.values[i])
+            size = held * (72 + sum(_owned_size(self.keys[i]) + _owned_size(self.values[i])
                                     for i in sample_range) / max(1, len(sample_range)))
         if size >= self.buffer_bytes:
             if self.groups and not self.aggregate:  # combining may free enough to go on
@@ -394,6 +394,14 @@ class MapOutputBuffer:
 
 
 _MISSING = object()
+_SHARED_REFS = 16
+
+
+def _owned_size(value: Any) -> int:
+    """The bytes a buffered value adds: none if it is shared (word count's ``1``, an
+    interned string), else its size. Counting a shared int once per pair overstated a
+    word count's buffer 4-fold, and it combined and spilled long before it was full."""
+    return 0 if sys.getrefcount(value) > _SHARED_REFS else sys.getsizeof(value)
 
 
 def _fold_sum(current: Any, value: Any) -> Any:
