@@ -278,6 +278,23 @@ def test_combiner_over_several_maps(tmp_path):
     assert got == totals
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_buffer_counts_a_shared_value_once(tmp_path, shared):
+    """200,000 pairs over 1,000 keys: with one shared value (word count's 1) they hold
+    about 2 MB and fit a 4 MiB buffer without combining; as 200,000 distinct floats
+    they hold about 6.5 MB and must be combined to stay within it."""
+    calls = []
+    buffer = MapOutputBuffer(str(tmp_path), 2, partition_for, combiner=sum_combiner, buffer_bytes=4 << 20,
+                             on_combine=lambda n_in, n_out: calls.append((n_in, n_out)))
+    one = 1
+    for i in range(200_000):
+        buffer.add(f"word{i % 1000}", one if shared else i + 0.5)
+    assert bool(calls) is not shared
+    buffer.close(str(tmp_path / "out.arrow"))
+    totals = {k: v for part in read_groups([str(tmp_path / "out.arrow")], 2) for k, (v,) in part}
+    assert totals["word7"] == (200 if shared else sum(i + 0.5 for i in range(7, 200_000, 1000)))
+
+
 # -- several maps ----------------------------------------------------------------------------
 def check_merged(paths, maps, num_partitions):
     """The merged stream of every partition is sorted, complete, and keeps each map's order."""
