@@ -131,6 +131,25 @@ def test_fast_wordcount_job_matches_the_plain_one_on_sample_data(tmp_path):
     assert a.counters["pymr"]["combine output records"] < a.counters["pymr"]["combine input records"]
 
 
+def test_fast_wordcount_splits_at_every_character_str_split_does(tmp_path):
+    import sys
+
+    from conftest import JOBS
+
+    fast = pymr.load_job_class(JOBS / "wordcount_fast.py")
+    plain = pymr.load_job_class(JOBS / "wordcount.py")
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and chr(c) not in "\n\r"]
+    assert len(spaces) == 27 and "\x1c" in spaces and "\u3000" in spaces
+    not_spaces = ["\u200b", "\ufeff", "\u180e", "\x00", "\x1b"]  # zero-width and control: part of a word
+    lines = [f"a{s}b{s}{s}c{s}" for s in spaces] + [f"x{c}y z" for c in not_spaces] + ["a\r", "b\rc\r\n"]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+    a = dict(fast.run([str(path)], output=str(tmp_path / "fast"), inline=True))
+    b = dict(plain.run([str(path)], output=str(tmp_path / "plain"), inline=True))
+    assert a == b
+    assert b["a"] == 28 and b["c"] == 28 and b["x\u200by"] == 1
+
+
 def test_aggregate_name_is_checked(tmp_path):
     class Bad(Plain):
         aggregate = "median"
