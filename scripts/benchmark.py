@@ -322,10 +322,11 @@ def missing_requirement(system: str) -> str | None:
 
 
 def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
-         pymr_env: dict[str, str] | None = None) -> RunSpec | str:
+         pymr_env: dict[str, str] | None = None, pymr_python: str = sys.executable) -> RunSpec | str:
     """The command for ``system`` on ``task``, or a note saying why it is skipped.
 
-    ``pymr_env`` is added to the environment of pymr's runs (``PYTHONPATH`` for ``--pymr-ref``).
+    ``pymr_env`` is added to the environment of pymr's runs (``PYTHONPATH`` for ``--pymr-ref``),
+    which run on ``pymr_python`` (``--pymr-python``).
     """
     missing = missing_requirement(system)
     if missing:
@@ -339,7 +340,7 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
         job = EXAMPLE_JOBS / (("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
                               else "terasort.py")
         reducers = workers  # the sort job range-partitions by sampled keys (total_order)
-        argv = [sys.executable, "-m", "pymr", "submit", str(job), inp, "-o", out, "--workers", workers,
+        argv = [pymr_python, "-m", "pymr", "submit", str(job), inp, "-o", out, "--workers", workers,
                 "--reducers", reducers, "-q", "--overwrite", "--split-size", str(chunk)]
         note = "total order by sampled range partitioning" if kind == "sort" else ""
         return RunSpec(argv, out, "tsv" if kind == "wordcount" else "records", env=dict(pymr_env or {}), note=note)
@@ -735,7 +736,8 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
     for system in systems:
         row = Row(task, system, info.bytes)
         out = os.path.join(workdir, f"out-{task}-{system}")
-        spec = plan(system, task, info.path, out, os.path.join(workdir, "tmp"), args.split_size, args.pymr_env)
+        spec = plan(system, task, info.path, out, os.path.join(workdir, "tmp"), args.split_size, args.pymr_env,
+                    args.pymr_python)
         if isinstance(spec, str):
             row.note = "skipped: " + spec
             rows.append(row)
@@ -849,7 +851,7 @@ def _git_state() -> str:
     return f"{commit}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
-def environment(pymr_ref: str | None = None) -> dict[str, str]:
+def environment(pymr_ref: str | None = None, pymr_python: str = sys.executable) -> dict[str, str]:
     """The machine and software versions, for the report."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -866,6 +868,7 @@ def environment(pymr_ref: str | None = None) -> dict[str, str]:
         "pyspark": _version("pyspark"),
         "py-spy": _version("py-spy"),
         "pymr source": pymr_source(pymr_ref),
+        "pymr python": pymr_python if pymr_python != sys.executable else f"{pymr_python} (this one)",
         "java": _first_line(["java", "-XX:-UsePerfData", "-version"]),
         "GNU sort": _first_line(["sort", "--version"]),
     }
@@ -1105,6 +1108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", metavar="DIR", help="where to make the temporary folder [default: $TMPDIR]")
     parser.add_argument("--pymr-ref", metavar="REF", help="measure pymr as of this git commit (exported to the "
                         "temporary folder) instead of the installed working tree, e.g. HEAD")
+    parser.add_argument("--pymr-python", metavar="PYTHON", default=sys.executable,
+                        help="the interpreter that runs pymr, e.g. a fresh venv's bin/python after `pip install .`, "
+                             "which imports only pymr's dependencies; start-up depends on it [default: this one]")
     parser.add_argument("--profile", action="store_true",
                         help="instead: profile pymr's word count (--size corpus, --inline) with py-spy")
     parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second [default: 200]")
@@ -1129,7 +1135,7 @@ def _choices(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...
 
 def run_benchmark(args: argparse.Namespace, workdir: str) -> None:
     subreaper = become_subreaper()
-    env = environment(args.pymr_ref)
+    env = environment(args.pymr_ref, args.pymr_python)
     for key, value in env.items():
         print(f"{key}: {value}")
     if not subreaper:
