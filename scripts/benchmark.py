@@ -938,8 +938,8 @@ STAGE_MARKERS = {  # the innermost of these on a stack names its stage
 }
 OUTSIDE = "start-up, imports, job setup, commit"
 PHASE_RULES = (  # within a stage, the innermost matching frame names the phase: (file, functions, phase)
-    ("inputs.py", {"read_text_records", "read_lines", "_read_lines", "_lines_from", "read_text_batches",
-                   "_text_blocks", "_lines_batch", "_decode_each", "records", "_line_blocks",
+    ("inputs.py", {"read_text_records", "_record_blocks", "read_lines", "_read_lines", "_lines_from",
+                   "read_text_batches", "_text_blocks", "_lines_batch", "_decode_each", "records", "_line_blocks",
                    "_records_line_by_line", "_split_keep_newline"}, "read + decode lines"),
     ("wordcount.py", {"map"}, "user map()"),
     ("wordcount.py", {"combine"}, "user combine()"),
