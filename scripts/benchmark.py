@@ -19,11 +19,12 @@ Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and `
 with the per-record API, ``jobs/wordcount.py``; sort with ``jobs/terasort.py``, which
 maps a block of records at a time in Arrow and range-partitions by sampled keys),
 ``pymr-fast-1`` and ``pymr-fast-2`` (``jobs/wordcount_fast.py``: ``map_batch`` and
-``aggregate = "sum"``), ``multiprocessing``
-(``Pool(2)`` over line-aligned chunks), ``pyarrow`` (word count only: 2 threads
-tokenize and count 16 MiB blocks in Arrow, the vectorized reference for the fast paths), ``dask`` (``dask.bag``, processes scheduler, 2
-workers), ``spark`` (PySpark RDDs, ``local[2]``) and ``gnu`` (``tr | sort | uniq -c`` and
-``sort --parallel=2 -S 4G``, C locale). A system whose package or tool is missing is skipped with a note.
+``aggregate = "sum"``), ``multiprocessing`` (``Pool(2)`` over line-aligned chunks),
+``pyarrow`` (word count only: 2 threads tokenize and count 16 MiB blocks in Arrow, the
+vectorized reference for the fast paths), ``dask`` (``dask.bag``, processes scheduler,
+2 workers), ``spark`` (PySpark RDDs, ``local[2]``) and ``gnu`` (``tr | sort | uniq -c``
+and ``sort --parallel=2 -S 4G``, C locale). A system whose package or tool is missing
+is skipped with a note.
 
 Every system runs as a separate command, timed from launch to exit, start-up included.
 Its whole process tree is measured (Linux only: it reads /proc):
