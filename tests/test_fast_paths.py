@@ -200,6 +200,25 @@ def test_range_partitioner_in_arrow_matches_the_per_key_partitioner(keys, other_
     assert partitioner.partition_array(pa.array([1, 2])) is None  # not str: the caller asks per key
 
 
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(alphabet="ab\u00e9\U0001F600 ~\x00", max_size=4),
+                               st.tuples(st.integers(-5, 5), st.text(max_size=2)), st.none(), st.floats(-9, 9)),
+                     min_size=1, max_size=40),
+       partitions=st.integers(min_value=2, max_value=9))
+def test_default_partition_of_a_column_matches_partition_for(tmp_path_factory, keys, partitions):
+    """The buffer hashes a key column in C; every key must land where ``partition_for``
+    (the per-key path, and every other process) puts it."""
+    from pymr.keys import encode_key, partition_for
+    from pymr.shuffle import MapOutputBuffer
+
+    buffer = MapOutputBuffer(str(tmp_path_factory.mktemp("p")), partitions, partition_for, default_partitioner=True)
+    text = [k for k in keys if type(k) is str]
+    for column, originals in ((pa.array(text, pa.large_string()), text),
+                              (pa.array([encode_key(k) for k in keys], pa.large_binary()), keys)):
+        got = buffer._partition_array(pa.chunked_array([column], column.type)).to_pylist()
+        assert got == [partition_for(k, partitions) for k in originals]
+
+
 def test_fast_paths_match_with_tiny_batches_and_merge_windows(tmp_path, monkeypatch):
     """Batches of 3 rows and windows of a few: every merge splits keys across batches and windows."""
     from pymr import aggregate, shuffle
