@@ -19,9 +19,10 @@ This script measures that cost side by side with the plain-Python baselines of
 Lines are split from the corpus in memory before the clock starts, so the two middle
 rows hold no reading or decoding. Each row is the best of ``--repeat`` runs. The report
 gives CPU seconds per GiB of input and, for the rows that run on one core, the wall
-time two perfectly parallel cores would need for the whole input (CPU / 2): when
-``map only`` / 2 is above ``pool2``'s wall time, no per-record engine can match
-``Pool(2)`` on this machine, however little it adds.
+time two perfectly parallel cores would need for the whole input (CPU / 2). ``map only``
+/ 2 is the floor of any engine that runs the user's ``map``; when ``map + group`` / 2 is
+above ``pool2``'s wall time, no engine that groups the pairs in Python (as a combiner
+needs) can match ``Pool(2)`` on this machine, however little it adds.
 
     python scripts/per_record_floor.py --size 64M           # about 1 min on 2 cores
     python scripts/per_record_floor.py --input corpus.txt --repeat 3
