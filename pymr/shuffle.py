@@ -256,15 +256,18 @@ class MapOutputBuffer:
     # -- writing runs ---------------------------------------------------------------------
     def spill(self) -> None:
         """Sort (and combine) what is buffered and write it as one run."""
-        table = self._take_buffered()
+        table, distinct = self._take_buffered()
         if table is None or not table.num_rows:
             return
         path = os.path.join(self.directory, f"spill-{len(self.runs):05d}.arrow")
         self.spilled_records += table.num_rows
-        write_table_run(path, table, self._partition_array(table.column("key")), self.num_partitions)
+        write_table_run(path, table, self._partition_array(table.column("key"), distinct), self.num_partitions)
         self.runs.append(path)
 
-    def _take_buffered(self) -> pa.Table | None:
+    def _take_buffered(self) -> tuple[pa.Table | None, bool]:
+        """What is buffered, as one table, and whether its keys are known to be distinct."""
+        if self.groups and not self.keys and not self.tables:
+            return self._groups_table()
         tables = []
         if self.keys:
             keys, values = self.keys.copy(), self.values.copy()
@@ -274,16 +277,17 @@ class MapOutputBuffer:
                 keys, values = self._combine_sorted(keys, values)
             tables.append(pairs_table(keys, values))
         if self.groups:
-            tables.append(self._groups_table())
+            tables.append(self._groups_table()[0])
         if self.tables:
             arrow = pa.concat_tables(self.tables, promote_options="permissive")
             self.tables, self.table_bytes = [], 0
             tables.append(self._combine_table(arrow))
         if not tables:
-            return None
-        return tables[0] if len(tables) == 1 else _concat(tables)
+            return None, False
+        return (tables[0] if len(tables) == 1 else _concat(tables)), False
 
-    def _groups_table(self) -> pa.Table:
+    def _groups_table(self) -> tuple[pa.Table, bool]:
+        """The held groups as pairs, and whether each key is in one pair only."""
         if not self.aggregate:
             self._compact()
         slots, held = list(self.groups), list(self.groups.values())
@@ -291,15 +295,15 @@ class MapOutputBuffer:
         self.buffered = 0
         keys = slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
         if self.aggregate:
-            return pairs_table(keys, held)
+            return pairs_table(keys, held), True
         if set(map(len, held)) == {1}:  # the common case after combining: one value per key, taken in C
-            return pairs_table(keys, list(map(itemgetter(0), held)))
+            return pairs_table(keys, list(map(itemgetter(0), held))), True
         all_keys: list[Any] = []
         values: list[Any] = []
         for key, key_values in zip(keys, held):
             all_keys.extend(itertools.repeat(key, len(key_values)))
             values.extend(key_values)
-        return pairs_table(all_keys, values)
+        return pairs_table(all_keys, values), False
 
     def _combine_table(self, table: pa.Table) -> pa.Table:
         if self.aggregate is not None:
@@ -327,8 +331,9 @@ class MapOutputBuffer:
             self.on_combine(len(keys), len(out_keys))
         return out_keys, out_values
 
-    def _partition_array(self, keys: pa.ChunkedArray) -> pa.Array:
-        """The partition of every key: hashed once per distinct key, in C where possible."""
+    def _partition_array(self, keys: pa.ChunkedArray, distinct: bool = False) -> pa.Array:
+        """The partition of every key: hashed once per distinct key, in C where possible
+        (``distinct``: the keys are known to be so, and need no dictionary to find out)."""
         count = self.num_partitions
         if count == 1:
             return pa.nulls(len(keys), pa.int32()).fill_null(0)
@@ -337,22 +342,25 @@ class MapOutputBuffer:
             parts = in_arrow(keys)
             if parts is not None:
                 return parts
-        encoded = pc.dictionary_encode(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
+        column = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+        encoded = None if distinct else pc.dictionary_encode(column)
+        unique = column if encoded is None else encoded.dictionary
         if self.default_partitioner and keys.type in (pa.large_string(), pa.large_binary()):
             # keys.partition_for in C: crc32 of the key's encoded form, the str tag as the seed
             seed = _STR_CRC if keys.type == pa.large_string() else 0
-            raw = encoded.dictionary.cast(pa.large_binary()).to_pylist()
+            raw = unique.cast(pa.large_binary()).to_pylist()
             parts = [crc % count for crc in map(zlib.crc32, raw, itertools.repeat(seed))]
         else:
-            distinct = encoded.dictionary.to_pylist()
+            unique_keys = unique.to_pylist()
             if keys.type == pa.large_binary():
-                distinct = [keyenc.decode_key(k) for k in distinct]
+                unique_keys = [keyenc.decode_key(k) for k in unique_keys]
             partitioner = self.partitioner
-            parts = [partitioner(k, count) for k in distinct]
+            parts = [partitioner(k, count) for k in unique_keys]
             if not all(type(p) is int and 0 <= p < count for p in parts):
                 bad = next(p for p in parts if type(p) is not int or not 0 <= p < count)
                 raise ValueError(f"partition() returned {bad!r}; it must be an int in 0..{count - 1}")
-        return pa.array(parts, pa.int32()).take(encoded.indices)
+        array = pa.array(parts, pa.int32())
+        return array if encoded is None else array.take(encoded.indices)
 
     def close(self, final_path: str) -> str:
         """Spill what is left and leave exactly one run at ``final_path``."""
