@@ -18,17 +18,16 @@ import gzip
 import io
 import os
 import re
-from itertools import accumulate, chain, repeat
-from operator import add
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import accumulate, chain, repeat
+from operator import add
 from typing import IO, Any
 
 from . import storage
 from .errors import BadRecordError, InputError
-
 
 
 def _zstd_open(raw: IO[bytes], mode: str = "rb") -> IO[bytes]:

@@ -266,25 +266,23 @@ class MapOutputBuffer:
 
     def _take_buffered(self) -> tuple[pa.Table | None, bool]:
         """What is buffered, as one table, and whether its keys are known to be distinct."""
-        if self.groups and not self.keys and not self.tables:
-            return self._groups_table()
-        tables = []
+        parts: list[tuple[pa.Table, bool]] = []
         if self.keys:
             keys, values = self.keys.copy(), self.values.copy()
             self.keys.clear()  # in place: the feed loop holds these lists
             self.values.clear()
             if self.combiner is not None and self.aggregate is None:
                 keys, values = self._combine_sorted(keys, values)
-            tables.append(pairs_table(keys, values))
+            parts.append((pairs_table(keys, values), False))
         if self.groups:
-            tables.append(self._groups_table()[0])
+            parts.append(self._groups_table())
         if self.tables:
             arrow = pa.concat_tables(self.tables, promote_options="permissive")
             self.tables, self.table_bytes = [], 0
-            tables.append(self._combine_table(arrow))
-        if not tables:
-            return None, False
-        return (tables[0] if len(tables) == 1 else _concat(tables)), False
+            parts.append((self._combine_table(arrow), False))
+        if len(parts) <= 1:
+            return parts[0] if parts else (None, False)
+        return _concat([table for table, _ in parts]), False
 
     def _groups_table(self) -> tuple[pa.Table, bool]:
         """The held groups as pairs, and whether each key is in one pair only."""
