@@ -89,6 +89,10 @@ class PairsPartWriter:
         for key, value in zip(keys, table.column("value").to_pylist()):
             self.write(key, value)
 
+    def write_columns(self, keys: list[Any], values: list[Any]) -> None:
+        for key, value in zip(keys, values):
+            self.write(key, value)
+
     def _flush(self) -> None:
         import pyarrow as pa
 
@@ -199,6 +203,16 @@ class PartWriter:
         self._file.write(self.format(key, value))
         self.records += 1
 
+    def write_columns(self, keys: list[Any], values: list[Any]) -> None:
+        """Write the pairs ``zip(keys, values)``: text of str keys and int or str values
+        is joined in Arrow, anything else formatted pair by pair."""
+        table = _text_table(keys, values) if self.format is format_text else None
+        if table is not None:
+            self.write_table(table)
+            return
+        self._file.write("".join(map(self.format, keys, values)))
+        self.records += len(keys)
+
     def write_table(self, table: Any) -> None:
         """Write a sorted ``key``/``value`` Arrow table: in C for text with str keys and
         str, int or null-typed values (see ``_text_in_arrow``), else pair by pair (keys
@@ -232,6 +246,21 @@ class PartWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         return os.path.getsize(self.path)
+
+
+def _text_table(keys: list[Any], values: list[Any]) -> Any:
+    """``keys`` and ``values`` as a table ``_text_in_arrow`` takes, or None: str keys, and
+    values all str or all int (not bool) in int64's range."""
+    import pyarrow as pa
+
+    value_types = set(map(type, values))
+    if not keys or set(map(type, keys)) != {str} or value_types not in ({str}, {int}):
+        return None
+    try:
+        value_array = pa.array(values, pa.large_string() if value_types == {str} else pa.int64())
+    except OverflowError:
+        return None
+    return pa.table({"key": pa.array(keys, pa.large_string()), "value": value_array})
 
 
 def _text_in_arrow(table: Any) -> bool:

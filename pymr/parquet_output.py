@@ -141,6 +141,10 @@ class ParquetPartWriter:
         if len(self._keys) >= self.chunk_rows:
             self._flush()
 
+    def write_columns(self, keys: list[Any], values: list[Any]) -> None:
+        for key, value in zip(keys, values):
+            self.write(key, value)
+
     def write_table(self, table: pa.Table) -> None:
         """Write a ``key``/``value`` Arrow table of pairs, as ``PartWriter.write_table`` does."""
         from .keys import decode_key

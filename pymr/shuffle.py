@@ -32,7 +32,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
-from operator import itemgetter
+from operator import gt, itemgetter, not_
 from typing import Any
 
 import cloudpickle
@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from . import keys as keyenc
 from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggregate
 from .errors import KeyTypeError
+from .grouping import Block, apply_per_key, function_name, key_groups, single_groups
 from .merge import merge_windows
 
 DEFAULT_BUFFER_BYTES = 128 * 1024 * 1024  # holds the distinct words of a 32-64 MiB split of text: no spill to merge
@@ -286,22 +287,35 @@ class MapOutputBuffer:
 
     def _groups_table(self) -> tuple[pa.Table, bool]:
         """The held groups as pairs, and whether each key is in one pair only."""
-        if not self.aggregate:
-            self._compact()
         slots, held = list(self.groups), list(self.groups.values())
         self.groups.clear()
         self.buffered = 0
         keys = slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
         if self.aggregate:
             return pairs_table(keys, held), True
-        if set(map(len, held)) == {1}:  # the common case after combining: one value per key, taken in C
-            return pairs_table(keys, list(map(itemgetter(0), held))), True
-        all_keys: list[Any] = []
-        values: list[Any] = []
-        for key, key_values in zip(keys, held):
-            all_keys.extend(itertools.repeat(key, len(key_values)))
-            values.extend(key_values)
-        return pairs_table(all_keys, values), False
+        return self._combine_groups(keys, held)
+
+    def _combine_groups(self, keys: list[Any], held: list[list[Any]]) -> tuple[pa.Table, bool]:
+        """The combiner over every key with more than one value, driven from C; a key
+        with one value is taken as it is. The keys stay distinct unless the combiner
+        changes them or gives more than one pair for a key."""
+        lengths = list(map(len, held))
+        many = list(map(gt, lengths, itertools.repeat(1)))
+        one = list(map(not_, many))
+        out_keys = list(itertools.compress(keys, one))
+        out_values = list(map(itemgetter(0), itertools.compress(held, one)))
+        if len(out_keys) == len(keys):
+            return pairs_table(out_keys, out_values), True
+        many_keys = list(itertools.compress(keys, many))
+        block = (many_keys, map(iter, itertools.compress(held, many)))
+        combined_keys: list[Any] = []
+        for chunk_keys, chunk_values in apply_per_key(self.combiner, [block], function_name(self.combiner)):
+            combined_keys += chunk_keys
+            out_values += chunk_values
+        if self.on_combine is not None:
+            self.on_combine(sum(lengths), len(out_keys) + len(combined_keys))
+        distinct = combined_keys == many_keys
+        return pairs_table(out_keys + combined_keys, out_values), distinct
 
     def _combine_table(self, table: pa.Table) -> pa.Table:
         if self.aggregate is not None:
@@ -708,6 +722,17 @@ def merge_partition(readers: Sequence[RunReader], partition: int) -> Iterator[tu
     return heapq.merge(*streams, key=itemgetter(0))
 
 
+def partition_groups(readers: Sequence[RunReader], partition: int) -> Iterator[Block]:
+    """One partition over many runs grouped by key, in key order (see ``grouping``):
+    a window at a time when the runs share their column types, else key by key."""
+    live = [r for r in readers if r.rows(partition)]
+    kinds = {(r.key_kind, r.value_kind) for r in live}
+    if len(kinds) == 1:
+        key_kind, value_kind = kinds.pop()
+        return key_groups(merged_windows(live, partition), key_kind, value_kind)
+    return single_groups(group_pairs(merge_partition(live, partition)))
+
+
 def merged_windows(readers: Sequence[RunReader], partition: int) -> Iterator[pa.Table]:
     """One partition of runs with the same column types, merged in Arrow (``pymr.merge``)
     in windows of ``MERGE_WINDOW_ROWS`` rows over all runs (at least a batch each)."""
@@ -797,22 +822,17 @@ def _merge_into(readers, final_path, num_partitions, combiner, key_kind: str, va
     try:
         for partition in range(num_partitions):
             writer.start_partition(partition)
-            chunk_keys: list[Any] = []
-            chunk_values: list[Any] = []
-            for key, values in group_pairs(merge_partition(readers, partition)):
-                pairs = combiner(key, values) if combiner is not None else ((key, v) for v in values)
-                for k, v in pairs:
-                    chunk_keys.append(k)
-                    chunk_values.append(v)
-                if len(chunk_keys) >= BATCH_ROWS:
-                    writer.write_pairs(chunk_keys, chunk_values)
-                    chunk_keys, chunk_values = [], []
-            if chunk_keys:
-                writer.write_pairs(chunk_keys, chunk_values)
+            for keys, values in apply_per_key(combiner or _each_value, partition_groups(readers, partition),
+                                         function_name(combiner or _each_value)):
+                writer.write_pairs(keys, values)
     except BaseException:
         writer.abort()
         raise
     writer.close()
+
+
+def _each_value(key: Any, values: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+    return ((key, value) for value in values)
 
 
 __all__ = [

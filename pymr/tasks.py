@@ -30,12 +30,12 @@ import pyarrow as pa
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
+from .grouping import Block, apply_per_key, function_name
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
-from .shuffle import (DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, group_pairs, merge_partition,
-                      merged_windows, value_type_of)
+from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, merged_windows, partition_groups, value_type_of
 
 FRAMEWORK = "pymr"
 
@@ -92,7 +92,7 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         os.path.dirname(task["map_output"]),
         task["num_reducers"],
         partitioner,
-        job.combine if job.has_combiner() else None,
+        _user_function(job, "combine") if job.has_combiner() else None,
         int(task.get("buffer_bytes") or DEFAULT_BUFFER_BYTES),
         on_combine=lambda n_in, n_out: (count(FRAMEWORK, "combine input records", n_in),
                                         count(FRAMEWORK, "combine output records", n_out)),
@@ -178,13 +178,12 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         writer = open_part_writer(task["attempt_dir"], partition, task["output_format"], job.output_key_type,
                                   job.output_value_type)
         name = os.path.basename(writer.path)
-        groups = 0
+        count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
         try:
             job.reduce_init()
             tables = _arrow_aggregate(job, readers, partition)
             batches = _reduce_batches(job, readers, partition) if tables is None else None
             if batches is not None:
-                count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
                 for out in batches:
                     if isinstance(out, (pa.Table, pa.RecordBatch)):
                         writer.write_table(pa.table(out) if isinstance(out, pa.RecordBatch) else out)
@@ -192,26 +191,23 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
                         for out_key, out_value in out or ():
                             writer.write(out_key, out_value)
             elif tables is not None:
-                count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
                 for table in tables:
-                    groups += table.num_rows
+                    count(FRAMEWORK, "reduce input groups", table.num_rows)
                     writer.write_table(table)
             else:
-                reduce = job.reduce if job.aggregate is None else _python_reduce(job.aggregate)
+                reduce = _user_function(job, "reduce") if job.aggregate is None else _python_reduce(job.aggregate)
                 order = _value_order(job)
                 scratch = (tempfile.gettempdir() if storage.is_remote(task["attempt_dir"])
                            else os.path.join(task["attempt_dir"], "sorting"))
-                for key, values in group_pairs(_counting(merge_partition(readers, partition), count)):
-                    groups += 1
-                    if order is not None:
-                        values = sorted_values(values, order, scratch)
-                    for out_key, out_value in reduce(key, values) or ():
-                        writer.write(out_key, out_value)
+                blocks = _counting_groups(partition_groups(readers, partition), job)
+                if order is not None:
+                    blocks = ((keys, (sorted_values(v, order, scratch) for v in values)) for keys, values in blocks)
+                for keys, values in apply_per_key(reduce, blocks, function_name(reduce)):
+                    writer.write_columns(keys, values)
             for out_key, out_value in job.reduce_final() or ():
                 writer.write(out_key, out_value)
         finally:
             nbytes = writer.close()
-    count(FRAMEWORK, "reduce input groups", groups)
     count(FRAMEWORK, "reduce output records", writer.records)
     count(FRAMEWORK, "output bytes", nbytes)
     return {"files": [name]}
@@ -329,8 +325,13 @@ class MapOutputs:
             self.context.destroy(linger=0)
 
 
-def _counting(triples, count):
-    n = 0
-    for n, triple in enumerate(triples, 1):
-        yield triple
-    count(FRAMEWORK, "reduce input records", n)
+def _user_function(job: Job, name: str) -> Callable:
+    """The user's own ``map``, ``combine`` or ``reduce`` (a step's, in a multi-step job),
+    called directly and named in errors."""
+    return getattr(job.step if isinstance(job, StepJob) else job, name)
+
+
+def _counting_groups(blocks: Iterator[Block], job: Job) -> Iterator[Block]:
+    for keys, values in blocks:
+        job.increment_counter(FRAMEWORK, "reduce input groups", len(keys))
+        yield keys, values

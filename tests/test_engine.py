@@ -207,6 +207,29 @@ def test_bad_job_scripts_are_clear_errors(pymr, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_failing_reduce_names_the_users_line_and_the_task(pymr, tmp_path):
+    data = tmp_path / "in.txt"
+    data.write_text("a b\nFAIL c\n")
+    out = tmp_path / "out"
+    result = pymr.run("submit", TEST_JOBS / "failing_reduce.py", data, "-o", out, "--inline", "--reducers", "2")
+    assert result.returncode == 1
+    assert "failing_reduce.py" in result.stderr and "line 20" in result.stderr  # the raise in reduce
+    assert "ValueError: reduce cannot handle FAIL" in result.stderr and "reduce task 1" in result.stderr
+    assert not out.exists()
+
+
+def test_reduce_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path):
+    script = tmp_path / "not_pairs.py"
+    script.write_text("import pymr\n\nclass NotPairs(pymr.Job):\n    def map(self, key, line):\n"
+                      "        yield line, 1\n\n    def reduce(self, key, values):\n        yield key\n")
+    data = tmp_path / "in.txt"
+    data.write_text("ab\n")
+    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    assert result.returncode == 1
+    assert "NotPairs.reduce must yield (key, value) pairs; it yielded 'ab'" in result.stderr
+    assert "reduce task 0" in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_undecodable_line_fails_or_is_skipped(pymr, tmp_path):
     data = tmp_path / "bad.txt"
     data.write_bytes(b"good line\n\xff\xfe broken\nlast line\n")
