@@ -45,10 +45,11 @@ from .errors import KeyTypeError
 from .grouping import Block, apply_per_key, function_name, key_groups, single_groups
 from .merge import merge_windows
 
-DEFAULT_BUFFER_BYTES = 128 * 1024 * 1024  # holds the distinct words of a 32-64 MiB split of text: no spill to merge
+DEFAULT_BUFFER_BYTES = 128 * 1024 * 1024  # the distinct words of a 32 MiB split of text (about 180 bytes each)
 BATCH_ROWS = 8192
 MERGE_WINDOW_ROWS = 262144  # rows held over all runs while merging them (at least a batch each)
 MERGE_FACTOR = 16  # runs merged at once
+MIN_RUNS_TO_COMBINE = 3  # a merge of fewer runs skips the combiner: Arrow merges them, no row in Python (as Hadoop)
 _INT64 = (-(2**63), 2**63 - 1)
 _KEY_TYPES = {"str": pa.large_string(), "int": pa.int64(), "enc": pa.large_binary()}
 _VALUE_TYPES = {"str": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "pickle": pa.large_binary()}
@@ -101,7 +102,6 @@ class MapOutputBuffer:
         self._first_check = 1024 if buffer_bytes >= 1 << 20 else 16  # tiny buffers (tests) check early
         self.next_check = self._first_check
         self._counted = 0
-        self._before_compact = 0
         self._added = 0
         if aggregate is not None:
             self.put = self._add_aggregated(aggregate)  # type: ignore[method-assign]
@@ -216,24 +216,26 @@ class MapOutputBuffer:
                 self.spill()
 
     def _check_size(self) -> None:
+        key_bytes = 0.0
         if self.groups:
             sample = list(itertools.islice(self.groups.items(), 64))
             per_key = 120 + sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
             if self.aggregate:
-                size = len(self.groups) * (per_key + 32)
+                key_bytes, per_value = len(self.groups) * (per_key + 32), 0.0
             else:
                 values = [v for _, held in sample for v in held[:4]]
+                key_bytes = len(self.groups) * per_key
                 per_value = 8 + (sum(map(_owned_size, values)) / len(values) if values else 0)
-                size = len(self.groups) * per_key + self.buffered * per_value
+            size = key_bytes + self.buffered * per_value
         else:
             held = len(self.keys)
             sample_range = range(max(0, held - 64), held)
             size = held * (72 + sum(_owned_size(self.keys[i]) + _owned_size(self.values[i])
                                     for i in sample_range) / max(1, len(sample_range)))
         if size >= self.buffer_bytes:
-            if self.groups and not self.aggregate:  # combining may free enough to go on
-                left = self._compact()
-                size *= left / max(1, self._before_compact)
+            # combining frees values, never keys: worth a pass over every key only if the keys leave room
+            if self.groups and not self.aggregate and key_bytes < self.buffer_bytes / 2:
+                size = key_bytes + self._compact() * per_value
             if size >= self.buffer_bytes / 2:
                 self.spill()
         held_now = len(self.keys) if self.keys else self.buffered  # after any spill or compaction
@@ -249,7 +251,6 @@ class MapOutputBuffer:
                 values[:] = [v for _, v in self.combiner(key, iter(values))]
             left += len(values)
         self.buffered = left
-        self._before_compact = before
         if self.on_combine is not None:
             self.on_combine(before, left)
         return left
@@ -408,7 +409,8 @@ class MapOutputBuffer:
 
     def _merge(self, runs: list[str], path: str) -> None:
         if not (self.aggregate and merge_aggregated_runs(runs, path, self.num_partitions, self.aggregate)):
-            merge_run_files(runs, path, self.num_partitions, self.combiner)
+            combiner = self.combiner if len(runs) >= MIN_RUNS_TO_COMBINE else None
+            merge_run_files(runs, path, self.num_partitions, combiner)
         for run in runs:
             os.unlink(run)
 

@@ -270,6 +270,30 @@ def test_sum_combiner_totals_match(tmp_path, key_kind, value_kind):
     assert tagged(got) == tagged(want)
 
 
+@pytest.mark.parametrize("spills", [1, 2])
+def test_a_merge_of_fewer_than_three_runs_leaves_the_combiner_out(tmp_path, spills):
+    pairs = [(key, 1) for key in ["a", "b", "a", "c", "a", "b"] * 3]
+    path, before_close = write_map(tmp_path, "map", pairs, 2, combiner=sum_combiner, buffer_bytes=1 << 30,
+                                   spill_at=[6, 12][:spills])
+    assert before_close == spills  # and close spills the rest: spills + 1 runs merged
+    runs = spills + 1
+    # each run holds a key once (combined at its spill); only a merge of 3 runs combines again
+    per_key = {key: values for part in read_groups([path], 2) for key, values in part}
+    assert {key: sum(values) for key, values in per_key.items()} == {"a": 9, "b": 6, "c": 3}
+    assert {len(values) for values in per_key.values()} == ({1} if runs >= 3 else {runs})
+
+
+def test_a_buffer_full_of_distinct_keys_spills_without_a_combine_pass(tmp_path):
+    """Combining frees values, never keys: when keys fill the buffer it spills at once
+    instead of running the combiner over every key first."""
+    calls = []
+    path, spills = write_map(tmp_path, "map", [(f"key{i:05d}", i) for i in range(3000)], 1,
+                             combiner=sum_combiner, buffer_bytes=64 * 1024,
+                             on_combine=lambda n_in, n_out: calls.append((n_in, n_out)))
+    assert spills >= 3 and calls == []  # no key had two values: nothing for a combiner to do
+    assert [key for key, _ in read_groups([path], 1)[0]] == [f"key{i:05d}" for i in range(3000)]
+
+
 def test_a_combiner_may_change_keys_and_give_several_pairs(tmp_path):
     def combiner(key, values):
         values = list(values)
