@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import gt, itemgetter, not_
@@ -242,15 +243,21 @@ class MapOutputBuffer:
         self.next_check = self._counted + max(self._first_check, held_now // 8)
 
     def _compact(self) -> int:
-        """Combine every key's values in place; returns the values left."""
-        before = left = 0
-        for slot, values in self.groups.items():
-            before += len(values)
-            if len(values) > 1:
-                key = slot if type(slot) is str else keyenc.decode_key(slot)
-                values[:] = [v for _, v in self.combiner(key, iter(values))]
-            left += len(values)
-        self.buffered = left
+        """Combine the values of every key that holds more than one, in the buffer
+        (what the combiner yields is added back as map output); returns the values left."""
+        groups = self.groups
+        slots, held = list(groups), list(groups.values())
+        before = sum(map(len, held))
+        many = list(map(gt, map(len, held), itertools.repeat(1)))
+        many_slots, many_held = list(itertools.compress(slots, many)), list(itertools.compress(held, many))
+        keys = [s if type(s) is str else keyenc.decode_key(s) for s in many_slots]
+        combined = list(apply_per_key(self.combiner, [(keys, map(iter, many_held))], function_name(self.combiner)))
+        deque(map(list.clear, many_held), maxlen=0)
+        for chunk_keys, chunk_values in combined:
+            deque(map(self.put, chunk_keys, chunk_values), maxlen=0)
+        for slot in itertools.compress(many_slots, map(not_, many_held)):  # a key the combiner dropped or moved
+            del groups[slot]
+        self.buffered = left = sum(map(len, groups.values()))
         if self.on_combine is not None:
             self.on_combine(before, left)
         return left

@@ -306,6 +306,22 @@ def test_a_combiner_may_change_keys_and_give_several_pairs(tmp_path):
     assert tagged(read_groups([path], 2)) == tagged(reference_groups(combined, 2))
 
 
+def test_combining_in_the_buffer_keeps_what_the_combiner_yields(tmp_path):
+    def combiner(key, values):
+        total = sum(values)
+        if key != "drop":
+            yield key.upper() if isinstance(key, str) else (key[0], key[1].upper()), total
+
+    buffer = MapOutputBuffer(str(tmp_path), 1, partition_for, combiner, 1 << 30)
+    for key in ["a", "a", "B", "drop", "drop", "c", (1, "t"), (1, "t")]:
+        buffer.add(key, 1)
+    assert buffer._compact() == 4  # what a full buffer does before it would spill
+    # "B" and "c" hold one value each, so the combiner does not run on them
+    assert buffer.groups == {"A": [2], "B": [1], "c": [1], encode_key((1, "T")): [2]}
+    buffer.close(str(tmp_path / "map.arrow"))
+    assert read_groups([str(tmp_path / "map.arrow")], 1) == [[("A", [2]), ("B", [1]), ("c", [1]), ((1, "T"), [2])]]
+
+
 def test_combiner_over_several_maps(tmp_path):
     rng = random.Random("combine/maps")
     maps = [[(rng.choice(WORDS[:20]), rng.randint(0, 9)) for _ in range(1500)] for _ in range(3)]
