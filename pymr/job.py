@@ -109,7 +109,9 @@ class Job:
         raise NotImplementedError
 
     def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
-        """Pre-reduce one key's values on the map side (optional; must not change keys)."""
+        """Pre-reduce one key's values on the map side (optional). It may run zero, one or
+        more times per key, and what it yields is map output, so ``reduce`` must give
+        the same result whether it ran or not."""
         raise NotImplementedError
 
     def reduce(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
