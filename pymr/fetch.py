@@ -8,7 +8,8 @@ one at a time, with up to ``WINDOW`` requests in flight, so memory stays bounded
 few batches per map output. Requests::
 
     FETCH_INDEX {path}             -> INDEX {index} + schema bytes
-    FETCH_BATCH {path, batch, seq} -> BATCH {seq} + record batch bytes (Arrow IPC)
+    FETCH_BATCH {path, batch, seq} -> BATCH {seq[, codec, size]} + record batch bytes (Arrow
+                                      IPC; LZ4-compressed when that pays, see _wire_form)
     any problem                    -> FETCH_ERROR {error}
 
 A fetch that gets no answer after ``RETRIES`` tries of ``TIMEOUT_S`` raises
@@ -38,6 +39,7 @@ WINDOW = 4
 TIMEOUT_S = 10.0
 RETRIES = 3
 OPEN_FILES = 64
+WIRE_CODEC = "lz4"  # batches cross the network compressed, as Spark's shuffle does by default
 
 
 class FetchFailed(PymrError):
@@ -90,8 +92,8 @@ class ShuffleServer:
             index = json.loads(last.custom_metadata[INDEX_KEY.encode()])
             return proto.pack(proto.INDEX, {"index": index}, reader.schema.serialize().to_pybytes())
         if msg.kind == proto.FETCH_BATCH:
-            batch = reader.get_batch(int(msg.body["batch"]))
-            return proto.pack(proto.BATCH, {"seq": msg.body["seq"]}, batch.serialize().to_pybytes())
+            body, data = _wire_form(reader.get_batch(int(msg.body["batch"])).serialize())
+            return proto.pack(proto.BATCH, {"seq": msg.body["seq"], **body}, data)
         raise proto.ProtocolError(f"a shuffle server does not accept {msg.kind!r}")
 
     def _open(self, path: str):
@@ -116,6 +118,25 @@ class ShuffleServer:
     def close(self) -> None:
         self._files.clear()
         self.socket.close(linger=0)
+
+
+def _wire_form(serialized: Any) -> tuple[dict[str, Any], bytes]:
+    """A record batch's IPC bytes as sent: LZ4-compressed when that saves a tenth or more
+    (word count's batches shrink 2-2.5 fold, at about 0.5 s of CPU per 100 MB both ends)."""
+    import pyarrow as pa
+
+    packed = pa.compress(serialized, codec=WIRE_CODEC, asbytes=True)
+    if len(packed) <= 0.9 * serialized.size:
+        return {"codec": WIRE_CODEC, "size": serialized.size}, packed
+    return {}, serialized.to_pybytes()
+
+
+def _from_wire(body: dict[str, Any], data: bytes) -> Any:
+    import pyarrow as pa
+
+    if body.get("codec"):
+        return pa.decompress(data, decompressed_size=int(body["size"]), codec=str(body["codec"]))
+    return pa.py_buffer(data)
 
 
 # -- fetching -----------------------------------------------------------------------------------
@@ -158,7 +179,7 @@ class RemoteRunReader:
         """Record batches in order, keeping up to ``WINDOW`` requests in flight."""
         import pyarrow as pa
 
-        pending: dict[int, bytes] = {}
+        pending: dict[int, Any] = {}
         next_request = first
         for wanted in range(first, first + count):
             while next_request < first + count and next_request - wanted < WINDOW:
@@ -177,8 +198,8 @@ class RemoteRunReader:
                             self._send(proto.pack(proto.FETCH_BATCH, {"path": self.path, "batch": seq, "seq": seq}))
                     continue
                 if msg.kind == proto.BATCH and msg.blobs and int(msg.body["seq"]) >= wanted:
-                    pending[int(msg.body["seq"])] = msg.blobs[0]
-            yield pa.ipc.read_record_batch(pa.py_buffer(pending.pop(wanted)), self.schema)
+                    pending[int(msg.body["seq"])] = _from_wire(msg.body, msg.blobs[0])
+            yield pa.ipc.read_record_batch(pending.pop(wanted), self.schema)
 
     def _request(self, frames: list[list[bytes]], expect: int) -> list[proto.Message]:
         for attempt in range(RETRIES):
