@@ -179,6 +179,7 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
                                   job.output_value_type)
         name = os.path.basename(writer.path)
         count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
+        count(FRAMEWORK, "reduce input groups", 0)  # reported even when no key arrives
         try:
             job.reduce_init()
             tables = _arrow_aggregate(job, readers, partition)

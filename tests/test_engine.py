@@ -253,6 +253,19 @@ def test_python_api_runs_and_iterates(tmp_path):
     assert result.counter("pymr", "map input records") > 100
 
 
+def test_a_job_whose_map_yields_nothing_reports_every_reduce_counter_as_zero(tmp_path):
+    import pymr
+
+    data = tmp_path / "blank.txt"
+    data.write_text("  \n\n\t\n")  # lines, but no words
+    job = pymr.load_job_class(JOBS / "wordcount.py")
+    result = job.run([str(data)], output=str(tmp_path / "o"), workers=1)
+    assert list(result) == []
+    framework = result.counters["pymr"]
+    assert [framework[name] for name in ("reduce input records", "reduce input groups", "reduce output records")] \
+        == [0, 0, 0]
+
+
 def test_python_api_raises_job_failed_with_the_users_exception(tmp_path):
     import pymr
 
