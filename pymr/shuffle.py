@@ -250,7 +250,7 @@ class MapOutputBuffer:
         before = sum(map(len, held))
         many = list(map(gt, map(len, held), itertools.repeat(1)))
         many_slots, many_held = list(itertools.compress(slots, many)), list(itertools.compress(held, many))
-        keys = [s if type(s) is str else keyenc.decode_key(s) for s in many_slots]
+        keys = _slot_keys(many_slots)
         combined = list(apply_per_key(self.combiner, [(keys, map(iter, many_held))], function_name(self.combiner)))
         deque(map(list.clear, many_held), maxlen=0)
         for chunk_keys, chunk_values in combined:
@@ -298,7 +298,7 @@ class MapOutputBuffer:
         slots, held = list(self.groups), list(self.groups.values())
         self.groups.clear()
         self.buffered = 0
-        keys = slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
+        keys = _slot_keys(slots)
         if self.aggregate:
             return pairs_table(keys, held), True
         return self._combine_groups(keys, held)
@@ -454,6 +454,11 @@ _FOLDS = {"sum": _fold_sum, "count": _fold_count, "min": _fold_min, "max": _fold
 
 def _group_key(key: Any) -> bytes:
     return keyenc.encode_key(key)
+
+
+def _slot_keys(slots: list[Any]) -> list[Any]:
+    """The keys of the buffer's dict slots: a str as it is, anything else from ``_group_key``'s bytes."""
+    return slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
 
 
 def _aggregate_combiner(name: str) -> Combiner:

@@ -327,8 +327,8 @@ class MapOutputs:
 
 
 def _user_function(job: Job, name: str) -> Callable:
-    """The user's own ``map``, ``combine`` or ``reduce`` (a step's, in a multi-step job),
-    called directly and named in errors."""
+    """The user's own ``combine`` or ``reduce`` (a step's, in a multi-step job), called
+    directly and named in errors."""
     return getattr(job.step if isinstance(job, StepJob) else job, name)
 
 
