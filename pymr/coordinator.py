@@ -7,6 +7,10 @@ clients submitted (their ``JobRun``, spec, code blob, committer and the client t
 Each event (a message, or a worker falling silent for ``worker_timeout_s``) becomes a
 scheduler transition; the effects it returns are carried out here (task and job
 commits, cancels), then ``dispatch`` hands pending tasks to workers with free slots.
+A job that ends while attempts of it are still being cancelled waits (at most
+``STOP_WAIT_S``) until their workers confirm them dead before its output is committed
+or aborted and the client is told: else an attempt still running could write into an
+output folder after it was cleaned up.
 The coordinator never unpickles job code: it only forwards the blob, once per worker
 per job.
 """
@@ -37,6 +41,7 @@ POLL_MS = 100
 PROGRESS_INTERVAL_S = 0.25
 CLIENT_HEARTBEAT_S = 5.0  # progress is sent at least this often, so a client can tell we are alive
 MAX_REMEMBERED_SUBMISSIONS = 1000
+STOP_WAIT_S = 10.0  # how long an ended job waits for its cancelled attempts to be confirmed dead
 
 
 @dataclass
@@ -64,14 +69,21 @@ class ActiveJob:
     error_blob: bytes | None = None
     last_progress: dict[str, int] | None = None
     last_progress_s: float = 0.0
+    stopping: dict[str, str] = field(default_factory=dict)  # cancelled attempt -> its worker, until confirmed
+    ended_s: float | None = None  # when the job ended, while it waits for ``stopping`` to empty
+
+    @property
+    def job_id(self) -> str:
+        return self.run.job_id
 
 
 class Coordinator:
     """Serves workers and clients on one ROUTER socket until ``stop()``."""
 
     def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S,
-                 key: ClusterKey | None = None):
+                 key: ClusterKey | None = None, stop_wait_s: float = STOP_WAIT_S):
         self.worker_timeout_s = worker_timeout_s
+        self.stop_wait_s = stop_wait_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
         self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
@@ -97,6 +109,7 @@ class Coordinator:
                 if poller.poll(POLL_MS):
                     self._receive_all()
                 self._expire_workers()
+                self._finish_ended_jobs()
                 self._send_progress()
                 if time.monotonic() >= next_dispatch:  # stragglers become worth a backup as time passes
                     self._dispatch()
@@ -204,7 +217,10 @@ class Coordinator:
             return
         log.warning("lost worker %s: %s", worker_id, reason)
         for active in list(self.jobs.values()):
-            self._apply(active, sched.lose_worker(active.run, worker_id))
+            for attempt_id in [a for a, w in active.stopping.items() if w == worker_id]:
+                self._stopped(active, attempt_id)
+            if active.job_id in self.jobs:
+                self._apply(active, sched.lose_worker(active.run, worker_id))
         self._dispatch()
 
     def _on_task_done(self, identity: bytes, msg: proto.Message) -> None:
@@ -229,10 +245,18 @@ class Coordinator:
                 self._apply(active, sched.fail(active.run, attempt_id, error))
         self._dispatch()
 
+    def _on_attempt_stopped(self, identity: bytes, msg: proto.Message) -> None:
+        active = self.jobs.get(str(msg.body["job_id"]))
+        if active is not None:
+            self._stopped(active, str(msg.body["attempt_id"]))
+
     def _release(self, identity: bytes, attempt_id: str) -> None:
         worker = self._worker_by_identity(identity)
         if worker is not None:
             worker.running.discard(attempt_id)
+        for active in list(self.jobs.values()):  # an attempt that ended by itself is stopped too
+            if attempt_id in active.stopping:
+                self._stopped(active, attempt_id)
 
     # -- clients ---------------------------------------------------------------------------
     def _on_submit(self, identity: bytes, msg: proto.Message) -> None:
@@ -338,12 +362,37 @@ class Coordinator:
             elif effect.kind == "discard" and effect.attempt is not None:
                 active.committer.discard_attempt(effect.attempt.attempt_id)
             elif effect.kind == "cancel_attempt" and effect.attempt is not None:
-                worker = self.workers.get(effect.attempt.worker_id)
-                if worker is not None:
-                    worker.running.discard(effect.attempt.attempt_id)
-                    self._send(worker.identity, proto.CANCEL, {"attempt_id": effect.attempt.attempt_id})
-            elif effect.kind in ("job_succeeded", "job_failed"):
-                self._end_job(active)
+                self._cancel_attempt(active, effect.attempt)
+        if any(effect.kind in ("job_succeeded", "job_failed") for effect in effects):
+            active.ended_s = time.monotonic()  # after the cancels above, so it waits for them
+            self._finish_ended_jobs()
+
+    def _cancel_attempt(self, active: ActiveJob, attempt: sched.Attempt) -> None:
+        worker = self.workers.get(attempt.worker_id)
+        if worker is None:
+            return
+        worker.running.discard(attempt.attempt_id)
+        if self._send(worker.identity, proto.CANCEL, {"job_id": active.job_id, "attempt_id": attempt.attempt_id}):
+            active.stopping[attempt.attempt_id] = worker.worker_id
+
+    def _stopped(self, active: ActiveJob, attempt_id: str) -> None:
+        """A cancelled attempt is confirmed dead (or its worker is gone)."""
+        if active.stopping.pop(attempt_id, None) is not None and active.ended_s is not None:
+            self._finish_ended_jobs()
+
+    def _finish_ended_jobs(self, force: bool = False) -> None:
+        """End each ended job whose cancelled attempts are all confirmed dead, or that
+        waited ``stop_wait_s`` for them (their workers are then presumably stuck)."""
+        now = time.monotonic()
+        for active in list(self.jobs.values()):
+            if active.ended_s is None:
+                continue
+            if active.stopping and not force:
+                if now - active.ended_s < self.stop_wait_s:
+                    continue
+                log.warning("job %s: attempts %s not confirmed stopped after %g s; ending the job anyway",
+                            active.job_id, ", ".join(sorted(active.stopping)), self.stop_wait_s)
+            self._end_job(active)
 
     def _end_job(self, active: ActiveJob) -> None:
         run = active.run
@@ -370,6 +419,7 @@ class Coordinator:
     def _shutdown(self) -> None:
         for active in list(self.jobs.values()):
             self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
+        self._finish_ended_jobs(force=True)  # no loop is left to wait for workers in
         # Workers are not told to stop: they wait for a coordinator to come back.
         self.socket.close(linger=0)
         self.security.close()

@@ -9,7 +9,7 @@ JSON object; blobs are opaque bytes (cloudpickled job code, pickled exceptions) 
 only a worker or client unpickles, never the coordinator. Control messages are small;
 bulk data never travels through the coordinator.
 
-Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE.
+Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
 Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP.
 Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
@@ -34,6 +34,7 @@ REGISTER = "register"
 HEARTBEAT = "heartbeat"
 TASK_DONE = "task_done"
 TASK_FAILED = "task_failed"
+ATTEMPT_STOPPED = "attempt_stopped"  # a cancelled attempt is no longer running
 BYE = "bye"
 WELCOME = "welcome"
 REFUSED = "refused"
@@ -56,8 +57,8 @@ BATCH = "batch"
 FETCH_ERROR = "fetch_error"
 
 KINDS = frozenset(
-    {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN,
-     SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
+    {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL,
+     JOB_ENDED, SHUTDOWN, SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
      FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR}
 )
 

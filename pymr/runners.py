@@ -31,7 +31,7 @@ from . import protocol as proto
 from . import scheduler as sched
 from . import storage
 from .code import dump_job, local_side_files
-from .coordinator import ActiveJob, Coordinator, job_report
+from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
                      PymrError, StorageError)
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
@@ -379,7 +379,7 @@ class Client:
             return self.wait(job_id, on_progress)
         except KeyboardInterrupt:
             self.send(proto.CANCEL_JOB, {"job_id": job_id, "reason": "interrupted (Ctrl-C)"})
-            self._await_finish(job_id, timeout_s=10.0)
+            self._await_finish(job_id, timeout_s=STOP_WAIT_S + 5)  # the job ends once its attempts are dead
             raise
 
     def wait(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:

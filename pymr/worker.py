@@ -8,7 +8,7 @@ outputs from (``fetch.ShuffleServer``), and the pipes of its ``slots`` executors
 
 * An executor that dies (``os._exit``, a segfault, the OOM killer) fails its attempt
   with the reason, and a fresh one replaces it; a cancelled attempt's executor is
-  killed and replaced.
+  killed and replaced, and the coordinator is told (ATTEMPT_STOPPED) once it is dead.
 * Job code arrives once per worker per job (the worker caches the blob until the
   coordinator says the job ended, then deletes the job's map outputs).
 * Any message from the coordinator counts as a sign of life; when it falls silent for
@@ -180,7 +180,7 @@ class Worker:
                 self.jobs[str(body["job_id"])] = msg.blobs[0]
             self.queue.append(body)
         elif msg.kind == proto.CANCEL:
-            self._cancel(str(body["attempt_id"]))
+            self._cancel(str(body["job_id"]), str(body["attempt_id"]))
         elif msg.kind == proto.JOB_ENDED:
             self._end_job(str(body["job_id"]))
         elif msg.kind == proto.SHUTDOWN:
@@ -193,12 +193,15 @@ class Worker:
             return 2
         return None
 
-    def _cancel(self, attempt_id: str) -> None:
+    def _cancel(self, job_id: str, attempt_id: str) -> None:
+        """Stop the attempt, then say so: the coordinator ends a job only once nothing of
+        it can still write into its output folder."""
         self.queue = deque(t for t in self.queue if t["attempt_id"] != attempt_id)
         for executor in self.executors:
             if executor.attempt_id == attempt_id:
                 log.info("killing attempt %s", attempt_id)
                 executor.restart()
+        self._send(proto.ATTEMPT_STOPPED, {"job_id": job_id, "attempt_id": attempt_id})
 
     def _end_job(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)

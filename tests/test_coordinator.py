@@ -1,0 +1,174 @@
+"""The coordinator against a scripted worker: a real Coordinator and Client on real
+ZeroMQ sockets, and a DEALER that speaks the worker protocol step by step, so the
+order of events (a failure, a cancel, its confirmation) is the test's to choose."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import zmq
+
+from pymr import protocol as proto
+from pymr.code import dump_job
+from pymr.coordinator import Coordinator
+from pymr.errors import JobFailed
+from pymr.job import load_job_class
+from pymr.runners import Client, job_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_coordinator(**settings):
+    coordinator = Coordinator(**settings)
+    thread = threading.Thread(target=coordinator.serve, daemon=True)
+    thread.start()
+    try:
+        yield coordinator
+    finally:
+        coordinator.stop()
+        thread.join(10)
+
+
+class ScriptedWorker:
+    """A worker whose every message is sent by the test."""
+
+    def __init__(self, address: str, slots: int):
+        self.context = zmq.Context()
+        self.socket = proto.configure(self.context.socket(zmq.DEALER))
+        self.socket.setsockopt(zmq.IDENTITY, b"scripted")
+        self.socket.connect(address)
+        self.send(proto.REGISTER, {"slots": slots, "versions": proto.versions()})
+        assert self.receive().kind == proto.WELCOME
+
+    def send(self, kind: str, body: dict | None = None) -> None:
+        self.socket.send_multipart(proto.pack(kind, body))
+
+    def receive(self, kind: str | None = None, timeout_s: float = 10.0) -> proto.Message:
+        """The next message (of ``kind``, skipping heartbeats and others)."""
+        deadline = time.monotonic() + timeout_s
+        while self.socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            msg = proto.unpack(self.socket.recv_multipart())
+            if kind is None or msg.kind == kind:
+                return msg
+        raise AssertionError(f"no {kind or 'message'} within {timeout_s} s")
+
+    def close(self) -> None:
+        self.context.destroy(linger=0)
+
+
+class SubmittedJob:
+    """A two-map job (max one attempt) submitted from a thread; ``outcome`` once it finished."""
+
+    def __init__(self, coordinator: Coordinator, tmp_path: Path):
+        inputs = []
+        for name in ("a.txt", "b.txt"):
+            (tmp_path / name).write_text("x y\n")
+            inputs.append(str(tmp_path / name))
+        self.output = tmp_path / "out"
+        job_class = load_job_class(ROOT / "jobs" / "wordcount.py")
+        self.spec = job_spec(job_class, inputs, str(self.output), max_attempts=1)
+        self.code = dump_job(job_class, {})
+        self.outcome: BaseException | dict | None = None
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(coordinator.address,), daemon=True)
+        self.thread.start()
+
+    def _run(self, address: str) -> None:
+        try:
+            with Client(address) as client:
+                self.outcome = client.run(self.spec, self.code)
+        except BaseException as exc:  # handed to the test
+            self.outcome = exc
+        self.finished.set()
+
+
+def two_running_maps(worker: ScriptedWorker) -> tuple[dict, dict]:
+    first, second = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
+    for task in (first, second):
+        Path(task["attempt_dir"]).mkdir(parents=True)
+    return first, second
+
+
+def fail(worker: ScriptedWorker, task: dict) -> None:
+    worker.send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"],
+                                    "error": {"type": "RuntimeError", "message": "map blew up"}})
+
+
+def test_a_failed_job_ends_only_once_its_cancelled_attempts_are_confirmed_stopped(tmp_path):
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        try:
+            job = SubmittedJob(coordinator, tmp_path)
+            failing, still_running = two_running_maps(worker)
+            fail(worker, failing)
+            cancel = worker.receive(proto.CANCEL).body
+            assert cancel == {"job_id": still_running["job_id"], "attempt_id": still_running["attempt_id"]}
+            # the attempt is not dead yet: it may still write, and the job must not be cleaned up under it
+            assert not job.finished.wait(1.0)
+            (Path(still_running["attempt_dir"]) / "part-m-00001").write_text("late\n")
+            worker.send(proto.ATTEMPT_STOPPED, cancel)
+            assert job.finished.wait(10)
+        finally:
+            worker.close()
+    assert isinstance(job.outcome, JobFailed) and "map blew up" in str(job.outcome)
+    assert not job.output.exists(), "the failed job left its output folder behind"
+
+
+def test_an_ended_job_does_not_wait_for_the_attempts_of_a_worker_that_left(tmp_path):
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        try:
+            job = SubmittedJob(coordinator, tmp_path)
+            failing, _ = two_running_maps(worker)
+            fail(worker, failing)
+            worker.receive(proto.CANCEL)
+            worker.send(proto.BYE)
+            assert job.finished.wait(5)
+        finally:
+            worker.close()
+    assert isinstance(job.outcome, JobFailed)
+    assert not job.output.exists()
+
+
+def test_an_unconfirmed_cancel_holds_the_job_for_stop_wait_s_at_most(tmp_path):
+    with running_coordinator(stop_wait_s=1.5) as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        try:
+            job = SubmittedJob(coordinator, tmp_path)
+            failing, _ = two_running_maps(worker)
+            fail(worker, failing)
+            worker.receive(proto.CANCEL)
+            started = time.monotonic()
+            assert not job.finished.wait(1.0)
+            assert job.finished.wait(5)
+            assert time.monotonic() - started >= 1.4
+        finally:
+            worker.close()
+    assert isinstance(job.outcome, JobFailed)
+    assert not job.output.exists()
+
+
+@pytest.mark.parametrize("how", ["done", "failed"])
+def test_an_attempt_that_ends_by_itself_after_the_cancel_counts_as_stopped(tmp_path, how):
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        try:
+            job = SubmittedJob(coordinator, tmp_path)
+            failing, still_running = two_running_maps(worker)
+            fail(worker, failing)
+            worker.receive(proto.CANCEL)
+            ids = {"job_id": still_running["job_id"], "attempt_id": still_running["attempt_id"]}
+            if how == "done":
+                worker.send(proto.TASK_DONE, {**ids, "result": {"files": [], "counters": {}}})
+            else:
+                worker.send(proto.TASK_FAILED, {**ids, "error": {"type": "RuntimeError", "message": "late"}})
+            assert job.finished.wait(5)
+        finally:
+            worker.close()
+    assert isinstance(job.outcome, JobFailed) and "map blew up" in str(job.outcome)
+    assert not job.output.exists()
