@@ -18,11 +18,11 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, islice, repeat
 from operator import add
 from typing import IO, Any
 
@@ -100,6 +100,13 @@ class InputFormat:
 
     def records(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[tuple[Any, Any]]:
         return read_text_records(split, bool(options.get("skip_bad_records")), on_skip)
+
+    def record_chunks(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[tuple[int, Iterable]]:
+        """``records`` as ``(count, records)`` chunks of at most ``CHUNK_RECORDS``: the
+        per-record map loop counts and checks its buffer per chunk, not per record."""
+        if type(self).records is InputFormat.records:  # text lines: counted as they are split
+            return _text_record_chunks(split, bool(options.get("skip_bad_records")), on_skip)
+        return _chunked(self.records(split, options, on_skip))
 
 
 TextFormat = InputFormat
@@ -344,16 +351,33 @@ def read_text_records(split: Split, skip_bad_records: bool, on_skip) -> Iterator
     ``skip_bad_records``, is passed to ``on_skip(offset, error)`` and left out.
     The records of a block come from C iterators chained in C: no Python frame per line.
     """
-    return chain.from_iterable(_record_blocks(split, skip_bad_records, on_skip))
+    return chain.from_iterable(records for _, records in _record_blocks(split, skip_bad_records, on_skip))
 
 
-def _record_blocks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[Iterator[tuple[tuple[str, int], str]]]:
+def _text_record_chunks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[int, Iterable]]:
+    for count, records in _record_blocks(split, skip_bad_records, on_skip):
+        if count is None:  # read line by line: lines may be skipped
+            records = list(records)
+            count = len(records)
+        records = iter(records)
+        for start in range(0, count, CHUNK_RECORDS):
+            yield min(CHUNK_RECORDS, count - start), islice(records, CHUNK_RECORDS)
+
+
+def _chunked(records: Iterable) -> Iterator[tuple[int, list]]:
+    records = iter(records)
+    while chunk := list(islice(records, CHUNK_RECORDS)):
+        yield len(chunk), chunk
+
+
+def _record_blocks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[int | None, Iterator]]:
+    """``(count, records)`` per block of lines; count None when lines may be skipped."""
     path = split.path
     for base, block in _line_blocks(split, RECORD_BLOCK_BYTES):
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
-            yield _records_line_by_line(path, base, block, skip_bad_records, on_skip)
+            yield None, _records_line_by_line(path, base, block, skip_bad_records, on_skip)
             continue
         lines = text.split("\n")
         unterminated = lines.pop()  # "" when the block ends with a newline
@@ -362,12 +386,14 @@ def _record_blocks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[It
         starts = accumulate(map(add, raw_lengths, repeat(1)), initial=base)
         if "\r" in text:
             lines = [line[:-1] if line[-1:] == "\r" else line for line in lines]
-        yield zip(zip(repeat(path), starts), lines)
+        yield len(lines), zip(zip(repeat(path), starts), lines)
         if unterminated:  # the file's last line, without a line ending: kept as it is
-            yield iter([((path, base + len(block) - len(unterminated.encode("utf-8", "surrogatepass"))), unterminated)])
+            yield 1, iter([((path, base + len(block) - len(unterminated.encode("utf-8", "surrogatepass"))),
+                            unterminated)])
 
 
 RECORD_BLOCK_BYTES = 1024 * 1024
+CHUNK_RECORDS = 1024  # records per chunk of record_chunks
 
 
 def _line_blocks(split: Split, block_bytes: int) -> Iterator[tuple[int, bytes]]:

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import pickle
+import resource
 import sys
 import zlib
 from collections import deque
@@ -153,51 +154,66 @@ class MapOutputBuffer:
 
         return add
 
-    def feed_loop(self) -> Callable[[Callable, Iterable[tuple[Any, Any]]], tuple[int, int]] | None:
-        """The buffer's own per-record loop, ``loop(map, records) -> (records, pairs)``, or
-        None (an aggregate folds with ``put``). The hot loop of a per-record job: inlined
-        here, each pair costs a dict or list append and no function call of ours (the
-        grouped loop repeats what ``_add_grouped``'s ``add`` does, for that reason)."""
+    def feed_loop(self) -> Callable[[Callable, Iterable[tuple[int, Iterable]]], tuple[int, int]] | None:
+        """The buffer's own per-record loop, ``loop(map, chunks) -> (records, pairs)``
+        over ``(count, records)`` chunks (``InputFormat.record_chunks``), or None (an
+        aggregate folds with ``put``). The hot loop of a per-record job: inlined here,
+        each pair costs a dict lookup and a list append, and no function call or count
+        of ours."""
         if self.aggregate is not None:
             return None
         return self._feed_grouped if self.combiner is not None else self._feed_plain
 
-    def _feed_grouped(self, map_, records) -> tuple[int, int]:
-        groups, check, encode = self.groups, self.check, _group_key
-        held_values = groups.get
-        read = emitted = 0
-        next_check = self.next_check
-        for read, (key, value) in enumerate(records, 1):
-            for out_key, out_value in map_(key, value) or ():
-                emitted += 1
-                # a dict would take 1, 1.0 and True for one key: only str keys are used as they are
-                if type(out_key) is not str:
-                    out_key = encode(out_key)
-                held = held_values(out_key)  # not try/except: a new key would cost a raised KeyError
-                if held is None:
-                    groups[out_key] = [out_value]
-                else:
-                    held.append(out_value)
-            if emitted >= next_check:
-                check(emitted)
-                next_check = self.next_check
-        check(emitted)
-        return read, emitted
+    def _feed_grouped(self, map_, chunks) -> tuple[int, int]:
+        """Group every pair by key; the pairs held are counted (a pass over the dict)
+        only when ``_PairMeter`` says a check may be due, never per pair.
 
-    def _feed_plain(self, map_, records) -> tuple[int, int]:
+        Only a new key's type is looked at: a str is kept as it is, anything else goes
+        through ``put`` (``_group_key``), so 1, 1.0 and True stay three keys. A non-str
+        key never finds a slot it does not own: the dict holds str keys and tagged
+        tuples that no user key equals."""
+        groups, put = self.groups, self.put
+        held_values = groups.get
+        meter = _PairMeter(self)
+        read = 0
+        out_key = None
+        try:
+            for count, chunk in chunks:
+                for key, value in chunk:
+                    for out_key, out_value in map_(key, value) or ():
+                        held = held_values(out_key)
+                        if held is None:
+                            if type(out_key) is str:
+                                groups[out_key] = [out_value]
+                            else:
+                                put(out_key, out_value)
+                        else:
+                            held.append(out_value)
+                read += count
+                if meter.due(count):
+                    meter.check()
+        except TypeError:
+            _raise_if_unhashable(out_key)
+            raise
+        meter.count()
+        return read, meter.emitted
+
+    def _feed_plain(self, map_, chunks) -> tuple[int, int]:
         keys, values, check = self.keys, self.values, self.check
         add_key, add_value = keys.append, values.append
         read = spilled = 0
         next_check = self.next_check
-        for read, (key, value) in enumerate(records, 1):
-            for out_key, out_value in map_(key, value) or ():
-                add_key(out_key)
-                add_value(out_value)
-            if spilled + len(keys) >= next_check:
-                before = len(keys)
-                check(spilled + before)
-                spilled += before - len(keys)
-                next_check = self.next_check
+        for count, chunk in chunks:
+            for key, value in chunk:
+                for out_key, out_value in map_(key, value) or ():
+                    add_key(out_key)
+                    add_value(out_value)
+                if spilled + len(keys) >= next_check:
+                    before = len(keys)
+                    check(spilled + before)
+                    spilled += before - len(keys)
+                    next_check = self.next_check
+            read += count
         check(spilled + len(keys))
         return read, spilled + len(keys)
 
@@ -217,7 +233,22 @@ class MapOutputBuffer:
                 self.spill()
 
     def _check_size(self) -> None:
-        key_bytes = 0.0
+        size, key_bytes, per_value = self._size()
+        if size >= self.buffer_bytes:
+            # combining frees values, never keys: worth a pass over every key only if the keys leave room
+            if self.groups and not self.aggregate and key_bytes < self.buffer_bytes / 2:
+                size = key_bytes + self._compact() * per_value
+            if size >= self.buffer_bytes / 2:
+                self.spill()
+        self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        held_now = len(self.keys) if self.keys else self.buffered  # after any spill or compaction
+        self.next_check = self._counted + max(self._first_check, held_now // 8)
+
+    def _size(self) -> tuple[float, float, float]:
+        """The estimated bytes held (with ``buffered`` pairs), the keys' part of them, and the bytes per value."""
+        key_bytes = per_value = 0.0
         if self.groups:
             sample = list(itertools.islice(self.groups.items(), 64))
             per_key = 120 + sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
@@ -233,14 +264,7 @@ class MapOutputBuffer:
             sample_range = range(max(0, held - 64), held)
             size = held * (72 + sum(_owned_size(self.keys[i]) + _owned_size(self.values[i])
                                     for i in sample_range) / max(1, len(sample_range)))
-        if size >= self.buffer_bytes:
-            # combining frees values, never keys: worth a pass over every key only if the keys leave room
-            if self.groups and not self.aggregate and key_bytes < self.buffer_bytes / 2:
-                size = key_bytes + self._compact() * per_value
-            if size >= self.buffer_bytes / 2:
-                self.spill()
-        held_now = len(self.keys) if self.keys else self.buffered  # after any spill or compaction
-        self.next_check = self._counted + max(self._first_check, held_now // 8)
+        return size, key_bytes, per_value
 
     def _compact(self) -> int:
         """Combine the values of every key that holds more than one, in the buffer
@@ -452,13 +476,101 @@ def _fold_max(current: Any, value: Any) -> Any:
 _FOLDS = {"sum": _fold_sum, "count": _fold_count, "min": _fold_min, "max": _fold_max}
 
 
-def _group_key(key: Any) -> bytes:
-    return keyenc.encode_key(key)
+_ENCODED = object()  # tags the buffer's slot of a non-str key: no key a map yields equals (_ENCODED, ...)
+
+
+def _group_key(key: Any) -> tuple[object, bytes]:
+    return _ENCODED, keyenc.encode_key(key)
 
 
 def _slot_keys(slots: list[Any]) -> list[Any]:
     """The keys of the buffer's dict slots: a str as it is, anything else from ``_group_key``'s bytes."""
-    return slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s) for s in slots]
+    return slots if _only_type(slots, str) else [s if type(s) is str else keyenc.decode_key(s[1]) for s in slots]
+
+
+def _raise_if_unhashable(key: Any) -> None:
+    """A map that yields a list or dict key fails as any bad key does, not with "unhashable type"."""
+    try:
+        hash(key)
+    except TypeError:
+        _group_key(key)  # raises KeyTypeError, naming the key's type
+
+
+class _PairMeter:
+    """Keeps the buffer's size checks going for a grouped map loop that counts no pairs.
+
+    Between chunks of records it estimates the pairs held from the pairs per record of
+    the last exact count, and checks the buffer's size with that estimate. It counts
+    the pairs exactly (one pass over the dict) only when the estimate says the buffer
+    is full (before the buffer combines or spills, so the counters stay exact), for
+    the first chunk, whenever the records read have doubled, when the process's
+    resident memory grew by an eighth of the buffer since the last count (a map whose
+    output per record grew), and at the end.
+    """
+
+    def __init__(self, buffer: MapOutputBuffer):
+        self.buffer = buffer
+        self.emitted = 0  # exact, as of the last count
+        self.base = _held_pairs(buffer.groups)  # pairs held at the last count (none, usually)
+        self.records = self.since = 0  # records read; of those, since the last count
+        self.per_record: float | None = None
+        self.rss_at_count = _resident_bytes()
+        self.rss_step = buffer.buffer_bytes // 8
+        self.must_count = True
+
+    def due(self, records: int) -> bool:
+        """Whether the buffer may have reached its next check (cheap: called per chunk)."""
+        self.records += records
+        self.since += records
+        self.must_count = (self.per_record is None or self.since >= self.records - self.since  # records doubled
+                           or _resident_bytes() - self.rss_at_count > self.rss_step)
+        return self.must_count or self.emitted + self.since * self.per_record >= self.buffer.next_check
+
+    def check(self) -> None:
+        """Check the buffer's size with the estimate; count exactly where that matters."""
+        buffer = self.buffer
+        if not self.must_count:
+            estimate = round(self.since * self.per_record)
+            buffer.buffered = self.base + estimate
+            if buffer._size()[0] < buffer.buffer_bytes:
+                buffer._counted = self.emitted + estimate
+                buffer._schedule_check()
+                return
+        self.count()
+
+    def count(self) -> None:
+        """Count the pairs exactly and let the buffer check its size (it may combine or spill)."""
+        buffer = self.buffer
+        held = _held_pairs(buffer.groups)
+        self.emitted += held - self.base
+        self.per_record = self.emitted / self.records if self.records else None
+        self.since = 0
+        buffer.buffered, buffer._counted = held, self.emitted
+        buffer._check_size()
+        self.base = buffer.buffered  # what combining or a spill left
+        self.rss_at_count = _resident_bytes()
+
+
+def _held_pairs(groups: dict[Any, list[Any]]) -> int:
+    return sum(map(len, groups.values()))
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (from /proc on Linux; elsewhere its peak so far)."""
+    global _STATM
+    if _STATM is None or _STATM[0] != os.getpid():
+        try:
+            _STATM = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY))
+        except OSError:
+            _STATM = (os.getpid(), -1)
+    if _STATM[1] >= 0:
+        return int(os.pread(_STATM[1], 64, 0).split()[1]) * _PAGE_BYTES
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux and the BSDs report KiB
+
+
+_STATM: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/statm), opened once per process
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _aggregate_combiner(name: str) -> Combiner:

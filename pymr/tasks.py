@@ -81,8 +81,10 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"map_batch reads text input only; {split.path} is {split.format}")
         job.input_path = split.path
         records = read_text_batches(split, options["skip_bad_records"], on_skip)
-    else:
+    elif task["num_reducers"] == 0 or job.aggregate is not None:
         records = input_format(split.format).records(split, options, on_skip)
+    else:  # the buffer's own loop (``feed_loop``, for a job without an aggregate) takes counted chunks
+        records = input_format(split.format).record_chunks(split, options, on_skip)
     if task["num_reducers"] == 0:
         return _run_map_only(job, task, records)
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
@@ -99,7 +101,8 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
-    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, buffer.feed_loop())
+    feed = None if job.has_map_batch() else buffer.feed_loop()
+    emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, feed)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
     rows = [reader.rows(p) for p in range(task["num_reducers"])]
@@ -115,8 +118,9 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted.
 
     ``check(pairs_so_far)`` is called once per record (not per pair) so the buffer can
-    spill; ``feed(map, records)``, if given, runs the per-record loop itself (the hot
-    path of a per-record job) and returns how many records and pairs it saw.
+    spill; ``feed(map, chunks)``, if given, runs the per-record loop itself (the hot
+    path of a per-record job) over ``records`` given as ``(count, records)`` chunks,
+    and returns how many records and pairs it saw.
     """
     check = check or (lambda total: None)
     job.map_init()

@@ -408,3 +408,19 @@ def test_total_order_output_is_sorted_across_part_files(pymr, tmp_path):
     assert len(keys) == len(reference_word_counts(BOOKS))
     sizes = [len(lines) for lines in parts]
     assert min(sizes) > len(keys) / 16, f"sampled ranges should be roughly even: {sizes}"
+
+
+def test_map_counters_are_exact_when_a_small_buffer_combines_and_spills(pymr, tmp_path):
+    """The map loop counts no pair itself; the counts it reports must still be exact."""
+    data = tmp_path / "words.txt"
+    lines = [" ".join(f"w{(i * 7 + j) % 3000}" for j in range(i % 13)) for i in range(20000)]
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    pymr.run("submit", JOBS / "wordcount.py", data, "-o", out, "-w", "1", "-r", "2", "--sort-buffer", "256K",
+             "-q", check=True)
+    counters = json.loads((out / "_REPORT.json").read_text())["counters"]["pymr"]
+    words = sum(len(line.split()) for line in lines)
+    assert counters["map input records"] == len(lines) and counters["map output records"] == words
+    # a spill holds each of the 3,000 words at most once: more spilled records mean several spills
+    assert counters["spilled records"] > 3000 and counters["combine input records"] > counters["combine output records"]
+    assert {w: int(n) for w, n in text_pairs(out).items()} == reference_word_counts([data])

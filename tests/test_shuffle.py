@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import pymr
 from pymr.keys import encode_key, partition_for
 from pymr import shuffle
-from pymr.shuffle import MapOutputBuffer, RunReader, group_pairs, merge_partition, partition_groups
+from pymr.shuffle import MapOutputBuffer, RunReader, _group_key, group_pairs, merge_partition, partition_groups
 
 
 class Point:
@@ -317,7 +317,7 @@ def test_combining_in_the_buffer_keeps_what_the_combiner_yields(tmp_path):
         buffer.add(key, 1)
     assert buffer._compact() == 4  # what a full buffer does before it would spill
     # "B" and "c" hold one value each, so the combiner does not run on them
-    assert buffer.groups == {"A": [2], "B": [1], "c": [1], encode_key((1, "T")): [2]}
+    assert buffer.groups == {"A": [2], "B": [1], "c": [1], _group_key((1, "T")): [2]}
     buffer.close(str(tmp_path / "map.arrow"))
     assert read_groups([str(tmp_path / "map.arrow")], 1) == [[("A", [2]), ("B", [1]), ("c", [1]), ((1, "T"), [2])]]
 
@@ -443,6 +443,83 @@ def test_random_maps_read_back_like_the_reference(tmp_path_factory, monkeypatch,
     want = reference_groups([pair for pairs in maps for pair in pairs], num_partitions)
     # maps are read in order, so a key's values come map after map, each in emission order
     assert tagged(got) == tagged(want)
+
+
+# -- the buffer's own grouped loop (a per-record map with a combiner) ------------------------
+def feed_records(folder, records, num_partitions, combiner, buffer_bytes, chunk_size=1024):
+    """Run ``records`` (each the list of pairs its map call yields) through the buffer's
+    own grouped loop in chunks, as a map task does; returns the run, records read, pairs
+    counted and spills."""
+    folder.mkdir()
+    buffer = MapOutputBuffer(str(folder), num_partitions, partition_for, combiner, buffer_bytes)
+    numbered = list(enumerate(records))
+    chunks = [(len(numbered[i:i + chunk_size]), iter(numbered[i:i + chunk_size]))
+              for i in range(0, len(numbered), chunk_size)]
+    read, emitted = buffer.feed_loop()(lambda _, pairs: iter(pairs), chunks)
+    spills = len(buffer.runs)
+    return buffer.close(str(folder / "map.arrow")), read, emitted, spills
+
+
+def identity_combiner(key, values):
+    for value in values:
+        yield key, value
+
+
+def sorted_groups(groups):
+    return [[(tag(key), sorted(values)) for key, values in part] for part in groups]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_grouped_loop_keeps_every_pair_and_counts_them(tmp_path_factory, data):
+    key_family = data.draw(st.sampled_from(sorted(key_families)), label="key family")
+    pool = data.draw(st.lists(key_families[key_family], min_size=1, max_size=8, unique_by=encode_key), label="keys")
+    pairs = st.lists(st.tuples(st.sampled_from(pool), st.integers(-5, 5)), max_size=6)
+    records = data.draw(st.lists(pairs, max_size=60), label="records")
+    buffer_bytes = data.draw(st.sampled_from([1, 2048, 1 << 30]), label="buffer bytes")
+    chunk_size = data.draw(st.integers(1, 8), label="records per chunk")
+    num_partitions = data.draw(st.integers(1, 3), label="partitions")
+    path, read, emitted, _ = feed_records(tmp_path_factory.mktemp("feed") / "map", records, num_partitions,
+                                          identity_combiner, buffer_bytes, chunk_size)
+    everything = [pair for record in records for pair in record]
+    assert (read, emitted) == (len(records), len(everything))
+    assert sorted_groups(read_groups([path], num_partitions)) == sorted_groups(
+        reference_groups(everything, num_partitions))
+
+
+def test_the_grouped_loop_keeps_keys_that_python_finds_equal_apart(tmp_path):
+    # 1 == 1.0 == True in a dict, and a bytes key could equal another key's encoded form
+    lookalikes = [1, 1.0, True, encode_key(1), "1", (1,), (True,), (1.0,)]
+    assert encode_key(1) == _group_key(1)[1]
+    records = [[(key, 1)] for key in lookalikes] + [[(key, 1) for key in lookalikes]]
+    path, read, emitted, _ = feed_records(tmp_path / "map", records, 1, lambda k, vs: [(k, sum(vs))], 1 << 30)
+    got = sorted((tag(key), values) for key, values in read_groups([path], 1)[0])
+    assert got == sorted((tag(key), [2]) for key in lookalikes) and emitted == 2 * len(lookalikes)
+
+
+def test_the_grouped_loop_spills_when_a_map_starts_yielding_late(tmp_path):
+    # no pairs for the first records, so the pairs-per-record estimate starts at zero
+    records = [[] for _ in range(5000)] + [[(f"key{i:06d}-{j}", 1) for j in range(20)] for i in range(5000)]
+    path, read, emitted, spills = feed_records(tmp_path / "map", records, 2, identity_combiner, 256 * 1024)
+    assert spills >= 3, "the buffer never noticed it was full"
+    assert (read, emitted) == (10000, 100000)
+    assert sum(len(part) for part in read_groups([path], 2)) == 100000
+
+
+def test_the_grouped_loop_reports_an_unhashable_key_as_a_bad_key(tmp_path):
+    with pytest.raises(pymr.KeyTypeError, match="list"):
+        feed_records(tmp_path / "map", [[("a", 1)], [(["a"], 1)]], 1, identity_combiner, 1 << 30)
+
+
+def test_a_type_error_in_map_is_the_users_own(tmp_path):
+    buffer = MapOutputBuffer(str(tmp_path), 1, partition_for, identity_combiner, 1 << 30)
+
+    def map_(_, value):
+        yield "a", 1
+        raise TypeError(f"bad record {value}")
+
+    with pytest.raises(TypeError, match="bad record x"):
+        buffer.feed_loop()(map_, [(1, iter([(0, "x")]))])
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pymr
-from pymr.inputs import make_splits, read_lines, read_text_batches, read_text_records
+from pymr import inputs
+from pymr.inputs import input_format, make_splits, read_lines, read_text_batches, read_text_records
 
 PIECES = [b"", b"a", b"hello world", "é€".encode(), b"x\r", b"  b\rc  ", "\u2028z".encode(), b"\t", "日本".encode()]
 
@@ -61,3 +62,42 @@ def test_bad_utf8_is_named_or_skipped_by_both_readers(tmp_path, reader):
     skipped = []
     assert read(True, lambda offset, exc: skipped.append(offset)) == ["good", "last"]
     assert skipped == [5]
+
+
+def chunked_records(split, fmt, skip=False, on_skip=None):
+    """The records of ``record_chunks``, checking that each chunk holds the count it claims."""
+    out = []
+    for count, chunk in input_format(fmt).record_chunks(split, {"skip_bad_records": skip}, on_skip):
+        chunk = list(chunk)
+        assert 1 <= count == len(chunk) <= inputs.CHUNK_RECORDS
+        out += chunk
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.tuples(st.sampled_from(PIECES), st.sampled_from([b"\n", b"\r\n"])), max_size=40),
+       tail=st.sampled_from([b"", b"end", b"end\r"]), split_size=st.sampled_from([1, 17, 1 << 20]),
+       per_chunk=st.sampled_from([1, 2, 5]))
+def test_record_chunks_hold_the_records_and_count_them(tmp_path, monkeypatch, pieces, tail, split_size, per_chunk):
+    monkeypatch.setattr(inputs, "CHUNK_RECORDS", per_chunk)
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"".join(a + b for a, b in pieces) + tail)
+    if path.stat().st_size == 0:
+        return
+    for split in make_splits([str(path)], split_size):
+        assert chunked_records(split, "text") == list(read_text_records(split, False, None))
+
+
+def test_record_chunks_of_skipped_lines_and_of_other_formats(tmp_path, monkeypatch):
+    monkeypatch.setattr(inputs, "CHUNK_RECORDS", 2)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"good\n\xff bad\nlast\nmore\n")
+    split = make_splits([str(bad)], 1 << 20)[0]
+    skipped = []
+    assert [line for _, line in chunked_records(split, "text", True, lambda o, e: skipped.append(o))] == \
+        ["good", "last", "more"]
+    assert skipped == [5]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(f'{{"n": {i}}}\n' for i in range(5)))
+    split = input_format("jsonl").splits(str(rows), 1 << 20)[0]
+    assert [value for _, value in chunked_records(split, "jsonl")] == [{"n": i} for i in range(5)]
