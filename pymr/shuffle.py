@@ -504,8 +504,8 @@ class _PairMeter:
     the pairs exactly (one pass over the dict) only when the estimate says the buffer
     is full (before the buffer combines or spills, so the counters stay exact), for
     the first chunk, whenever the records read have doubled, when the process's
-    resident memory grew by an eighth of the buffer since the last count (a map whose
-    output per record grew), and at the end.
+    resident memory grew by an eighth of the buffer more than the estimate accounts
+    for (a map whose output per record grew), and at the end.
     """
 
     def __init__(self, buffer: MapOutputBuffer):
@@ -516,6 +516,7 @@ class _PairMeter:
         self.per_record: float | None = None
         self.rss_at_count = _resident_bytes()
         self.rss_step = buffer.buffer_bytes // 8
+        self.bytes_per_pair = 0.0  # of the buffer's estimate, at the last count
         self.must_count = True
 
     def due(self, records: int) -> bool:
@@ -523,8 +524,12 @@ class _PairMeter:
         self.records += records
         self.since += records
         self.must_count = (self.per_record is None or self.since >= self.records - self.since  # records doubled
-                           or _resident_bytes() - self.rss_at_count > self.rss_step)
+                           or _resident_bytes() - self.rss_at_count > self._rss_allowance())
         return self.must_count or self.emitted + self.since * self.per_record >= self.buffer.next_check
+
+    def _rss_allowance(self) -> float:
+        """The growth of resident memory the estimate accounts for, plus an eighth of the buffer."""
+        return self.rss_step + self.since * self.per_record * self.bytes_per_pair
 
     def check(self) -> None:
         """Check the buffer's size with the estimate; count exactly where that matters."""
@@ -546,6 +551,7 @@ class _PairMeter:
         self.per_record = self.emitted / self.records if self.records else None
         self.since = 0
         buffer.buffered, buffer._counted = held, self.emitted
+        self.bytes_per_pair = buffer._size()[0] / held if held else 0.0
         buffer._check_size()
         self.base = buffer.buffered  # what combining or a spill left
         self.rss_at_count = _resident_bytes()
