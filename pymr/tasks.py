@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
@@ -233,7 +234,7 @@ def _reduce_batches(job: Job, readers: list, partition: int) -> Iterator[Any] | 
             raise TypeError(f"{type(job).__name__}.reduce_batch needs typed columns (str or int keys; str, int "
                             "or float values) and the map output has others: define reduce as well")
         return None
-    return (job.reduce_batch(table) for table in merged_windows(live, partition))
+    return (job.reduce_batch(table) for table in _counting_windows(merged_windows(live, partition), job))
 
 
 def _value_order(job: Job):
@@ -334,6 +335,20 @@ def _user_function(job: Job, name: str) -> Callable:
     """The user's own ``combine`` or ``reduce`` (a step's, in a multi-step job), called
     directly and named in errors."""
     return getattr(job.step if isinstance(job, StepJob) else job, name)
+
+
+def _counting_windows(windows: Iterator[pa.Table], job: Job) -> Iterator[pa.Table]:
+    """The merged windows ``reduce_batch`` gets, counting their keys as "reduce input
+    groups": a key that goes on from the window before is not counted again."""
+    last = None
+    for window in windows:
+        if window.num_rows:
+            keys = window.column("key")
+            changes = pc.sum(pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py() or 0
+            first = keys[0].as_py()
+            job.increment_counter(FRAMEWORK, "reduce input groups", changes + (first != last))
+            last = keys[-1].as_py()
+        yield window
 
 
 def _counting_groups(blocks: Iterator[Block], job: Job) -> Iterator[Block]:

@@ -88,9 +88,13 @@ RECORDS = st.lists(st.tuples(st.one_of(st.just("hot"), TOKENS), st.integers(-100
                    max_size=400)
 
 
+def run_inline(job, path, tmp_path, name, **settings):
+    return job.run([str(path)], output=str(tmp_path / name), inline=True, output_format="jsonl",
+                   overwrite=True, reducers=3, buffer_bytes=settings.pop("buffer_bytes", 2048), **settings)
+
+
 def outputs(job, path, tmp_path, name, **settings):
-    result = job.run([str(path)], output=str(tmp_path / name), inline=True, output_format="jsonl",
-                     overwrite=True, reducers=3, buffer_bytes=settings.pop("buffer_bytes", 2048), **settings)
+    result = run_inline(job, path, tmp_path, name, **settings)
     return [tuple(map(lambda x: tuple(x) if isinstance(x, list) else x, pair)) for pair in result]
 
 
@@ -262,6 +266,9 @@ def test_reduce_batch_matches_reduce(tmp_path, records, split):
     expected = sorted(outputs(SortedPairs, path, tmp_path, "plain", split_size=split), key=repr)
     for job in (SortedPairsBatch, SortedPairsBatchAsPairs):
         assert sorted(outputs(job, path, tmp_path, job.__name__, split_size=split), key=repr) == expected
+    groups = {job: run_inline(job, path, tmp_path, "counted", split_size=split).counter("pymr", "reduce input groups")
+              for job in (SortedPairs, SortedPairsBatch)}
+    assert groups[SortedPairsBatch] == groups[SortedPairs]
 
 
 def test_reduce_batch_gets_sorted_blocks_and_is_used_for_typed_columns(tmp_path, monkeypatch):
@@ -283,8 +290,11 @@ def test_reduce_batch_gets_sorted_blocks_and_is_used_for_typed_columns(tmp_path,
 
     path = tmp_path / "in.txt"
     path.write_text("".join(f"w{i % 50} {i}\n" for i in range(600)))
-    got = outputs(Recording, path, tmp_path, "recorded", split_size=400)
+    result = run_inline(Recording, path, tmp_path, "recorded", split_size=400)
+    got = [tuple(pair) for pair in result]
     assert len(calls) > 3 and sum(calls) == 600
+    # windows of 10 rows cut keys of 12 values: a key on two windows is one group
+    assert result.counter("pymr", "reduce input groups") == 50
     assert sorted(got, key=repr) == sorted(((f"w{i % 50}", i) for i in range(600)), key=repr)
 
 
