@@ -77,17 +77,15 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
 
     options = {"skip_bad_records": bool(task.get("skip_bad_records"))}
     count(FRAMEWORK, "map input bytes", split.end - split.start)
+    reader = input_format(split.format)
+    records: Iterable | None = None
     if job.has_map_batch():
         if split.format != "text":
             raise InputError(f"map_batch reads text input only; {split.path} is {split.format}")
         job.input_path = split.path
         records = read_text_batches(split, options["skip_bad_records"], on_skip)
-    elif task["num_reducers"] == 0 or job.aggregate is not None:
-        records = input_format(split.format).records(split, options, on_skip)
-    else:  # the buffer's own loop (``feed_loop``, for a job without an aggregate) takes counted chunks
-        records = input_format(split.format).record_chunks(split, options, on_skip)
     if task["num_reducers"] == 0:
-        return _run_map_only(job, task, records)
+        return _run_map_only(job, task, records or reader.records(split, options, on_skip))
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
     cuts = task.get("partition_cuts")
     partitioner = RangePartitioner([bytes.fromhex(c) for c in cuts]) if cuts is not None else job.partition
@@ -102,7 +100,9 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
-    feed = None if job.has_map_batch() else buffer.feed_loop()
+    feed = None if records is not None else buffer.feed_loop()
+    if records is None:  # the buffer's own loop takes the records in counted chunks
+        records = reader.record_chunks(split, options, on_skip) if feed else reader.records(split, options, on_skip)
     emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, feed)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
