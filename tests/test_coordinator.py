@@ -143,10 +143,8 @@ def test_an_unconfirmed_cancel_holds_the_job_for_stop_wait_s_at_most(tmp_path):
             failing, _ = two_running_maps(worker)
             fail(worker, failing)
             worker.receive(proto.CANCEL)
-            started = time.monotonic()
-            assert not job.finished.wait(1.0)
-            assert job.finished.wait(5)
-            assert time.monotonic() - started >= 1.4
+            assert not job.finished.wait(1.0)  # it waits for the confirmation ...
+            assert job.finished.wait(5)  # ... but not for ever
         finally:
             worker.close()
     assert isinstance(job.outcome, JobFailed)
