@@ -87,86 +87,55 @@ class SubmittedJob:
         self.finished.set()
 
 
-def two_running_maps(worker: ScriptedWorker) -> tuple[dict, dict]:
-    first, second = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
-    for task in (first, second):
-        Path(task["attempt_dir"]).mkdir(parents=True)
-    return first, second
-
-
-def fail(worker: ScriptedWorker, task: dict) -> None:
-    worker.send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"],
-                                    "error": {"type": "RuntimeError", "message": "map blew up"}})
-
-
-def test_a_failed_job_ends_only_once_its_cancelled_attempts_are_confirmed_stopped(tmp_path):
-    with running_coordinator() as coordinator:
+@contextmanager
+def a_map_failed(tmp_path, **settings):
+    """A two-map job (one attempt each) whose first map failed: yields the scripted
+    worker, the job, and the CANCEL the coordinator sent for the attempt still running.
+    Afterwards the job must have failed and left no output folder."""
+    with running_coordinator(**settings) as coordinator:
         worker = ScriptedWorker(coordinator.address, slots=2)
         try:
             job = SubmittedJob(coordinator, tmp_path)
-            failing, still_running = two_running_maps(worker)
-            fail(worker, failing)
+            failing, still_running = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
+            for task in (failing, still_running):
+                Path(task["attempt_dir"]).mkdir(parents=True)
+            worker.send(proto.TASK_FAILED, {"job_id": failing["job_id"], "attempt_id": failing["attempt_id"],
+                                            "error": {"type": "RuntimeError", "message": "map blew up"}})
             cancel = worker.receive(proto.CANCEL).body
             assert cancel == {"job_id": still_running["job_id"], "attempt_id": still_running["attempt_id"]}
-            # the attempt is not dead yet: it may still write, and the job must not be cleaned up under it
-            assert not job.finished.wait(1.0)
-            (Path(still_running["attempt_dir"]) / "part-m-00001").write_text("late\n")
-            worker.send(proto.ATTEMPT_STOPPED, cancel)
-            assert job.finished.wait(10)
+            yield worker, job, cancel, Path(still_running["attempt_dir"])
         finally:
             worker.close()
     assert isinstance(job.outcome, JobFailed) and "map blew up" in str(job.outcome)
     assert not job.output.exists(), "the failed job left its output folder behind"
 
 
+def test_a_failed_job_ends_only_once_its_cancelled_attempts_are_confirmed_stopped(tmp_path):
+    with a_map_failed(tmp_path) as (worker, job, cancel, attempt_dir):
+        # the attempt is not dead yet: it may still write, and the job must not be cleaned up under it
+        assert not job.finished.wait(1.0)
+        (attempt_dir / "part-m-00001").write_text("late\n")
+        worker.send(proto.ATTEMPT_STOPPED, cancel)
+        assert job.finished.wait(10)
+
+
 def test_an_ended_job_does_not_wait_for_the_attempts_of_a_worker_that_left(tmp_path):
-    with running_coordinator() as coordinator:
-        worker = ScriptedWorker(coordinator.address, slots=2)
-        try:
-            job = SubmittedJob(coordinator, tmp_path)
-            failing, _ = two_running_maps(worker)
-            fail(worker, failing)
-            worker.receive(proto.CANCEL)
-            worker.send(proto.BYE)
-            assert job.finished.wait(5)
-        finally:
-            worker.close()
-    assert isinstance(job.outcome, JobFailed)
-    assert not job.output.exists()
+    with a_map_failed(tmp_path) as (worker, job, _, _):
+        worker.send(proto.BYE)
+        assert job.finished.wait(5)
 
 
 def test_an_unconfirmed_cancel_holds_the_job_for_stop_wait_s_at_most(tmp_path):
-    with running_coordinator(stop_wait_s=1.5) as coordinator:
-        worker = ScriptedWorker(coordinator.address, slots=2)
-        try:
-            job = SubmittedJob(coordinator, tmp_path)
-            failing, _ = two_running_maps(worker)
-            fail(worker, failing)
-            worker.receive(proto.CANCEL)
-            assert not job.finished.wait(1.0)  # it waits for the confirmation ...
-            assert job.finished.wait(5)  # ... but not for ever
-        finally:
-            worker.close()
-    assert isinstance(job.outcome, JobFailed)
-    assert not job.output.exists()
+    with a_map_failed(tmp_path, stop_wait_s=1.5) as (_, job, _, _):
+        assert not job.finished.wait(1.0)  # it waits for the confirmation ...
+        assert job.finished.wait(5)  # ... but not for ever
 
 
 @pytest.mark.parametrize("how", ["done", "failed"])
 def test_an_attempt_that_ends_by_itself_after_the_cancel_counts_as_stopped(tmp_path, how):
-    with running_coordinator() as coordinator:
-        worker = ScriptedWorker(coordinator.address, slots=2)
-        try:
-            job = SubmittedJob(coordinator, tmp_path)
-            failing, still_running = two_running_maps(worker)
-            fail(worker, failing)
-            worker.receive(proto.CANCEL)
-            ids = {"job_id": still_running["job_id"], "attempt_id": still_running["attempt_id"]}
-            if how == "done":
-                worker.send(proto.TASK_DONE, {**ids, "result": {"files": [], "counters": {}}})
-            else:
-                worker.send(proto.TASK_FAILED, {**ids, "error": {"type": "RuntimeError", "message": "late"}})
-            assert job.finished.wait(5)
-        finally:
-            worker.close()
-    assert isinstance(job.outcome, JobFailed) and "map blew up" in str(job.outcome)
-    assert not job.output.exists()
+    with a_map_failed(tmp_path) as (worker, job, ids, _):
+        if how == "done":
+            worker.send(proto.TASK_DONE, {**ids, "result": {"files": [], "counters": {}}})
+        else:
+            worker.send(proto.TASK_FAILED, {**ids, "error": {"type": "RuntimeError", "message": "late"}})
+        assert job.finished.wait(5)
