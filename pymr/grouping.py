@@ -89,12 +89,16 @@ def _is_pair(item: Any) -> bool:
     return isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray)) and len(item) == 2
 
 
+def key_changes(keys: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """For each row after the first of sorted ``keys``: whether its key differs from the row before."""
+    return pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+
+
 def _group_starts(raw: pa.Array) -> list[int]:
     """Where each run of equal keys begins: ``[0, ...]``."""
     if len(raw) == 1:
         return [0]
-    changed = pc.not_equal(raw.slice(1), raw.slice(0, len(raw) - 1))
-    return [0, *pc.add(pc.indices_nonzero(changed), 1).to_pylist()]
+    return [0, *pc.add(pc.indices_nonzero(key_changes(raw)), 1).to_pylist()]
 
 
 def _python_keys(raw: pa.Array | list[Any], key_kind: str) -> list[Any]:

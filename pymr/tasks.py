@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
-from .grouping import Block, apply_per_key, function_name
+from .grouping import Block, apply_per_key, function_name, key_changes
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
@@ -344,7 +344,7 @@ def _counting_windows(windows: Iterator[pa.Table], job: Job) -> Iterator[pa.Tabl
     for window in windows:
         if window.num_rows:
             keys = window.column("key")
-            changes = pc.sum(pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py() or 0
+            changes = pc.sum(key_changes(keys)).as_py() or 0
             first = keys[0].as_py()
             job.increment_counter(FRAMEWORK, "reduce input groups", changes + (first != last))
             last = keys[-1].as_py()
