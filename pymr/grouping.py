@@ -15,6 +15,7 @@ still reduces in bounded memory.
 from __future__ import annotations
 
 import pickle
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
@@ -83,6 +84,23 @@ def columns_of(pairs: Sequence[Any], who: str) -> tuple[list[Any], list[Any]]:
         if bad is not _NO_PAIR:
             raise TypeError(f"{who} must yield (key, value) pairs; it yielded {bad!r}")
     return list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
+
+
+def unpacking_error(exc: BaseException, who: str) -> TypeError | None:
+    """A clear error if ``exc`` is pymr's own loop failing to unpack what ``who`` yielded
+    as a ``(key, value)`` pair; None if it came from anywhere else (the user's code)."""
+    if not isinstance(exc, (TypeError, ValueError)) or exc.__traceback__ is None:
+        return None
+    frame = exc.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    raised_by_pymr = frame.tb_frame.f_globals.get("__name__", "").startswith("pymr.")
+    if not raised_by_pymr or not _UNPACKING.search(str(exc)):
+        return None
+    return TypeError(f"{who} must yield (key, value) pairs; it yielded something else ({exc})")
+
+
+_UNPACKING = re.compile(r"values to unpack|cannot unpack non-iterable")
 
 
 def _is_pair(item: Any) -> bool:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .errors import InputError
-from .grouping import Block, apply_per_key, function_name, key_changes
+from .grouping import Block, apply_per_key, function_name, key_changes, unpacking_error
 from .inputs import Split, input_format, read_text_batches
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
@@ -125,6 +125,27 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     """
     check = check or (lambda total: None)
     job.map_init()
+    try:
+        read, emitted = _map_records(job, records, emit, emit_table, check, feed)
+    except (TypeError, ValueError) as exc:
+        _raise_if_unpacking(exc, function_name(job.map))
+        raise
+    try:
+        for out_key, out_value in job.map_final() or ():
+            emit(out_key, out_value)
+            emitted += 1
+    except (TypeError, ValueError) as exc:
+        _raise_if_unpacking(exc, function_name(job.map_final))
+        raise
+    check(emitted)
+    job.increment_counter(FRAMEWORK, "map input records", read)
+    return emitted
+
+
+def _map_records(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
+                 emit_table: Callable[[Any], None] | None, check: Callable[[int], None],
+                 feed: Callable[[Callable, Iterable], tuple[int, int]] | None) -> tuple[int, int]:
+    """``map`` (or ``map_batch``) over every record; returns records read and pairs emitted."""
     emitted = 0
     read = 0
     if job.has_map_batch():
@@ -152,12 +173,13 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
                 emit(out_key, out_value)
                 emitted += 1
             check(emitted)
-    for out_key, out_value in job.map_final() or ():
-        emit(out_key, out_value)
-        emitted += 1
-    check(emitted)
-    job.increment_counter(FRAMEWORK, "map input records", read)
-    return emitted
+    return read, emitted
+
+
+def _raise_if_unpacking(exc: BaseException, who: str) -> None:
+    error = unpacking_error(exc, who)
+    if error is not None:
+        raise error from None
 
 
 def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:

@@ -230,6 +230,41 @@ def test_reduce_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path):
     assert "reduce task 0" in result.stderr and not (tmp_path / "out").exists()
 
 
+_NOT_PAIRS = {
+    "combine": ("    def map(self, key, line):\n        yield from line.split()\n\n"
+                "    def combine(self, key, values):\n        yield key, sum(values)\n"),
+    "no combine": "    def map(self, key, line):\n        yield from map(len, line.split())\n",
+    "map only": "    def map(self, key, line):\n        yield line\n",
+    "map_final": ("    def map(self, key, line):\n        return ()\n\n"
+                  "    def map_final(self):\n        yield 'abc'\n"),
+}
+
+
+@pytest.mark.parametrize("kind", _NOT_PAIRS)
+def test_map_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path, kind):
+    script = tmp_path / "not_pairs.py"
+    reduce = "" if kind == "map only" else "\n    def reduce(self, key, values):\n        yield key, len(list(values))\n"
+    script.write_text("import pymr\n\nclass NotPairs(pymr.Job):\n" + _NOT_PAIRS[kind] + reduce)
+    data = tmp_path / "in.txt"
+    data.write_text("ab cde\n")
+    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    who = "map_final" if kind == "map_final" else "map"
+    assert result.returncode == 1
+    assert f"NotPairs.{who} must yield (key, value) pairs; it yielded something else" in result.stderr
+    assert "map task 0" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_users_own_unpacking_error_in_map_stays_the_users(pymr, tmp_path):
+    script = tmp_path / "unpacks.py"
+    script.write_text("import pymr\n\nclass Unpacks(pymr.Job):\n    def map(self, key, line):\n"
+                      "        a, b = line.split()\n        yield a, b\n")
+    data = tmp_path / "in.txt"
+    data.write_text("one two three\n")
+    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    assert result.returncode == 1 and "must yield" not in result.stderr
+    assert "unpacks.py" in result.stderr and "ValueError: too many values to unpack" in result.stderr
+
+
 def test_undecodable_line_fails_or_is_skipped(pymr, tmp_path):
     data = tmp_path / "bad.txt"
     data.write_bytes(b"good line\n\xff\xfe broken\nlast line\n")
