@@ -312,7 +312,7 @@ class MapOutputBuffer:
         if self.tables:
             arrow = pa.concat_tables(self.tables, promote_options="permissive")
             self.tables, self.table_bytes = [], 0
-            parts.append((self._combine_table(arrow), False))
+            parts.append(self._combine_table(arrow))
         if len(parts) <= 1:
             return parts[0] if parts else (None, False)
         return _concat([table for table, _ in parts]), False
@@ -349,17 +349,19 @@ class MapOutputBuffer:
         distinct = combined_keys == many_keys
         return pairs_table(out_keys + combined_keys, out_values), distinct
 
-    def _combine_table(self, table: pa.Table) -> pa.Table:
+    def _combine_table(self, table: pa.Table) -> tuple[pa.Table, bool]:
+        """The buffered tables combined, and whether their keys are known to be distinct
+        (an Arrow aggregate's are: then no dictionary is needed to partition them)."""
         if self.aggregate is not None:
             if arrow_ok(self.aggregate, table.schema.field("value").type, "map"):
                 combined = aggregate_table(table, self.aggregate, "map")
                 if self.on_combine is not None:
                     self.on_combine(table.num_rows, combined.num_rows)
-                return combined
+                return combined, True
         if self.combiner is None:
-            return table
+            return table, False
         keys, values = _table_columns(table)
-        return pairs_table(*self._combine_sorted(keys, values))
+        return pairs_table(*self._combine_sorted(keys, values)), False
 
     def _combine_sorted(self, keys: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run the combiner over each key's values, in sorted order."""
