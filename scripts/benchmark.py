@@ -78,7 +78,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -400,10 +400,11 @@ _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def read_processes() -> dict[int, ProcInfo]:
-    """Every process on the machine, from ``/proc`` (about 2 ms for 100 processes)."""
+def read_processes(pids: Iterable[int] | None = None) -> dict[int, ProcInfo]:
+    """Every process on the machine (or those of ``pids`` still alive), from ``/proc``
+    (every process: about 3.6 ms for 66 processes here)."""
     found = {}
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc") if pids is None else map(str, pids):
         if not entry.isdigit():
             continue
         try:
@@ -464,13 +465,17 @@ def become_subreaper() -> bool:
 class TreeSampler(threading.Thread):
     """Every 50 ms: the summed RSS and the CPU of each descendant of this process.
 
+    Reading every process every 50 ms cost 7% of a core (the core a 2-process system
+    needs), so a process found outside the tree is not read again while it runs: a
+    sample lists ``/proc`` and reads the tree and the processes new since the last one.
+
     PSS costs more to read (~20 ms for a JVM), so it is read when the RSS sum reaches a
     new peak and at least every second, but only while reading it has taken less than
-    5% of the time (plus 50 ms), so that measuring does not slow what is measured.
+    2% of the time (plus 50 ms), so that measuring does not slow what is measured.
     """
 
     PSS_EVERY_S = 1.0
-    PSS_BUDGET = 0.05
+    PSS_BUDGET = 0.02
 
     def __init__(self, interval_s: float = SAMPLE_INTERVAL_S):
         super().__init__(name="tree-sampler", daemon=True)
@@ -483,6 +488,7 @@ class TreeSampler(threading.Thread):
         self._born = time.monotonic()
         self._last_pss = 0.0
         self._pss_cost_s = 0.0
+        self._outsiders: set[int] = set()  # running processes that are not descendants
 
     def run(self) -> None:
         started = time.thread_time()
@@ -494,8 +500,7 @@ class TreeSampler(threading.Thread):
         self.own_cpu_s = time.thread_time() - started
 
     def sample(self) -> None:
-        processes = read_processes()
-        tree = [pid for pid in descendants(processes, os.getpid()) if not _unexeced_fork(pid, processes[pid])]
+        processes, tree = self._find_tree()
         for pid in tree:
             info = processes[pid]
             self.cpu_by_process[pid, info.start] = info.cpu_s
@@ -509,6 +514,16 @@ class TreeSampler(threading.Thread):
             self.peak_pss = max(self.peak_pss, sum(read_pss(pid) for pid in tree))
             self._last_pss = time.monotonic()
             self._pss_cost_s += self._last_pss - now
+
+    def _find_tree(self) -> tuple[dict[int, ProcInfo], list[int]]:
+        """The processes read, and which of them are this process's descendants (a
+        process never joins the tree later: its children are new processes)."""
+        running = {int(entry) for entry in os.listdir("/proc") if entry.isdigit()}
+        self._outsiders &= running
+        processes = read_processes(running - self._outsiders)
+        family = descendants(processes, os.getpid())
+        self._outsiders |= processes.keys() - set(family)
+        return processes, [pid for pid in family if not _unexeced_fork(pid, processes[pid])]
 
     @property
     def sampled_cpu_s(self) -> float:
