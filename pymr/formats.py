@@ -41,13 +41,15 @@ file gives each record exactly once, in file order.
     ``{"row_groups": [first, stop], "first_row": n}``. ``parquet``: key
     ``(path, row_index)``, value the row as a dict. ``parquet-batches``: key
     ``(path, index_of_the_batch's_first_row)``, value a ``pyarrow.RecordBatch`` of up
-    to ``batch_rows`` rows. One row group is in memory at a time.
+    to ``batch_rows`` rows. One row group is in memory at a time. A ``map_batch`` job
+    gets those batches (``record_batches``).
 
 ``arrow`` (``.arrow``, ``.feather``, ``.ipc``)
     The Arrow IPC *file* format (Feather v2). Splits are runs of consecutive record
     batches, planned from the file's footer without decoding the data;
     ``state`` is ``{"batches": [first, stop], "first_row": n}``. Key
-    ``(path, row_index)``, value the row as a dict; the file is memory-mapped.
+    ``(path, row_index)``, value the row as a dict; the file is memory-mapped. A
+    ``map_batch`` job gets the file's record batches as they are.
 
 ``wholefile`` and ``wholefile-bytes`` (by name only, no extensions)
     One split per file, empty files included. Key the path, value the whole
@@ -397,6 +399,11 @@ class ParquetFormat(InputFormat):
         for first_row, batch in self._batches(split):
             yield from _rows(split.path, first_row, batch, self.batch_rows)
 
+    def record_batches(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[pa.RecordBatch]:
+        """The split's rows as Arrow batches with the file's columns, for ``map_batch``."""
+        for _, batch in self._batches(split):
+            yield batch
+
     def _batches(self, split: Split) -> Iterator[tuple[int, pa.RecordBatch]]:
         """``(first_row, batch)`` for the split's row groups, one group in memory at a time."""
         first, stop = split.state["row_groups"]
@@ -430,17 +437,21 @@ class ArrowFormat(InputFormat):
         return _piece_splits(path, self.name, _ipc_record_batches(path), split_size, "batches")
 
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
-        first, stop = split.state["batches"]
         row = split.state["first_row"]
+        for batch in self.record_batches(split, options, on_skip):
+            yield from _rows(split.path, row, batch, self.batch_rows)
+            row += batch.num_rows
+
+    def record_batches(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[pa.RecordBatch]:
+        """The split's record batches as the file holds them (memory-mapped when local)."""
         import pyarrow as pa
 
+        first, stop = split.state["batches"]
         remote = storage.is_remote(split.path)
         with storage.open_random(split.path) if remote else pa.memory_map(split.path) as source:
             reader = pa.ipc.open_file(source)
             for index in range(first, stop):
-                batch = reader.get_batch(index)
-                yield from _rows(split.path, row, batch, self.batch_rows)
-                row += batch.num_rows
+                yield reader.get_batch(index)
 
 
 _IPC_MAGIC = b"ARROW1"

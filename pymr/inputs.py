@@ -108,6 +108,14 @@ class InputFormat:
             return _text_record_chunks(split, bool(options.get("skip_bad_records")), on_skip)
         return _chunked(self.records(split, options, on_skip))
 
+    def record_batches(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[Any]:
+        """The split as ``pyarrow.RecordBatch`` blocks, for ``map_batch``: text lines as
+        ``offset``/``line`` columns. A format with no block form of its records says so."""
+        if type(self).records is not InputFormat.records:
+            raise InputError(f"map_batch cannot read {self.name} input ({split.path}); it reads text, "
+                             "parquet and arrow files (write map instead)")
+        return read_text_batches(split, bool(options.get("skip_bad_records")), on_skip)
+
 
 TextFormat = InputFormat
 INPUT_FORMATS: dict[str, InputFormat] = {"text": TextFormat()}

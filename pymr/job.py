@@ -101,10 +101,11 @@ class Job:
     def map_batch(self, batch: Any) -> Any:
         """Turn a block of records into pairs at once (optional; replaces ``map``).
 
-        For text input ``batch`` is a ``pyarrow.RecordBatch`` with columns ``offset``
-        (int64) and ``line`` (string), and ``self.input_path`` names the file. Return a
-        ``pyarrow.Table`` with columns ``key`` and ``value`` (vectorized, fastest) or an
-        iterable of pairs.
+        ``batch`` is a ``pyarrow.RecordBatch``: for text input with columns ``offset``
+        (int64) and ``line`` (string); for Parquet and Arrow input the file's own columns,
+        a row group's or record batch's rows at a time. ``self.input_path`` names the
+        file. Return a ``pyarrow.Table`` with columns ``key`` and ``value`` (vectorized,
+        fastest) or an iterable of pairs. Other formats (jsonl, csv, ...) need ``map``.
         """
         raise NotImplementedError
 

@@ -30,9 +30,8 @@ import pyarrow.compute as pc
 
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
-from .errors import InputError
 from .grouping import Block, apply_per_key, function_name, key_changes, unpacking_error
-from .inputs import Split, input_format, read_text_batches
+from .inputs import Split, input_format
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
@@ -80,10 +79,8 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     reader = input_format(split.format)
     records: Iterable | None = None
     if job.has_map_batch():
-        if split.format != "text":
-            raise InputError(f"map_batch reads text input only; {split.path} is {split.format}")
         job.input_path = split.path
-        records = read_text_batches(split, options["skip_bad_records"], on_skip)
+        records = reader.record_batches(split, options, on_skip)
     if task["num_reducers"] == 0:
         return _run_map_only(job, task, records or reader.records(split, options, on_skip))
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)

@@ -292,6 +292,49 @@ def test_arrow_splits_by_record_batches(tmp_path, compression):
     assert len(plan_splits([path], 1)) == 8
 
 
+class _ScoreByName(pymr.Job):
+    """Per record: the sum of each name's scores (nulls skipped)."""
+
+    aggregate = "sum"
+
+    def map(self, key, row):
+        if row["score"] is not None:
+            yield row["name"], row["score"]
+
+
+class _ScoreByNameInBatches(_ScoreByName):
+    """The same sums, each block of rows grouped in Arrow."""
+
+    def map_batch(self, batch):
+        assert self.input_path.endswith((".parquet", ".arrow"))
+        table = pa.Table.from_batches([batch]).drop_null()
+        sums = table.group_by("name").aggregate([("score", "sum")])
+        return pa.table({"key": sums["name"].cast(pa.string()), "value": sums["score_sum"]})
+
+
+def test_map_batch_reads_parquet_and_arrow_blocks(tmp_path):
+    parquet_path = str(tmp_path / "t.parquet")
+    pq.write_table(TABLE, parquet_path, row_group_size=90)
+    arrow_path = str(tmp_path / "t.arrow")
+    with ipc.new_file(arrow_path, TABLE.schema) as writer:
+        for batch in TABLE.to_batches(max_chunksize=130):
+            writer.write_batch(batch)
+    inputs = [parquet_path, arrow_path]
+    batched = _ScoreByNameInBatches.run(inputs, output=str(tmp_path / "batched"), workers=2, reducers=2,
+                                        split_size=2000)
+    per_record = _ScoreByName.run(inputs, output=str(tmp_path / "rows"), workers=2, reducers=2, split_size=2000)
+    assert batched.counters["pymr"]["map input records"] == 2000
+    assert dict(batched) == pytest.approx(dict(per_record))
+    assert dict(batched)["name-1"] == pytest.approx(2 * sum(i / 4 for i in range(1000) if i % 7 == 1 and i % 10))
+
+
+def test_map_batch_of_a_format_without_blocks_is_a_clear_error(tmp_path):
+    path, _, _ = jsonl_file(tmp_path, JSON_VALUES)
+    with pytest.raises(pymr.JobFailed, match=r"map_batch cannot read jsonl input \(.*data\.jsonl\)"):
+        _ScoreByNameInBatches.run([path], output=str(tmp_path / "out"), workers=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_feather_and_not_an_arrow_file(tmp_path):
     path = str(tmp_path / "t.feather")
     feather.write_feather(TABLE, path, chunksize=400)
