@@ -32,7 +32,7 @@ from . import protocol as proto
 from . import scheduler as sched
 from . import storage
 from .errors import PymrError, ProtocolError
-from .inputs import DEFAULT_SPLIT_SIZE, plan_splits
+from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
 from .security import ClusterKey, Security
 
@@ -281,6 +281,8 @@ class Coordinator:
         try:
             splits = plan_splits(spec["inputs"], int(spec.get("split_size") or DEFAULT_SPLIT_SIZE),
                                  spec.get("input_format"))
+            if spec.get("map_batch"):
+                require_record_batches(splits)
             committer.setup(bool(spec.get("overwrite")))
         except (PymrError, OSError) as exc:
             self._send(identity, proto.REJECTED, {"error": str(exc), "type": type(exc).__name__})

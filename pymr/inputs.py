@@ -111,10 +111,26 @@ class InputFormat:
     def record_batches(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[Any]:
         """The split as ``pyarrow.RecordBatch`` blocks, for ``map_batch``: text lines as
         ``offset``/``line`` columns. A format with no block form of its records says so."""
-        if type(self).records is not InputFormat.records:
-            raise InputError(f"map_batch cannot read {self.name} input ({split.path}); it reads text, "
-                             "parquet and arrow files (write map instead)")
+        if not self.has_record_batches():
+            raise _no_batches(self.name, split.path)
         return read_text_batches(split, bool(options.get("skip_bad_records")), on_skip)
+
+    def has_record_batches(self) -> bool:
+        """Whether ``record_batches`` works: text, or a format that gives its own."""
+        cls = type(self)
+        return cls.records is InputFormat.records or cls.record_batches is not InputFormat.record_batches
+
+
+def require_record_batches(splits: Sequence[Split]) -> None:
+    """Refuse, before any task runs, an input that ``map_batch`` cannot read."""
+    for split in splits:
+        if not input_format(split.format).has_record_batches():
+            raise _no_batches(split.format, split.path)
+
+
+def _no_batches(format_name: str, path: str) -> InputError:
+    return InputError(f"map_batch cannot read {format_name} input ({path}); it reads text, parquet and arrow "
+                      "files (write map instead)")
 
 
 TextFormat = InputFormat

@@ -34,7 +34,7 @@ from .code import dump_job, local_side_files
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
                      PymrError, StorageError)
-from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, split_format_prefix
+from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .sampling import sample_cuts
@@ -71,6 +71,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         "filesystems": storage.options_for([split_format_prefix(i)[1] for i in inputs] + [output]),
         "reducers": num_reducers,
         "has_reducer": job_class.has_reducer(),
+        "map_batch": job_class.has_map_batch() and not job_class.has_steps(),
         "split_size": parse_size(split_size if split_size is not None else job_class.split_size),
         "output_format": output_format,
         "overwrite": bool(overwrite),
@@ -271,6 +272,8 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
     storage.configure(spec.get("filesystems"))
     committer = output_committer(spec["output"], job_id)
     splits = plan_splits(spec["inputs"], spec["split_size"] or DEFAULT_SPLIT_SIZE, spec.get("input_format"))
+    if spec.get("map_batch"):
+        require_record_batches(splits)
     committer.setup(spec["overwrite"])
     run = sched.new_job(job_id, spec["name"], [s.to_dict() for s in splits],
                         spec["reducers"] if spec["has_reducer"] else 0, max_attempts=1)

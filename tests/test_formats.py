@@ -328,11 +328,22 @@ def test_map_batch_reads_parquet_and_arrow_blocks(tmp_path):
     assert dict(batched)["name-1"] == pytest.approx(2 * sum(i / 4 for i in range(1000) if i % 7 == 1 and i % 10))
 
 
-def test_map_batch_of_a_format_without_blocks_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("inline", [False, True])
+def test_map_batch_of_a_format_without_blocks_is_refused_before_any_task(tmp_path, inline):
     path, _, _ = jsonl_file(tmp_path, JSON_VALUES)
-    with pytest.raises(pymr.JobFailed, match=r"map_batch cannot read jsonl input \(.*data\.jsonl\)"):
-        _ScoreByNameInBatches.run([path], output=str(tmp_path / "out"), workers=1)
+    with pytest.raises(pymr.InputError, match=r"map_batch cannot read jsonl input \(.*data\.jsonl\)"):
+        _ScoreByNameInBatches.run([path], output=str(tmp_path / "out"), workers=1, inline=inline)
     assert not (tmp_path / "out").exists()
+
+
+def test_map_batch_input_error_from_the_command_line(pymr, tmp_path):
+    path, _, _ = jsonl_file(tmp_path, JSON_VALUES)
+    script = tmp_path / "batches.py"
+    script.write_text("import pymr\n\nclass Batches(pymr.Job):\n    def map_batch(self, batch):\n"
+                      "        return []\n")
+    result = pymr.run("submit", script, path, "-o", tmp_path / "out", "-w", "1")
+    assert result.returncode != 0 and "map_batch cannot read jsonl input" in result.stderr and path in result.stderr
+    assert "attempt" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_feather_and_not_an_arrow_file(tmp_path):
