@@ -16,6 +16,7 @@ map outputs from other hosts.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
@@ -122,18 +123,12 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     """
     check = check or (lambda total: None)
     job.map_init()
-    try:
+    with _yielding_pairs(job.map):
         read, emitted = _map_records(job, records, emit, emit_table, check, feed)
-    except (TypeError, ValueError) as exc:
-        _raise_if_unpacking(exc, function_name(job.map))
-        raise
-    try:
+    with _yielding_pairs(job.map_final):
         for out_key, out_value in job.map_final() or ():
             emit(out_key, out_value)
             emitted += 1
-    except (TypeError, ValueError) as exc:
-        _raise_if_unpacking(exc, function_name(job.map_final))
-        raise
     check(emitted)
     job.increment_counter(FRAMEWORK, "map input records", read)
     return emitted
@@ -173,10 +168,16 @@ def _map_records(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     return read, emitted
 
 
-def _raise_if_unpacking(exc: BaseException, who: str) -> None:
-    error = unpacking_error(exc, who)
-    if error is not None:
-        raise error from None
+@contextlib.contextmanager
+def _yielding_pairs(function: Callable) -> Iterator[None]:
+    """Name ``function`` when pymr's loop cannot unpack what it yielded as a pair."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        error = unpacking_error(exc, function_name(function))
+        if error is not None:
+            raise error from None
+        raise
 
 
 def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:
