@@ -218,15 +218,19 @@ def test_failing_reduce_names_the_users_line_and_the_task(pymr, tmp_path):
     assert not out.exists()
 
 
+def _submit_inline(pymr, tmp_path, job_body: str, data: str):
+    """``pymr submit --inline`` of a job class ``J`` with ``job_body``, over one file of ``data``."""
+    script = tmp_path / "job.py"
+    script.write_text("import pymr\n\nclass J(pymr.Job):\n" + job_body)
+    (tmp_path / "in.txt").write_text(data)
+    return pymr.run("submit", script, tmp_path / "in.txt", "-o", tmp_path / "out", "--inline")
+
+
 def test_reduce_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path):
-    script = tmp_path / "not_pairs.py"
-    script.write_text("import pymr\n\nclass NotPairs(pymr.Job):\n    def map(self, key, line):\n"
-                      "        yield line, 1\n\n    def reduce(self, key, values):\n        yield key\n")
-    data = tmp_path / "in.txt"
-    data.write_text("ab\n")
-    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    result = _submit_inline(pymr, tmp_path, "    def map(self, key, line):\n        yield line, 1\n\n"
+                            "    def reduce(self, key, values):\n        yield key\n", "ab\n")
     assert result.returncode == 1
-    assert "NotPairs.reduce must yield (key, value) pairs; it yielded 'ab'" in result.stderr
+    assert "J.reduce must yield (key, value) pairs; it yielded 'ab'" in result.stderr
     assert "reduce task 0" in result.stderr and not (tmp_path / "out").exists()
 
 
@@ -242,27 +246,19 @@ _NOT_PAIRS = {
 
 @pytest.mark.parametrize("kind", _NOT_PAIRS)
 def test_map_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path, kind):
-    script = tmp_path / "not_pairs.py"
     reduce = "" if kind == "map only" else "\n    def reduce(self, key, values):\n        yield key, len(list(values))\n"
-    script.write_text("import pymr\n\nclass NotPairs(pymr.Job):\n" + _NOT_PAIRS[kind] + reduce)
-    data = tmp_path / "in.txt"
-    data.write_text("ab cde\n")
-    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    result = _submit_inline(pymr, tmp_path, _NOT_PAIRS[kind] + reduce, "ab cde\n")
     who = "map_final" if kind == "map_final" else "map"
     assert result.returncode == 1
-    assert f"NotPairs.{who} must yield (key, value) pairs; it yielded something else" in result.stderr
+    assert f"J.{who} must yield (key, value) pairs; it yielded something else" in result.stderr
     assert "map task 0" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_a_users_own_unpacking_error_in_map_stays_the_users(pymr, tmp_path):
-    script = tmp_path / "unpacks.py"
-    script.write_text("import pymr\n\nclass Unpacks(pymr.Job):\n    def map(self, key, line):\n"
-                      "        a, b = line.split()\n        yield a, b\n")
-    data = tmp_path / "in.txt"
-    data.write_text("one two three\n")
-    result = pymr.run("submit", script, data, "-o", tmp_path / "out", "--inline")
+    result = _submit_inline(pymr, tmp_path, "    def map(self, key, line):\n        a, b = line.split()\n"
+                            "        yield a, b\n", "one two three\n")
     assert result.returncode == 1 and "must yield" not in result.stderr
-    assert "unpacks.py" in result.stderr and "ValueError: too many values to unpack" in result.stderr
+    assert "job.py" in result.stderr and "ValueError: too many values to unpack" in result.stderr
 
 
 def test_undecodable_line_fails_or_is_skipped(pymr, tmp_path):
