@@ -10,7 +10,9 @@ coordinator, which commits exactly one attempt per task (later or duplicate atte
 are deleted). The job commit moves every committed part into ``OUT``, removes
 ``_temporary`` and writes ``_SUCCESS`` last. A failed or cancelled job removes
 ``_temporary`` and leaves no part files and no ``_SUCCESS``; if the job created
-``OUT``, it removes ``OUT`` too.
+``OUT``, it removes ``OUT`` too. With ``overwrite``, what ``OUT`` held is moved aside
+to ``OUT/_temporary/<job_id>/previous/`` when the job starts (renames, no copy) and
+deleted by the job commit; a failed job puts it back as it was, ``_SUCCESS`` included.
 
 ``OUT`` may be a URI (``storage``). Where files rename atomically (HDFS) the protocol
 is the same. An object store (S3, GCS, Azure) has no rename, so ``RemoteCommitter``
@@ -302,6 +304,7 @@ class OutputCommitter:
         self.job_id = job_id
         self.job_temp = os.path.join(self.output_dir, TEMPORARY, job_id)
         self.committed = os.path.join(self.job_temp, "committed")
+        self.previous = os.path.join(self.job_temp, "previous")  # the output this job replaces
         self.created_output = False
 
     def setup(self, overwrite: bool) -> None:
@@ -309,24 +312,32 @@ class OutputCommitter:
         if os.path.exists(self.output_dir):
             if not os.path.isdir(self.output_dir):
                 raise OutputExistsError(f"output path exists and is not a folder: {self.output_dir}")
-            if os.listdir(self.output_dir):
+            if set(os.listdir(self.output_dir)) - {TEMPORARY}:
                 if not overwrite:
                     raise OutputExistsError(
                         f"output folder already exists: {self.output_dir} (use --overwrite to replace it)"
                     )
-                self._clear_output()
+                self._set_aside_output()
         else:
             os.makedirs(self.output_dir)
             self.created_output = True
         os.makedirs(self.committed, exist_ok=True)
 
-    def _clear_output(self) -> None:
-        for name in os.listdir(self.output_dir):
-            path = os.path.join(self.output_dir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+    def _set_aside_output(self) -> None:
+        """Move the output being replaced into ``previous/``: deleted by the job commit,
+        put back by an abort, so a failed ``--overwrite`` run loses nothing."""
+        os.makedirs(self.previous)
+        for name in _visible_entries(self.output_dir):
+            os.replace(os.path.join(self.output_dir, name), os.path.join(self.previous, name))
+
+    def _restore_output(self) -> None:
+        """Put the replaced output back, once whatever this job published is removed."""
+        if not os.path.isdir(self.previous):
+            return
+        for name in _visible_entries(self.output_dir):
+            _remove(os.path.join(self.output_dir, name))
+        for name in os.listdir(self.previous):
+            os.replace(os.path.join(self.previous, name), os.path.join(self.output_dir, name))
 
     def attempt_dir(self, attempt_id: str) -> str:
         return os.path.join(self.job_temp, attempt_id)
@@ -351,7 +362,9 @@ class OutputCommitter:
         storage.write_bytes(os.path.join(self.output_dir, SUCCESS), b"")
 
     def abort_job(self) -> None:
-        """Leave nothing that looks like output: no parts, no ``_SUCCESS``."""
+        """Leave nothing that looks like this job's output: no parts, no ``_SUCCESS``;
+        the output it was to replace is back as it was."""
+        self._restore_output()
         self._remove_temporary()
         if self.created_output and os.path.isdir(self.output_dir) and not os.listdir(self.output_dir):
             os.rmdir(self.output_dir)
@@ -361,6 +374,18 @@ class OutputCommitter:
         temporary = os.path.dirname(self.job_temp)
         if os.path.isdir(temporary) and not os.listdir(temporary):
             os.rmdir(temporary)
+
+
+def _visible_entries(output_dir: str) -> list[str]:
+    """What the output folder shows readers: everything but ``_temporary``."""
+    return [name for name in os.listdir(output_dir) if name != TEMPORARY]
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def output_committer(output_dir: str, job_id: str) -> OutputCommitter:

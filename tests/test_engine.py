@@ -173,6 +173,31 @@ def test_existing_output_is_refused_unless_overwrite(pymr, tmp_path):
     assert not (out / "old").exists() and text_pairs(out) == {"a": "2", "b": "1"}
 
 
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("mode", [["-w", "2"], ["--inline"]])
+def test_failed_overwrite_puts_the_old_output_back(pymr, tmp_path, mode):
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("a b\nc d\n")
+    bad.write_text("a b\nFAIL c\n")
+    out = tmp_path / "out"
+    job = TEST_JOBS / "failing_reduce.py"
+    pymr.run("submit", job, good, "-o", out, "--reducers", "2", *mode, check=True)
+    (out / "notes").mkdir()
+    (out / "notes" / "mine.txt").write_text("kept")
+    before = _tree(out)
+    assert "_SUCCESS" in before and "part-00001" in before
+    failed = pymr.run("submit", job, bad, "-o", out, "--reducers", "3", "--overwrite", "--max-attempts", "1", *mode)
+    assert failed.returncode == 1 and "reduce cannot handle FAIL" in failed.stderr
+    assert _tree(out) == before  # parts, report, _SUCCESS and the user's folder, as they were; no _temporary
+    pymr.run("submit", job, good, "-o", out, "--reducers", "1", "--overwrite", *mode, check=True)
+    after = _tree(out)
+    assert "notes" not in after and "part-00001" not in after and "_temporary" not in after
+    assert text_pairs(out) == {w: "1" for w in "abcd"}
+
+
 @pytest.mark.parametrize("make_input, message", [
     (lambda d: d / "missing.txt", "does not exist"),
     (lambda d: (d / "empty.txt").write_text("") and d / "empty.txt" or d / "empty.txt", "input is empty"),
