@@ -327,8 +327,16 @@ class OutputCommitter:
         """Move the output being replaced into ``previous/``: deleted by the job commit,
         put back by an abort, so a failed ``--overwrite`` run loses nothing."""
         os.makedirs(self.previous)
-        for name in _visible_entries(self.output_dir):
-            os.replace(os.path.join(self.output_dir, name), os.path.join(self.previous, name))
+        moved: list[str] = []
+        try:
+            for name in _visible_entries(self.output_dir):
+                os.replace(os.path.join(self.output_dir, name), os.path.join(self.previous, name))
+                moved.append(name)
+        except OSError:  # e.g. a mount point inside the output: the job is refused, the output left whole
+            for name in moved:
+                os.replace(os.path.join(self.previous, name), os.path.join(self.output_dir, name))
+            self._remove_temporary()
+            raise
 
     def _restore_output(self) -> None:
         """Put the replaced output back, once whatever this job published is removed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections import defaultdict
@@ -196,6 +197,28 @@ def test_failed_overwrite_puts_the_old_output_back(pymr, tmp_path, mode):
     after = _tree(out)
     assert "notes" not in after and "part-00001" not in after and "_temporary" not in after
     assert text_pairs(out) == {w: "1" for w in "abcd"}
+
+
+def test_overwrite_that_cannot_set_the_old_output_aside_leaves_it_whole(tmp_path, monkeypatch):
+    """A mount point inside the output cannot be renamed; it is faked here (mounting needs
+    privileges a test should not use) by making the rename of one entry fail."""
+    from pymr.outputs import OutputCommitter
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in "abc":
+        (out / name).write_text(name)
+    rename = os.replace
+
+    def rename_except_b(source, target):
+        if os.path.basename(source) == "b" and "previous" in str(target):
+            raise OSError(16, "Device or resource busy", source)
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "replace", rename_except_b)
+    with pytest.raises(OSError, match="busy"):
+        OutputCommitter(str(out), "job_1").setup(overwrite=True)
+    assert _tree(out) == {"a": b"a", "b": b"b", "c": b"c"}
 
 
 @pytest.mark.parametrize("make_input, message", [
