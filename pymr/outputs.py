@@ -21,7 +21,9 @@ attempt's files are the task's output, and they stay where that attempt wrote th
 the job commit copies each to its final name (inside the store), writes
 ``_REPORT.json``, removes ``_temporary`` and writes ``_SUCCESS`` last. A failed job
 still leaves no part files and no ``_SUCCESS``, and a job commit that fails (a copy
-refused) deletes what it copied. But the copies are many requests, not one rename
+refused) deletes what it copied. With ``overwrite`` the old output is deleted by the
+job commit, before the copies (``_SUCCESS`` first), so a job that fails while it runs
+leaves it as it was. But the copies are many requests, not one rename
 each: a job commit that dies halfway (the coordinator killed) leaves some final parts
 without ``_SUCCESS``, so a reader must check ``_SUCCESS`` first. Part writers write a
 remote part to a local file and upload it whole when it is closed.
@@ -424,6 +426,7 @@ class RemoteCommitter(OutputCommitter):
         self._renames: bool | None = None
         self._published: dict[str, str] = {}  # final name -> the committed attempt's file
         self._written: list[str] = []  # final files the job commit made, removed if it fails
+        self.replacing = False  # the output holds an earlier job's files, which the job commit deletes
 
     @property
     def renames(self) -> bool:
@@ -437,10 +440,10 @@ class RemoteCommitter(OutputCommitter):
         if found in ("file", "other"):
             raise OutputExistsError(f"output path exists and is not a folder: {where}")
         if found == "dir":
-            if storage.listdir(self.output_dir):
+            if set(storage.listdir(self.output_dir)) - {TEMPORARY}:
                 if not overwrite:
                     raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
-                storage.delete_contents(self.output_dir)
+                self.replacing = True  # deleted by the job commit: a job that fails leaves it as it was
         elif not storage.container_exists(self.output_dir):
             raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
         else:
@@ -470,6 +473,8 @@ class RemoteCommitter(OutputCommitter):
         else:
             parts = dict(self._published)
         _unify_parquet(list(parts.values()))
+        if self.replacing:
+            self._delete_replaced()
         publish = storage.move if self.renames else storage.copy
         self._written = [storage.join(self.output_dir, name) for name in sorted(parts)] + [
             storage.join(self.output_dir, REPORT)]
@@ -480,6 +485,13 @@ class RemoteCommitter(OutputCommitter):
         write_report(self.output_dir, report)
         self._remove_temporary()
         storage.write_bytes(storage.join(self.output_dir, SUCCESS), b"")
+
+    def _delete_replaced(self) -> None:
+        """Delete the output this job replaces (all but ``_temporary``), ``_SUCCESS`` first
+        so that no reader trusts what is left if a delete fails."""
+        names = [name for name in storage.listdir(self.output_dir) if name != TEMPORARY]
+        for name in sorted(names, key=lambda name: name != SUCCESS):
+            storage.delete(storage.join(self.output_dir, name))
 
     def abort_job(self) -> None:
         """Remove ``_temporary``, and the final files of a job commit that failed."""

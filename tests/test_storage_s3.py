@@ -331,6 +331,20 @@ def test_overwrite_replaces_s3_output_and_without_it_existing_output_is_refused(
     assert s3.names(f"{key}/out") == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001"]
 
 
+def test_a_failed_overwrite_leaves_the_old_s3_output_as_it_was(pymr, s3, key):
+    s3.put(f"{key}/in/words.txt", b"alpha beta gamma delta\n" * 200 + b"FAIL\n")
+    s3.put(f"{key}/ok/words.txt", b"alpha beta\n")
+    out = s3.uri(f"{key}/out")
+    pymr.run("submit", TEST_JOBS / "failing_reduce.py", s3.uri(f"{key}/ok"), "-o", out, "-r", "2", "--inline",
+             check=True)
+    before = {name: s3.read(f"{key}/out/{name}") for name in s3.names(f"{key}/out")}
+    assert "_SUCCESS" in before and "part-00001" in before
+    failed = pymr.run("submit", TEST_JOBS / "failing_reduce.py", s3.uri(f"{key}/in"), "-o", out, "-r", "3",
+                      "--overwrite", "--inline")
+    assert failed.returncode == 1 and "reduce cannot handle FAIL" in failed.stderr
+    assert {name: s3.read(f"{key}/out/{name}") for name in s3.names(f"{key}/out")} == before
+
+
 # -- errors ---------------------------------------------------------------------------------------
 def test_a_missing_input_uri_is_a_clear_error(pymr, s3, key, tmp_path):
     result = pymr.run("submit", JOBS / "wordcount.py", s3.uri(f"{key}/not-there"), "-o", tmp_path / "out", "-w", "1")
