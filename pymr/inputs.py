@@ -106,7 +106,7 @@ class InputFormat:
         per-record map loop counts and checks its buffer per chunk, not per record."""
         if type(self).records is InputFormat.records:  # text lines: counted as they are split
             return _text_record_chunks(split, bool(options.get("skip_bad_records")), on_skip)
-        return _chunked(self.records(split, options, on_skip))
+        return _chunked(self.records(split, options, on_skip), self.name)
 
     def record_batches(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[Any]:
         """The split as ``pyarrow.RecordBatch`` blocks, for ``map_batch``: text lines as
@@ -388,9 +388,14 @@ def _text_record_chunks(split: Split, skip_bad_records: bool, on_skip) -> Iterat
             yield min(CHUNK_RECORDS, count - start), islice(records, CHUNK_RECORDS)
 
 
-def _chunked(records: Iterable) -> Iterator[tuple[int, list]]:
+def _chunked(records: Iterable, format_name: str) -> Iterator[tuple[int, list]]:
+    """Counted chunks of a format's records, each checked (in C) to be ``(key, value)``,
+    so that a format's bug is not taken for the ``map`` that gets its records."""
     records = iter(records)
     while chunk := list(islice(records, CHUNK_RECORDS)):
+        if not set(map(type, chunk)) <= {tuple, list} or set(map(len, chunk)) != {2}:
+            bad = next(r for r in chunk if not isinstance(r, (tuple, list)) or len(r) != 2)
+            raise TypeError(f"input format {format_name!r} must give (key, value) records; it gave {bad!r:.200}")
         yield len(chunk), chunk
 
 

@@ -83,7 +83,7 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         job.input_path = split.path
         records = reader.record_batches(split, options, on_skip)
     if task["num_reducers"] == 0:
-        return _run_map_only(job, task, records or reader.records(split, options, on_skip))
+        return _run_map_only(job, task, records or reader.record_chunks(split, options, on_skip))
     os.makedirs(os.path.dirname(task["map_output"]), exist_ok=True)
     cuts = task.get("partition_cuts")
     partitioner = RangePartitioner([bytes.fromhex(c) for c in cuts]) if cuts is not None else job.partition
@@ -99,8 +99,8 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
     feed = None if records is not None else buffer.feed_loop()
-    if records is None:  # the buffer's own loop takes the records in counted chunks
-        records = reader.record_chunks(split, options, on_skip) if feed else reader.records(split, options, on_skip)
+    if records is None:  # counted chunks: for the buffer's own loop, or the plain one below
+        records = reader.record_chunks(split, options, on_skip)
     emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, feed)
     path = buffer.close(task["map_output"])
     reader = RunReader(path)
@@ -116,10 +116,11 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
           feed: Callable[[Callable, Iterable], tuple[int, int]] | None = None) -> int:
     """Call map (or map_batch) on every record, with the init and final hooks; returns pairs emitted.
 
-    ``check(pairs_so_far)`` is called once per record (not per pair) so the buffer can
-    spill; ``feed(map, chunks)``, if given, runs the per-record loop itself (the hot
-    path of a per-record job) over ``records`` given as ``(count, records)`` chunks,
-    and returns how many records and pairs it saw.
+    ``records`` are ``(count, records)`` chunks (``InputFormat.record_chunks``), or
+    record batches for ``map_batch``. ``check(pairs_so_far)`` is called once per record
+    (not per pair) so the buffer can spill; ``feed(map, chunks)``, if given, runs the
+    per-record loop itself (the hot path of a per-record job) and returns how many
+    records and pairs it saw.
     """
     check = check or (lambda total: None)
     job.map_init()
@@ -160,11 +161,13 @@ def _map_records(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
         read, emitted = feed(job.map, records)
     else:
         map_ = job.map
-        for read, (key, value) in enumerate(records, 1):
-            for out_key, out_value in map_(key, value) or ():
-                emit(out_key, out_value)
-                emitted += 1
-            check(emitted)
+        for count, chunk in records:
+            for key, value in chunk:
+                for out_key, out_value in map_(key, value) or ():
+                    emit(out_key, out_value)
+                    emitted += 1
+                check(emitted)
+            read += count
     return read, emitted
 
 

@@ -327,3 +327,42 @@ def test_parse_size_accepts(text, size):
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+class _NotRecords(pymr.inputs.InputFormat):
+    """A custom format with a bug: its records are not (key, value) pairs."""
+
+    name = "not-records-test"
+
+    def records(self, split, options, on_skip):
+        yield ("path", 0), "a fine record"
+        yield "a line without its key"
+
+
+class _CountWords(pymr.Job):
+    aggregate = "count"
+
+    def map(self, key, line):
+        for word in line.split():
+            yield word, 1
+
+
+class _CountWordsWithCombiner(_CountWords):
+    aggregate = None
+
+    def combine(self, key, values):
+        yield key, sum(values)
+
+    def reduce(self, key, values):
+        yield key, sum(values)
+
+
+@pytest.mark.parametrize("job", [_CountWords, _CountWordsWithCombiner])
+def test_a_custom_format_that_gives_no_records_is_named_not_map(tmp_path, job):
+    pymr.inputs.register_input_format(_NotRecords())
+    data = tmp_path / "in.txt"
+    data.write_text("anything\n")
+    with pytest.raises(TypeError, match="input format 'not-records-test' must give \\(key, value\\) records; "
+                                        "it gave 'a line without its key'"):
+        job.run([f"not-records-test:{data}"], output=str(tmp_path / "out"), inline=True)
+    assert not (tmp_path / "out").exists()
