@@ -327,16 +327,6 @@ def delete(path: str) -> None:
     _call(remove, path, "delete")
 
 
-def delete_contents(path: str) -> None:
-    """Empty a folder, keeping the folder."""
-    if not is_remote(path):
-        for name in os.listdir(path):
-            delete(os.path.join(path, name))
-        return
-    filesystem, inner = resolve(path)
-    _call(lambda: filesystem.delete_dir_contents(inner, missing_dir_ok=True), path, "delete")
-
-
 # -- failures -----------------------------------------------------------------------------------
 _DENIED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "AccessDenied",
            "InvalidAccessKeyId", "SignatureDoesNotMatch", "HTTP status 403", "Forbidden")
