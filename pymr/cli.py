@@ -68,7 +68,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--split-size"], type=SIZE, default=None,
                      help="Bytes of input per map task; suffixes K, M, G [default: the job's, 64M]."),
         click.Option(["--inline"], is_flag=True, help="Run everything in this process, without ZeroMQ (for debuggers)."),
-        click.Option(["--overwrite"], is_flag=True, help="Replace the output folder if it exists (a local one only if the job succeeds)."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Replace the output folder if it exists, once the job succeeds (a failed job leaves it "
+                          "as it was)."),
         click.Option(["--output-format"], type=click.Choice(OUTPUT_FORMATS), default=None,
                      help="text: key<TAB>value lines; jsonl: [key, value] lines; parquet: key and value "
                           "columns [default: the job's, text]."),
