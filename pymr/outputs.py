@@ -345,7 +345,7 @@ class OutputCommitter:
         if not os.path.isdir(self.previous):
             return
         for name in _visible_entries(self.output_dir):
-            _remove(os.path.join(self.output_dir, name))
+            storage.delete(os.path.join(self.output_dir, name))
         for name in os.listdir(self.previous):
             os.replace(os.path.join(self.previous, name), os.path.join(self.output_dir, name))
 
@@ -389,13 +389,6 @@ class OutputCommitter:
 def _visible_entries(output_dir: str) -> list[str]:
     """What the output folder shows readers: everything but ``_temporary``."""
     return [name for name in os.listdir(output_dir) if name != TEMPORARY]
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
 
 
 def output_committer(output_dir: str, job_id: str) -> OutputCommitter:

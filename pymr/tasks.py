@@ -98,8 +98,9 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         aggregate=job.aggregate,
         default_partitioner=cuts is None and not job.has_custom_partition(),
     )
-    feed = None if records is not None else buffer.feed_loop()
-    if records is None:  # counted chunks: for the buffer's own loop, or the plain one below
+    feed = None
+    if records is None:  # counted chunks: for the buffer's own loop (if it has one), or _map_records'
+        feed = buffer.feed_loop()
         records = reader.record_chunks(split, options, on_skip)
     emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, feed)
     path = buffer.close(task["map_output"])
@@ -124,9 +125,9 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     """
     check = check or (lambda total: None)
     job.map_init()
-    with _yielding_pairs(job.map):
+    with _yielding_pairs(_user_function(job, "map") or job.map):
         read, emitted = _map_records(job, records, emit, emit_table, check, feed)
-    with _yielding_pairs(job.map_final):
+    with _yielding_pairs(_user_function(job, "map_final") or job.map_final):
         for out_key, out_value in job.map_final() or ():
             emit(out_key, out_value)
             emitted += 1
@@ -355,8 +356,8 @@ class MapOutputs:
 
 
 def _user_function(job: Job, name: str) -> Callable:
-    """The user's own ``combine`` or ``reduce`` (a step's, in a multi-step job), called
-    directly and named in errors."""
+    """The user's own ``map``, ``combine`` or ``reduce`` (a step's, in a multi-step job,
+    None where the step has none), called directly and named in errors."""
     return getattr(job.step if isinstance(job, StepJob) else job, name)
 
 

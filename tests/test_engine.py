@@ -289,6 +289,8 @@ _NOT_PAIRS = {
     "map only": "    def map(self, key, line):\n        yield line\n",
     "map_final": ("    def map(self, key, line):\n        return ()\n\n"
                   "    def map_final(self):\n        yield 'abc'\n"),
+    "step": ("    def steps(self):\n        return [pymr.Step(map=self.lines, reduce=self.reduce)]\n\n"
+             "    def lines(self, key, line):\n        yield line\n"),
 }
 
 
@@ -296,7 +298,7 @@ _NOT_PAIRS = {
 def test_map_that_yields_no_pairs_is_a_clear_error(pymr, tmp_path, kind):
     reduce = "" if kind == "map only" else "\n    def reduce(self, key, values):\n        yield key, len(list(values))\n"
     result = _submit_inline(pymr, tmp_path, _NOT_PAIRS[kind] + reduce, "ab cde\n")
-    who = "map_final" if kind == "map_final" else "map"
+    who = {"map_final": "map_final", "step": "lines"}.get(kind, "map")
     assert result.returncode == 1
     assert f"J.{who} must yield (key, value) pairs; it yielded something else" in result.stderr
     assert "map task 0" in result.stderr and not (tmp_path / "out").exists()
