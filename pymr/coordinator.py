@@ -155,6 +155,7 @@ class Coordinator:
         self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job id -> report, newest last
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
         self._dispatch_wanted = False
+        self._drained_s = time.monotonic()  # when the socket last had nothing left to read
         self._timers: dict[str, float] = {}
         self._stop = threading.Event()
         self._wake_read, self._wake_write = socket.socketpair()  # wakes the loop: stop(), background work done
@@ -205,6 +206,7 @@ class Coordinator:
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self._drained_s = time.monotonic()
                 return
             self._handle_frames(frames)
 
@@ -371,8 +373,12 @@ class Coordinator:
         self._lose_worker(msg.body["worker_id"], msg.body.get("reason", "its process died"))
 
     def _expire_workers(self, now: float) -> None:
+        """Lose the workers silent for ``worker_timeout_s``. Silence is counted up to the
+        last time every queued message was read: a heartbeat waiting in our own queue
+        (we are busy, not the worker dead) is no silence."""
+        caught_up_s = self._drained_s if self.socket.poll(0) else now
         for worker in list(self.workers.values()):
-            if now - worker.last_seen_s > self.worker_timeout_s:
+            if caught_up_s - worker.last_seen_s > self.worker_timeout_s:
                 self._lose_worker(worker.worker_id, f"no heartbeat for {self.worker_timeout_s:g} s")
             elif worker.excluded_until_s and worker.excluded_until_s <= now:
                 worker.excluded_until_s = 0.0

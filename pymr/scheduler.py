@@ -191,6 +191,7 @@ class JobRun:
     worker_failures: dict[str, int] = field(default_factory=dict)
     excluded: set[str] = field(default_factory=set)
     failed_attempts: int = 0
+    outputs_on: dict[str, set[Task]] = field(default_factory=dict)  # worker -> its DONE maps, whose output it holds
     map_bytes_total: int = 0
     map_bytes_done: int = 0
 
@@ -383,6 +384,7 @@ def finish(job: JobRun, attempt_id: str, result: dict[str, Any], now_s: float = 
     phase.durations.add(now_s - attempt.started_s)
     if task.kind == "map":
         job.map_bytes_done += task.input_bytes
+        job.outputs_on.setdefault(attempt.worker_id, set()).add(task)
     effects = [Effect("commit_task", task, attempt, result)]
     for other in task.running():
         _end_attempt(job, other, "killed", now_s)
@@ -471,6 +473,7 @@ def fetch_failed(job: JobRun, attempt_id: str, map_index: int, error: dict[str, 
 def _undo_map(job: JobRun, task: Task) -> None:
     """A DONE map's output is gone: it runs again."""
     if task.winner is not None:
+        job.outputs_on.get(task.winner.worker_id, set()).discard(task)
         task.winner.state = "lost"
     task.winner = None
     task.result = None
@@ -526,14 +529,14 @@ def lose_worker(job: JobRun, worker_id: str, reason: str = "its worker was lost"
     """A worker is gone: its running attempts are killed, and done maps whose output it
     held run again. Reduces that are running then need an output that no longer exists:
     they are killed at once (not left to time out fetching it) and run again after
-    those maps. O(running attempts), plus O(maps) when the reduces still need maps."""
+    those maps. O(running attempts + the maps whose output the worker held)."""
     effects: list[Effect] = []
     for task, attempt in list(job.running_attempts.values()):
         if attempt.worker_id == worker_id:
             effects += kill(job, attempt.attempt_id, reason)
     if job.state != JobState.RUNNING or job.map_only or job.reduce_phase.complete:
         return effects
-    lost = [t for t in job.maps if t.state == TaskState.DONE and t.winner and t.winner.worker_id == worker_id]
+    lost = sorted(job.outputs_on.pop(worker_id, ()), key=lambda t: t.index)
     for task in lost:
         _undo_map(job, task)
     if lost:

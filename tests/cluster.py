@@ -47,11 +47,13 @@ class Cluster:
         return subprocess.Popen([sys.executable, "-m", "pymr", *args], stdout=log, stderr=log, env=self.env,
                                 cwd=ROOT, stdin=subprocess.DEVNULL)
 
-    def start_worker(self, name: str, host: str | None = None) -> subprocess.Popen:
+    def start_worker(self, name: str, host: str | None = None, data_dir: Path | None = None,
+                     extra: list[str] = ()) -> subprocess.Popen:
         host = host or f"127.0.0.{len(self.workers) + 2}"
         self.workers[name] = self._start(name, [
             "worker", "--coordinator", self.address, "--secret-file", str(self.key), "--host", host,
-            "--worker-id", name, "--slots", str(self.slots), "--data-dir", str(self.dir / f"data-{name}")])
+            "--worker-id", name, "--slots", str(self.slots), "--data-dir", str(data_dir or self.dir / f"data-{name}"),
+            *extra])
         return self.workers[name]
 
     def restart_coordinator(self) -> None:

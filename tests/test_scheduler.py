@@ -833,6 +833,13 @@ def test_invariants_hold_under_random_transitions(maps, reducers, max_attempts, 
         assert counts["reduces_done"] == sum(t.state == TaskState.DONE for t in job.reduces)
         assert counts["failed_attempts"] == sum(t.failures for t in job.all_tasks())
         assert counts["map_bytes_done"] == sum(t.input_bytes for t in job.maps if t.state == TaskState.DONE)
+        holders = {w: tasks for w, tasks in job.outputs_on.items() if tasks}
+        expected: dict[str, set] = {}
+        for task in job.maps:
+            if task.state == TaskState.DONE:
+                expected.setdefault(task.winner.worker_id, set()).add(task)
+        if job.state == JobState.RUNNING and not job.map_only:
+            assert holders == expected
         if job.state == JobState.RUNNING:
             for task in job.all_tasks():
                 in_queue = task in job.phase_of(task).fresh or task in job.phase_of(task).retries
