@@ -212,7 +212,8 @@ class Coordinator:
 
     def _handle_frames(self, frames: list[bytes]) -> None:
         """Decode, check and handle one message; whatever is wrong with it is logged and it is dropped."""
-        identity, kind = frames[0], "?"
+        identity = frames[0]
+        kind = frames[2][:32].decode("utf-8", "replace") if len(frames) > 2 else "?"  # for the log
         try:
             msg = proto.unpack(frames[1:])
             kind = msg.kind

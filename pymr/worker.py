@@ -43,6 +43,7 @@ MAX_BACKOFF_S = 30.0
 JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
 MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
 STALE_JOB_AGE_S = 24 * 3600.0
+MAX_QUEUED = 1000
 
 
 class Worker:
@@ -186,16 +187,19 @@ class Worker:
             except zmq.Again:
                 return None
             self._last_heard_s = time.monotonic()
-            try:
-                code = self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
-            except proto.ProtocolError as exc:
-                log.warning("dropped a bad message from the coordinator: %s", exc)
-                continue
-            except Exception:  # nothing the coordinator sends may stop the worker
-                log.exception("error handling a message from the coordinator; dropped it")
-                continue
+            code = self._handle_frames(frames)
             if code is not None:
                 return code
+
+    def _handle_frames(self, frames: list[bytes]) -> int | None:
+        """Decode, check and handle one message from the coordinator; a bad one is logged and dropped."""
+        try:
+            return self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
+        except proto.ProtocolError as exc:
+            log.warning("dropped a malformed message from the coordinator: %s", exc)
+        except Exception:  # nothing the coordinator sends may stop the worker
+            log.exception("error handling a message from the coordinator; dropped it")
+        return None
 
     def _handle(self, msg: proto.Message) -> int | None:
         body = msg.body
@@ -224,6 +228,9 @@ class Worker:
         """Queue an assigned task, keeping the code and map output table it came with."""
         self.last_seq = max(self.last_seq, task["seq"])
         job_id = task["job_id"]
+        if len(self.queue) >= MAX_QUEUED:  # a coordinator never sends more than our free slots
+            self._report_failure(task, {"type": MISSING_BLOB, "message": "the worker's queue is full"})
+            return
         for name, blob in zip(task.pop("blobs", []), blobs):
             if name == "code":
                 self.jobs[job_id] = blob
