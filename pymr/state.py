@@ -5,7 +5,8 @@ that were running instead of losing them. What it holds, and when each row is wr
 
 * ``jobs``: one row per submitted job, written before the client hears ACCEPTED: its
   spec (JSON), its code blob (cloudpickled, only ever forwarded to workers), the
-  submitting client's id, and its state. ``running`` until ``end_job`` sets
+  submitting client's id (its submit's request id: a SUBMIT resent to a restarted
+  coordinator is then matched to its job, not run twice), and its state. ``running`` until ``end_job`` sets
   ``succeeded``/``failed``/``cancelled`` with the error and the job's report; the code
   is then dropped, and the row is kept for ``pymr jobs --all`` and the status page
   while it is among the newest ``keep_jobs`` ended jobs and younger than ``keep_s``.
