@@ -250,6 +250,8 @@ def _record(row: tuple) -> dict[str, Any]:
 
 def _lock_state_dir(state_dir: str) -> int:
     """Take the state dir's lock, or raise StateError naming the process that holds it."""
+    if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        raise StateError(f"the state dir {state_dir} is a file, not a folder")
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)

@@ -179,3 +179,12 @@ def test_an_sqlite_database_that_is_not_pymrs_is_refused(tmp_path):
     db.close()
     with pytest.raises(StateError, match="not a pymr state database .*invoices"):
         StateStore(str(tmp_path))
+
+
+def test_a_state_dir_that_cannot_be_used_is_named(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StateError, match="is a file, not a folder"):
+        StateStore(str(tmp_path / "file"))
+    (tmp_path / "dir" / DATABASE_NAME).mkdir(parents=True)
+    with pytest.raises(StateError, match=f"cannot open the state database .*{DATABASE_NAME}"):
+        StateStore(str(tmp_path / "dir"))
