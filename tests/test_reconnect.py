@@ -37,7 +37,7 @@ def submit_slow_job(cluster: Cluster, out, *flags: str):
     job = cluster.popen_submit(TEST_JOBS / "slow_words.py", SAMPLE, "-o", out, "--delay", "1", "--split-size", "1M",
                                *flags)
     deadline = time.monotonic() + 60
-    while not (out / "_temporary").exists() and time.monotonic() < deadline:  # the job was accepted
+    while not any(cluster.dir.glob("data-*/job_*")) and time.monotonic() < deadline:  # a map runs: accepted
         assert job.poll() is None, job.stderr.read()
         time.sleep(0.1)
     return job
