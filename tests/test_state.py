@@ -6,6 +6,7 @@ import hashlib
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -49,6 +50,16 @@ def test_a_running_job_and_its_commits_survive_closing_and_reopening(tmp_path):
     assert first.tasks[1].map_output["path"] == "/data/w1/job/map-1.arrow" and first.tasks[2].files == ["part-00001"]
     assert (second.job_id, second.tasks) == ("job_2", [])
     assert record["state"] == "running" and record["report"] is None and record["name"] == "WordCount"
+
+
+def test_the_database_is_wal_synchronous_full_and_private(tmp_path):
+    with StateStore(str(tmp_path / "state")) as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: every commit is fsynced
+        other = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        other.close()
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700  # the database holds job code
+    assert stat.S_IMODE((tmp_path / "state" / DATABASE_NAME).stat().st_mode) == 0o600
 
 
 def test_a_batch_is_one_transaction_and_a_recommitted_task_replaces_its_row(tmp_path):
