@@ -78,6 +78,11 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
         click.Option(["--secret-file"], metavar="FILE", envvar="PYMR_SECRET_FILE", default=None,
                      help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
+        click.Option(["--reconnect-timeout"], type=click.FloatRange(min=0), default=120.0, show_default=True,
+                     envvar="PYMR_RECONNECT_TIMEOUT", metavar="SECONDS",
+                     help="With --coordinator: how long to keep trying to reach a coordinator that went away "
+                          "(restarted with --state-dir, it resumes the job and this command follows it to the "
+                          "end) [env PYMR_RECONNECT_TIMEOUT]."),
         click.Option(["--job", "job_name"], metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
         click.Option(["--input-format"], metavar="NAME", default=None,
@@ -153,6 +158,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
         input_format=kwargs["input_format"], files=list(kwargs["files"]),
+        reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
     )
     from .runners import run_job
 
@@ -251,6 +257,15 @@ class ProgressDisplay:
         elif phase != self.last and time.monotonic() - self.last_s >= 1.0:
             self.stream.write(line + "\n")
             self.last, self.last_s = phase, time.monotonic()
+
+    def notice(self, text: str) -> None:
+        """A line about the job's connection (lost, found again), not overwritten by progress."""
+        if self.tty:
+            self.stream.write("\r" + f"pymr: {text}".ljust(len(self.last)) + "\n")
+            self.last = ""
+        else:
+            self.stream.write(f"pymr: {text}\n")
+        self.stream.flush()
 
     def end(self) -> None:
         if self.tty and self.last:

@@ -514,6 +514,21 @@ class Coordinator:
         if active is not None:
             self._apply(active, sched.cancel(active.run, msg.body.get("reason", "cancelled by the user")))
 
+    def _on_watch(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        """A client follows a job by its id (its own after a restart, or one submitted
+        elsewhere): it becomes the job's client and hears where the job is now. The
+        answer carries ``watch`` so the client can tell it from progress sent before."""
+        job_id = msg.body["job_id"]
+        active = self.jobs.get(job_id)
+        if active is not None:
+            active.client = identity
+            self._send(identity, proto.PROGRESS, {"job_id": job_id, "elapsed_s": time.monotonic() - active.started_s,
+                                                  "watch": True, **active.run.counts()})
+        elif job_id in self.finished:
+            self._send(identity, proto.FINISHED, self.finished[job_id])
+        else:
+            self._send(identity, proto.REJECTED, {"job_id": job_id, "error": "unknown job", "type": "ClusterError"})
+
     def _send_progress(self) -> None:
         now = time.monotonic()
         for active in self.jobs.values():

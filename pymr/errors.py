@@ -65,6 +65,13 @@ class ClusterError(PymrError):
     exit_code = 3
 
 
+class StateError(PymrError):
+    """The coordinator's state dir cannot be used: locked by another coordinator, written by
+    a newer pymr, corrupt or unreadable. Nothing in it is deleted."""
+
+    exit_code = 2
+
+
 class JobFailed(PymrError):
     """A job did not finish: a task kept failing, or the job was cancelled.
 

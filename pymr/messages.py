@@ -183,6 +183,7 @@ TO_COORDINATOR: dict[str, Check] = {
     proto.BYE: record(),
     proto.SUBMIT: record({"spec": SPEC}, {"request_id": text(64), "versions": VERSIONS}),
     proto.CANCEL_JOB: record({"job_id": text(ID)}, {"reason": text(TEXT)}),
+    proto.WATCH: record({"job_id": text(ID)}),
     proto.WORKER_LOST: record({"worker_id": text(ID)}, {"reason": text(TEXT)}),
 }
 

@@ -11,7 +11,7 @@ bulk data never travels through the coordinator.
 
 Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
-Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP.
+Client -> coordinator: SUBMIT, WATCH, CANCEL_JOB, WORKER_LOST, STOP.
 Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
 Reducer -> a worker's shuffle server: FETCH_INDEX, FETCH_BATCH; back: INDEX, BATCH, FETCH_ERROR.
 """
@@ -55,11 +55,12 @@ FETCH_BATCH = "fetch_batch"
 INDEX = "index"
 BATCH = "batch"
 FETCH_ERROR = "fetch_error"
+WATCH = "watch"  # a client follows a job by its id (after the coordinator restarted, or from elsewhere)
 
 KINDS = frozenset(
     {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL,
      JOB_ENDED, SHUTDOWN, SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
-     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR}
+     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR, WATCH}
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny

@@ -42,7 +42,9 @@ from .security import ClusterKey, Security, generate_key, read_key_file, write_k
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[dict[str, Any]], None]
-SILENCE_LIMIT_S = 60.0  # the coordinator sends progress at least every 5 s
+LOST_AFTER_S = 15.0  # the coordinator sends progress at least every 5 s: three missed, it is presumed gone
+RECONNECT_TIMEOUT_S = 120.0  # how long a client keeps trying to reach a coordinator that went away
+WATCH_INTERVAL_S = 1.0
 _REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError, "ClusterError": ClusterError,
                "StorageError": StorageError}
 
@@ -94,8 +96,10 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             secret_file: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
-            on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
-    """Run a job to completion and return its result (see ``Job.run``)."""
+            on_progress: ProgressCallback | None = None, reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
+            on_notice: Callable[[str], None] | None = None, **settings: Any) -> JobResult:
+    """Run a job to completion and return its result (see ``Job.run``); with ``coordinator``,
+    ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s."""
     files = [*job_class.files, *files]
     if output is None:
         output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
@@ -119,7 +123,7 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
         report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
     elif coordinator:
         key = read_key_file(secret_file) if secret_file else None
-        with Client(coordinator, key) as client:
+        with Client(coordinator, key, reconnect_timeout_s=reconnect_timeout_s, on_notice=on_notice) as client:
             code = dump_job(job_class, options, files)
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
@@ -322,13 +326,24 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
 
 # -- client ---------------------------------------------------------------------------------
 class Client:
-    """Submits a job to a coordinator and follows it to the end."""
+    """Submits a job to a coordinator and follows it to the end.
 
-    def __init__(self, address: str, key: ClusterKey | None = None, connect_timeout_s: float = 10.0):
+    If the coordinator goes away (its connection drops, or nothing is heard from it for
+    ``LOST_AFTER_S``) the client keeps trying for ``reconnect_timeout_s``: it sends
+    WATCH with the job's id every ``WATCH_INTERVAL_S`` until a coordinator on the same
+    address answers where the job is (a coordinator with a state dir resumes its jobs
+    when it restarts), then follows the job to its end as before.
+    """
+
+    def __init__(self, address: str, key: ClusterKey | None = None, connect_timeout_s: float = 10.0,
+                 reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None):
         self.address = address
         self.connect_timeout_s = connect_timeout_s
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.on_notice = on_notice  # told, in a sentence, when contact is lost and found again
         self.context = zmq.Context()
         self.socket = Security(self.context, key).client(proto.configure(self.context.socket(zmq.DEALER)))
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.socket.connect(address)
         self.job_id: str | None = None
 
@@ -339,6 +354,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
         self.context.destroy(linger=0)
 
@@ -386,19 +403,26 @@ class Client:
             raise
 
     def wait(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        last_heard = time.monotonic()
-        while True:
-            msg = self.receive(1.0)
-            if msg is None or msg.body.get("job_id") != job_id:
-                if time.monotonic() - last_heard > SILENCE_LIMIT_S:
-                    raise ClusterError(f"lost contact with the coordinator at {self.address}: nothing heard for "
-                                       f"{SILENCE_LIMIT_S:g} s; job {job_id} may still be running there")
-                continue
-            last_heard = time.monotonic()
-            if msg.kind == proto.PROGRESS and on_progress is not None:
-                on_progress(msg.body)
-            elif msg.kind == proto.FINISHED:
-                return _finished(msg)
+        """Follow a job this client submitted to its end, through coordinator restarts."""
+        return _Follower(self, job_id, on_progress, by_id=False).run()
+
+    def follow(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Follow a job by its id (submitted elsewhere, or before a restart) to its end;
+        this client then gets its progress and its end instead of the one that submitted it."""
+        return _Follower(self, job_id, on_progress, by_id=True).run()
+
+    def connection_dropped(self) -> bool:
+        """Whether the connection to the coordinator dropped since last asked (ZeroMQ
+        reconnects by itself; a drop is how a coordinator that restarted shows)."""
+        dropped = False
+        while self.monitor.poll(0):
+            self.monitor.recv_multipart()  # only EVENT_DISCONNECTED is subscribed to
+            dropped = True
+        return dropped
+
+    def notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(text)
 
     def _await_finish(self, job_id: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -406,6 +430,85 @@ class Client:
             msg = self.receive(deadline - time.monotonic())
             if msg is not None and msg.kind == proto.FINISHED and msg.body.get("job_id") == job_id:
                 return
+
+
+class _Follower:
+    """Follows one job on a coordinator: progress until FINISHED, and WATCH while out of contact.
+
+    ``lost_s`` is when contact was found lost (None while in contact); until a WATCH is
+    answered, WATCH is resent every ``WATCH_INTERVAL_S``, and after ``reconnect_timeout_s``
+    the client gives up (exit 3) saying how to follow the job later.
+    """
+
+    def __init__(self, client: Client, job_id: str, on_progress: ProgressCallback | None, by_id: bool):
+        self.client, self.job_id, self.on_progress, self.by_id = client, job_id, on_progress, by_id
+        self.last_heard_s = time.monotonic()
+        self.lost_s: float | None = time.monotonic() if by_id else None
+        self.dropped = False  # the connection dropped while out of contact: the coordinator restarted
+        self.next_watch_s = 0.0
+        client.connection_dropped()  # forget drops before the job was accepted
+
+    def run(self) -> dict[str, Any]:
+        while True:
+            msg = self.client.receive(0.25)
+            self._check_contact()
+            if msg is not None and msg.body.get("job_id") == self.job_id:
+                self.last_heard_s = time.monotonic()
+                if msg.kind == proto.FINISHED:
+                    self._found(ended=True)
+                    return _finished(msg)
+                if msg.kind == proto.REJECTED:
+                    raise ClusterError(self._unknown_job())
+                if msg.kind == proto.PROGRESS:
+                    if msg.body.get("watch"):
+                        self._found(ended=False)
+                    if self.on_progress is not None:
+                        self.on_progress(msg.body)
+            if self.lost_s is not None:
+                self._watch()
+
+    def _check_contact(self) -> None:
+        now = time.monotonic()
+        timeout = self.client.reconnect_timeout_s
+        if self.client.connection_dropped() and not self.dropped:
+            self.dropped = True
+            if self.lost_s is None:
+                self.lost_s = now
+                self.client.notice(f"lost the connection to the coordinator at {self.client.address}; waiting up "
+                                   f"to {timeout:g} s for it to come back (--reconnect-timeout)")
+        if self.lost_s is None and now - self.last_heard_s > LOST_AFTER_S:
+            self.lost_s = now
+            self.client.notice(f"nothing heard from the coordinator at {self.client.address} for {LOST_AFTER_S:g} s; "
+                               f"trying to reach it for up to {timeout:g} s (--reconnect-timeout)")
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        if now - self.lost_s > self.client.reconnect_timeout_s:  # type: ignore[operator]
+            raise ClusterError(f"lost contact with the coordinator at {self.client.address}: no answer for "
+                               f"{self.client.reconnect_timeout_s:g} s (--reconnect-timeout); job {self.job_id} may "
+                               f"still be running there: follow it with `pymr status {self.job_id}` or on the "
+                               "coordinator's status page")
+        if now >= self.next_watch_s:
+            try:
+                self.client.send(proto.WATCH, {"job_id": self.job_id})
+            except ClusterError:  # the queue to an absent coordinator is full: try again later
+                pass
+            self.next_watch_s = now + WATCH_INTERVAL_S
+
+    def _found(self, ended: bool) -> None:
+        """A WATCH was answered (or the job's end arrived): contact is back."""
+        if self.lost_s is not None and not self.by_id:
+            how = "restarted" if self.dropped else "answers again"
+            now = "had ended meanwhile" if ended else ("resumed there" if self.dropped else "is still running")
+            self.client.notice(f"the coordinator at {self.client.address} {how}; job {self.job_id} {now}")
+        self.lost_s, self.dropped, self.by_id = None, False, False
+
+    def _unknown_job(self) -> str:
+        address = self.client.address
+        if self.by_id:
+            return f"the coordinator at {address} does not know job {self.job_id} (it never ran there, or ended long ago)"
+        return (f"the coordinator at {address} restarted and does not know job {self.job_id} (without --state-dir "
+                "it keeps no state of its jobs): the job is lost; submit it again")
 
 
 def _finished(msg: proto.Message) -> dict[str, Any]:
