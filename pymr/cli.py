@@ -380,19 +380,30 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
 @click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
-def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> None:
+@click.option("--state-dir", envvar="PYMR_STATE_DIR", metavar="DIR", default=None,
+              help="Keep the cluster's state (jobs, task commits, finished jobs) in an SQLite database in DIR, so "
+                   "that a coordinator started again on it resumes the jobs that were running [env PYMR_STATE_DIR]. "
+                   "Without it, a coordinator that stops loses its running jobs.")
+def coordinator(bind: str, secret_file: str | None, worker_timeout: float, state_dir: str | None) -> None:
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
-    Several jobs may run at once; tasks go to workers oldest job first. Stopping the
-    coordinator cancels its running jobs (their output is removed); workers wait
-    for it to come back.
+    Several jobs may run at once; tasks go to workers oldest job first. Without
+    --state-dir, stopping the coordinator cancels its running jobs (their output is
+    removed); with it, they resume when a coordinator starts again on the same
+    --state-dir, and the `pymr submit` processes waiting for them follow them to the
+    end. Workers wait for the coordinator to come back.
     """
     import signal
 
     from .coordinator import Coordinator
 
     key = _key_or_exit(secret_file, bind, "coordinator")
-    service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # jobs, workers and failures are this service's news
+        logging.getLogger("pymr.coordinator").setLevel(logging.INFO)
+    try:
+        service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key, state_dir=state_dir)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:

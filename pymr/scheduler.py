@@ -191,6 +191,7 @@ class JobRun:
     worker_failures: dict[str, int] = field(default_factory=dict)
     excluded: set[str] = field(default_factory=set)
     failed_attempts: int = 0
+    attempt_offset: int = 0  # added to attempt numbers: a resumed job's never reuse an earlier coordinator's
     outputs_on: dict[str, set[Task]] = field(default_factory=dict)  # worker -> its DONE maps, whose output it holds
     map_bytes_total: int = 0
     map_bytes_done: int = 0
@@ -282,6 +283,10 @@ def _next_pending(job: JobRun, phase: Phase, worker_id: str, live: Collection[st
     for i, task in enumerate(phase.retries):
         if i >= RETRY_SCAN:
             break
+        if task.state != TaskState.PENDING:  # restored as done meanwhile
+            del phase.retries[i]
+            task.queued = False
+            break
         if worker_id not in task.failed_on:
             del phase.retries[i]
             return task
@@ -316,7 +321,8 @@ def _next_backup(phase: Phase, worker_id: str) -> Task | None:
 
 def _start_attempt(job: JobRun, task: Task, worker_id: str, now_s: float, backup: bool) -> tuple[Task, Attempt]:
     task.queued = False
-    attempt = Attempt(f"{job.job_id}-{task.task_id}-{len(task.attempts)}", worker_id, now_s, backup=backup)
+    number = job.attempt_offset + len(task.attempts)
+    attempt = Attempt(f"{job.job_id}-{task.task_id}-{number}", worker_id, now_s, backup=backup)
     task.attempts.append(attempt)
     task.state = TaskState.RUNNING
     job.attempts_by_id[attempt.attempt_id] = (task, attempt)
@@ -362,6 +368,30 @@ def find_stragglers(job: JobRun, now_s: float) -> int:
             phase.backups.append(task)
             queued += 1
     return queued
+
+
+def restore(job: JobRun, task: Task, attempt_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+    """Mark a PENDING task DONE as an earlier coordinator committed it (recovery), with no
+    effects: nothing is to be done about it. Returns whether it was restored."""
+    if task.state != TaskState.PENDING or job.state != JobState.RUNNING:
+        return False
+    attempt = Attempt(attempt_id, worker_id, 0.0, state="succeeded", finished_s=0.0)
+    task.attempts.append(attempt)
+    job.attempts_by_id[attempt_id] = (task, attempt)
+    task.state, task.winner, task.result = TaskState.DONE, attempt, result
+    job.phase_of(task).done += 1
+    if task.kind == "map":
+        job.map_bytes_done += task.input_bytes
+        job.outputs_on.setdefault(worker_id, set()).add(task)
+    return True
+
+
+def finish_restored(job: JobRun) -> list[Effect]:
+    """After recovery: a job whose last phase is all restored has succeeded."""
+    if job.state == JobState.RUNNING and (job.reduce_phase if job.reduces else job.map_phase).complete:
+        job.state = JobState.SUCCEEDED
+        return [Effect("job_succeeded")]
+    return []
 
 
 # -- ends of attempts -----------------------------------------------------------------------

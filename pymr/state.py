@@ -19,7 +19,8 @@ that were running instead of losing them. What it holds, and when each row is wr
 Schema (``PRAGMA user_version`` = ``SCHEMA_VERSION``)::
 
     jobs(job_id TEXT PRIMARY KEY, name, spec JSON, code BLOB NULL, client_id,
-         submitted_unix_s REAL, state TEXT, error TEXT NULL, report JSON NULL, ended_unix_s REAL NULL)
+         submitted_unix_s REAL, state TEXT, error TEXT NULL, report JSON NULL, ended_unix_s REAL NULL,
+         restarts INTEGER)
     task_commits(job_id, kind 'map'|'reduce', task_index INTEGER, attempt_id, worker_id,
                  result JSON, committed_unix_s REAL, PRIMARY KEY (job_id, kind, task_index))
 
@@ -76,7 +77,8 @@ CREATE TABLE jobs (
     state TEXT NOT NULL,
     error TEXT,
     report TEXT,
-    ended_unix_s REAL
+    ended_unix_s REAL,
+    restarts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_by_end ON jobs (ended_unix_s) WHERE ended_unix_s IS NOT NULL;
 CREATE TABLE task_commits (
@@ -175,6 +177,13 @@ class StateStore:
             if db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone() != ("running",):
                 raise ValueError(f"job {job_id} is not a running job in {self.path}")
             db.executemany("INSERT OR REPLACE INTO task_commits VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def count_restart(self, job_id: str) -> int:
+        """Count one more coordinator start that resumed the job; returns the new count
+        (the resumed job numbers its attempts past any the earlier coordinators made)."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET restarts = restarts + 1 WHERE job_id = ?", (job_id,))
+            return db.execute("SELECT restarts FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
 
     def end_job(self, job_id: str, state: str, error: str | None, report: dict[str, Any]) -> None:
         """Record how a job ended, before its client is told; drop what only recovery needed,

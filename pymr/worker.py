@@ -44,6 +44,7 @@ JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
 MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
 STALE_JOB_AGE_S = 24 * 3600.0
 MAX_QUEUED = 1000
+MAP_OUTPUT = "map.arrow"  # in data_dir/JOB/ATTEMPT/
 
 
 class Worker:
@@ -105,11 +106,23 @@ class Worker:
                                     "shuffle_address": self.shuffle.address, "versions": proto.versions(),
                                     "incarnation": self.incarnation, "running": self._running(),
                                     "seq": self.last_seq, "jobs": self._jobs_on_disk(),
-                                    "jobs_loaded": sorted(self.jobs)})
+                                    "jobs_loaded": sorted(self.jobs), "map_outputs": self._map_outputs_on_disk()})
 
     def _running(self) -> list[str]:
         """The attempts this worker runs or has queued."""
         return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
+
+    def _map_outputs_on_disk(self) -> list[str]:
+        """The attempts whose map output is in the data dir: a coordinator that restarted
+        counts the committed ones as done instead of running them again."""
+        held = []
+        for job_id in self._jobs_on_disk():
+            job_dir = os.path.join(self.data_dir, job_id)
+            try:
+                held += [a for a in os.listdir(job_dir) if os.path.isfile(os.path.join(job_dir, a, MAP_OUTPUT))]
+            except OSError:
+                continue
+        return held[:messages.MAX_IDS]
 
     def _jobs_on_disk(self) -> list[str]:
         """The jobs that have a folder in the data dir (map outputs, scratch files, logs)."""
@@ -271,7 +284,7 @@ class Worker:
                 continue
             if task["kind"] == "map":
                 task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
-                                                  task["attempt_id"], "map.arrow")
+                                                  task["attempt_id"], MAP_OUTPUT)
             elif table is None or table[0] != task.get("map_outputs_version"):
                 self._report_failure(task, {"type": MISSING_BLOB, "message": "the map output table never arrived"})
                 continue

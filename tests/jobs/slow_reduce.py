@@ -1,5 +1,6 @@
-"""Counts words; each reduce task first leaves a marker file in --marker-dir (so a test
-knows reduces are running) and sleeps --reduce-delay seconds."""
+"""Counts words; each map task first sleeps --map-delay seconds; each reduce task first
+leaves a marker file in --marker-dir (so a test knows reduces are running) and sleeps
+--reduce-delay seconds."""
 import os
 import time
 import uuid
@@ -11,7 +12,11 @@ class SlowReduce(pymr.Job):
     options = [
         pymr.Option("marker-dir", str, default=None),
         pymr.Option("reduce-delay", float, default=0.0),
+        pymr.Option("map-delay", float, default=0.0),
     ]
+
+    def map_init(self):
+        time.sleep(self.options.map_delay)
 
     def map(self, key, line):
         for word in line.split():
