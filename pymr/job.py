@@ -348,6 +348,9 @@ def _import_script(script: Path):
         raise JobScriptError(f"{script}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    folder = str(script.resolve().parent)
+    if folder not in sys.path:  # as ``python job.py`` does: modules beside the script import
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -357,8 +360,10 @@ def _import_script(script: Path):
         del sys.modules[module_name]
         if isinstance(exc, KeyboardInterrupt):
             raise
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
-        raise JobScriptError(f"{script}: failed to import:\n{detail.rstrip()}") from None
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)).rstrip()
+        if isinstance(exc, ModuleNotFoundError):
+            detail += f"\n(modules beside the script are found; name others with --py-files PATH, or install them)"
+        raise JobScriptError(f"{script}: failed to import:\n{detail}") from None
     # The worker has no copy of the script: ship its functions and classes by value.
     cloudpickle.register_pickle_by_value(module)
     return module
