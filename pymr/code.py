@@ -38,6 +38,7 @@ import cloudpickle
 from .errors import InputError, JobScriptError
 
 _DYNAMIC = "<dynamic-code>"
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
 MAX_SIDE_FILE_BYTES = 64 * 1024 * 1024
@@ -58,20 +59,27 @@ def dump_job(job_class: type, options: dict[str, Any], files: Sequence[str] = ()
         source = inspect.getsourcefile(job_class)
     except TypeError:
         source = None
-    try:
-        code = cloudpickle.dumps((job_class, options, source))
-    except Exception as exc:
-        raise JobScriptError(find_unsendable(job_class, options) or
-                             f"job {job_class.__name__} cannot be sent to workers: {type(exc).__name__}: {exc}") from None
+    code = check_sendable(job_class, options, source)
     modules = read_modules(job_modules(job_class, py_files))
     return pickle.dumps({"code": code, "modules": modules, "files": read_side_files(files)}, protocol=5)
 
 
-def check_sendable(job_class: type, options: dict[str, Any]) -> None:
-    """Fail as ``dump_job`` would for what cannot be sent, without shipping (inline mode)."""
-    problem = find_unsendable(job_class, options)
-    if problem:
-        raise JobScriptError(problem)
+def check_sendable(job_class: type, options: dict[str, Any], source: str | None = None) -> bytes:
+    """The job class and options pickled, or ``JobScriptError`` naming what cannot be sent.
+
+    Inline mode calls this too, so a job that cannot run on workers does not run inline.
+    An open file is refused even where cloudpickle would send a copy of a file open for
+    reading: every task would then read its own copy from the start, where inline mode
+    shares one file position, so the results would differ.
+    """
+    problem = find_unsendable(job_class, options, try_pickling=False)
+    if problem is None:
+        try:
+            return cloudpickle.dumps((job_class, options, source))
+        except Exception as exc:
+            problem = (find_unsendable(job_class, options, try_pickling=True) or
+                       f"job {job_class.__name__} cannot be sent to workers: {type(exc).__name__}: {exc}")
+    raise JobScriptError(problem)
 
 
 def job_folder(job_class: type) -> str:
@@ -254,10 +262,10 @@ def local_side_files(paths: Sequence[str]) -> dict[str, str]:
 
 
 # -- what cannot be sent ----------------------------------------------------------------------
-def find_unsendable(job_class: type, options: dict[str, Any]) -> str | None:
+def find_unsendable(job_class: type, options: dict[str, Any], try_pickling: bool = True) -> str | None:
     """``"WordCount.log_file: an open file cannot be sent to workers; ..."`` for the first
-    class attribute, global used by the job's code, or option value that will not
-    pickle; None if all of them do."""
+    class attribute, global used by the job's code, or option value that is an open
+    file, a lock or a socket, or (``try_pickling``) will not pickle; None if none is."""
     seen: set[int] = set()
     for cls in job_class.__mro__:
         if cls is object or _is_pymr(cls.__module__):
@@ -265,18 +273,17 @@ def find_unsendable(job_class: type, options: dict[str, Any]) -> str | None:
         for attr, value in vars(cls).items():
             if attr.startswith("__") and attr.endswith("__"):
                 continue
-            where = f"{job_class.__name__}.{attr}"
-            problem = _unsendable_in(value, where, seen)
+            problem = _unsendable_in(value, f"{job_class.__name__}.{attr}", seen, try_pickling)
             if problem:
                 return problem
     for name, value in options.items():
-        if not _pickles(value):
+        if _unsendable(value, try_pickling):
             return f"option {name}: {_why(value)}"
     return None
 
 
-def _unsendable_in(value: Any, where: str, seen: set[int]) -> str | None:
-    """What in ``value`` (a function's globals and closure, recursively) will not pickle."""
+def _unsendable_in(value: Any, where: str, seen: set[int], try_pickling: bool) -> str | None:
+    """What in ``value`` (a function's globals and closure, recursively) cannot be sent."""
     if id(value) in seen:
         return None
     seen.add(id(value))
@@ -284,9 +291,9 @@ def _unsendable_in(value: Any, where: str, seen: set[int]) -> str | None:
         value = value.__func__
     if isinstance(value, property):
         accessors = [a for a in (value.fget, value.fset, value.fdel) if a is not None]
-        return next(filter(None, (_unsendable_in(a, where, seen) for a in accessors)), None)
+        return next(filter(None, (_unsendable_in(a, where, seen, try_pickling) for a in accessors)), None)
     if not isinstance(value, types.FunctionType):
-        return None if _pickles(value) else f"{where}: {_why(value)}"
+        return f"{where}: {_why(value)}" if _unsendable(value, try_pickling) else None
     if not _by_value(value):
         return None
     used = dict(zip(value.__code__.co_freevars, (c.cell_contents for c in value.__closure__ or ()
@@ -295,10 +302,16 @@ def _unsendable_in(value: Any, where: str, seen: set[int]) -> str | None:
     for name, inner in used.items():
         if isinstance(inner, types.ModuleType):
             continue
-        problem = _unsendable_in(inner, f"{name} (a global used by {where})", seen)
+        problem = _unsendable_in(inner, f"{name} (a global used by {where})", seen, try_pickling)
         if problem:
             return problem
     return None
+
+
+def _unsendable(value: Any, try_pickling: bool) -> bool:
+    if isinstance(value, (io.IOBase, socket.socket, *_LOCK_TYPES)):
+        return True
+    return try_pickling and not _pickles(value)
 
 
 def _by_value(function: types.FunctionType) -> bool:
@@ -335,14 +348,11 @@ def _pickles(value: Any) -> bool:
     return True
 
 
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
-
-
 def _why(value: Any) -> str:
-    if isinstance(value, io.IOBase) or hasattr(value, "fileno") and hasattr(value, "read") and             not isinstance(value, socket.socket):
+    if isinstance(value, io.IOBase):
         return "an open file cannot be sent to workers; open it in map_init (or reduce_init)"
-    if isinstance(value, _LOCK_TYPES) or type(value).__module__ in ("threading", "_thread", "multiprocessing.synchronize"):
-        return f"a {type(value).__name__} cannot be sent to workers; create it in map_init (or reduce_init)"
+    if isinstance(value, _LOCK_TYPES):
+        return "a lock cannot be sent to workers; create it in map_init (or reduce_init)"
     if isinstance(value, socket.socket):
         return "a socket cannot be sent to workers; open it in map_init (or reduce_init)"
     return (f"a {type(value).__module__}.{type(value).__qualname__} cannot be sent to workers (it will not "
