@@ -104,33 +104,32 @@ def side_file_paths(job_class: type, given: Sequence[str] = ()) -> list[str]:
 
 def read_side_files(paths: Sequence[str]) -> dict[str, bytes]:
     """``{relative name: contents}`` of files and folders (``folder/inner/name``) to ship."""
-    contents: dict[str, bytes] = {}
-    for given in paths:
-        path = os.path.abspath(given)
+    for path in paths:
         if not os.path.exists(path):
-            raise InputError(f"side file not found: {path}")
-        contents.update(_read_tree(path))
-    total = sum(map(len, contents.values()))
-    if total > MAX_SIDE_FILE_BYTES:
-        raise InputError(f"side files hold {total} bytes; they are for small files (at most "
-                         f"{MAX_SIDE_FILE_BYTES} bytes): read big data as input instead")
-    return contents
+            raise InputError(f"side file not found: {os.path.abspath(path)}")
+    return _read_trees(paths, MAX_SIDE_FILE_BYTES, "side files hold {total} bytes; they are for small files (at "
+                       "most {limit} bytes): read big data as input instead")
 
 
-def _read_tree(path: str) -> dict[str, bytes]:
-    """``{name relative to the parent of path: contents}`` of a file, or of a folder's files."""
-    base = os.path.dirname(path)
-    if os.path.isfile(path):
-        walked = [path]
-    else:
-        walked = []
+def _read_trees(paths: Sequence[str], limit: int, too_big: str) -> dict[str, bytes]:
+    """``{name relative to each path's parent: contents}`` of files and of folders' files,
+    refused (``too_big``) before anything is read if they hold more than ``limit`` bytes."""
+    files: dict[str, str] = {}
+    for path in map(os.path.abspath, paths):
+        base = os.path.dirname(path)
+        if os.path.isfile(path):
+            files[os.path.relpath(path, base)] = path
+            continue
         for root, folders, names in os.walk(path):
             folders[:] = sorted(f for f in folders if f not in _SKIPPED_FOLDERS)
-            walked += [os.path.join(root, name) for name in sorted(names)]
+            files.update((os.path.relpath(os.path.join(root, n), base), os.path.join(root, n)) for n in sorted(names))
+    total = sum(map(os.path.getsize, files.values()))
+    if total > limit:
+        raise InputError(too_big.format(total=total, limit=limit))
     contents = {}
-    for file in walked:
+    for name, file in files.items():
         with open(file, "rb") as f:
-            contents[os.path.relpath(file, base)] = f.read()
+            contents[name] = f.read()
     return contents
 
 
@@ -156,14 +155,8 @@ def job_modules(job_class: type, py_files: Sequence[str] = ()) -> list[str]:
 
 def read_modules(paths: Sequence[str]) -> dict[str, bytes]:
     """``{name under the job's module folder: contents}`` of the files and folders to ship."""
-    contents: dict[str, bytes] = {}
-    for path in paths:
-        contents.update(_read_tree(path))
-    total = sum(map(len, contents.values()))
-    if total > MAX_MODULE_BYTES:
-        raise InputError(f"the job's helper modules hold {total} bytes (at most {MAX_MODULE_BYTES}): "
-                         "install big libraries on the workers instead of shipping them")
-    return contents
+    return _read_trees(paths, MAX_MODULE_BYTES, "the job's helper modules hold {total} bytes (at most {limit}): "
+                       "install big libraries on the workers instead of shipping them")
 
 
 def importable(py_files: Sequence[str]) -> None:
@@ -224,8 +217,14 @@ def load_job(blob: bytes, folder: str) -> tuple[type, dict[str, Any], dict[str, 
 
 
 def forget_job(folder: str) -> None:
-    """Take a finished job's modules off ``sys.path`` (its files are deleted by the caller)."""
+    """Take a finished job's modules off ``sys.path`` and out of ``sys.modules`` (its
+    files are deleted by the caller), so a long-lived executor does not pile them up."""
+    folder = os.path.abspath(folder)
     sys.path[:] = [p for p in sys.path if not _within(os.path.abspath(p), folder)]
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and _within(os.path.abspath(path), folder):
+            del sys.modules[name]
 
 
 def _put_first_on_path(modules: str, names: dict[str, bytes]) -> None:
