@@ -377,7 +377,8 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> No
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
     Several jobs may run at once; tasks go to workers oldest job first. Stopping the
-    coordinator cancels its running jobs (their output is removed); workers wait
+    coordinator cancels its running jobs (what they wrote is removed; the old output of an
+    --overwrite job is kept); workers wait
     for it to come back.
     """
     import signal

@@ -57,7 +57,7 @@ def dump_job(job_class: type, options: dict[str, Any], files: Sequence[str] = ()
         cloudpickle.register_pickle_by_value(module)
     try:
         source = inspect.getsourcefile(job_class)
-    except TypeError:
+    except (TypeError, OSError):  # a class typed into a notebook or ``python -c`` has no file
         source = None
     code = check_sendable(job_class, options, source)
     modules = read_modules(job_modules(job_class, py_files))

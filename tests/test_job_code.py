@@ -86,15 +86,35 @@ def test_job_run_from_python_ships_its_helpers(text, inline):
         shutil.rmtree(result.output_dir)  # a run without output= leaves its result for the caller
 
 
+NOTEBOOK_CELL = """
+import pymr
+from helpers import tokenize          # beside the notebook: its current folder
+
+class Cell(pymr.Job):
+    def map(self, key, line):
+        for word in tokenize(line):
+            yield word, 1
+
+    def reduce(self, word, counts):
+        yield word, sum(counts)
+
+print(dict(Cell.run([{text!r}], coordinator={address!r}, secret_file={key!r})))
+"""
+
+
 def test_cluster_mode_ships_helpers_to_workers_in_another_folder(pymr, tmp_path, text):
     cluster = Cluster(tmp_path, workers=2)  # its workers run in the repository's folder, not the script's
     try:
-        result = run_elsewhere(pymr, tmp_path, "-m", "pymr", "submit", WORDJOB, text, "-o", tmp_path / "out",
-                               "--split-size", "512", "--reducers", "2", *cluster.submit_args())
+        submitted = run_elsewhere(pymr, tmp_path, "-m", "pymr", "submit", WORDJOB, text, "-o", tmp_path / "out",
+                                  "--split-size", "512", "--reducers", "2", *cluster.submit_args())
+        cell = NOTEBOOK_CELL.format(text=str(text), address=cluster.address, key=str(cluster.key))
+        notebook = run_elsewhere(pymr, BESIDE, "-c", cell)  # a class with no file: its folder is the current one
     finally:
         cluster.stop()
-    assert result.returncode == 0, result.stderr
+    assert submitted.returncode == 0, submitted.stderr
     assert {k: int(v) for k, v in text_pairs(tmp_path / "out").items()} == expected_words()
+    assert notebook.returncode == 0, notebook.stderr
+    assert eval(notebook.stdout) == Counter(TEXT.lower().split())
 
 
 @pytest.mark.parametrize("packed", ["zip", "py"])
