@@ -76,7 +76,7 @@ def check_sendable(job_class: type, options: dict[str, Any], source: str | None 
     if problem is None:
         try:
             return cloudpickle.dumps((job_class, options, source))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (then named below, whatever pickling raised)
             problem = (find_unsendable(job_class, options, try_pickling=True) or
                        f"job {job_class.__name__} cannot be sent to workers: {type(exc).__name__}: {exc}")
     raise JobScriptError(problem)
@@ -315,19 +315,14 @@ def _unsendable(value: Any, try_pickling: bool) -> bool:
 
 def _by_value(function: types.FunctionType) -> bool:
     """Whether cloudpickle sends ``function`` by value (else by reference, which always pickles)."""
-    module = sys.modules.get(getattr(function, "__module__", None) or "")
-    if module is None or function.__module__ == "__main__":
-        return True
-    try:
-        return cloudpickle.cloudpickle._should_pickle_by_reference(function) is False
-    except Exception:
-        return True
+    name = getattr(function, "__module__", None) or ""
+    return name == "__main__" or name not in sys.modules or name in cloudpickle.list_registry_pickle_by_value()
 
 
 def _has_contents(cell: types.CellType) -> bool:
     try:
-        cell.cell_contents
-    except ValueError:
+        _ = cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
         return False
     return True
 
@@ -342,7 +337,7 @@ def _names_used(code: types.CodeType) -> Iterator[str]:
 def _pickles(value: Any) -> bool:
     try:
         cloudpickle.dumps(value)
-    except Exception:
+    except Exception:  # noqa: BLE001  (whatever a value's __reduce__ raises, it will not pickle)
         return False
     return True
 

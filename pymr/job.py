@@ -374,7 +374,7 @@ def _import_script(script: Path):
             raise
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)).rstrip()
         if isinstance(exc, ModuleNotFoundError):
-            detail += f"\n(modules beside the script are found; name others with --py-files PATH, or install them)"
+            detail += "\n(modules beside the script are found; name others with --py-files PATH, or install them)"
         raise JobScriptError(f"{script}: failed to import:\n{detail}") from None
     # The worker has no copy of the script: ship its functions and classes by value.
     cloudpickle.register_pickle_by_value(module)

@@ -23,6 +23,7 @@ import pickle
 import resource
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -30,8 +31,7 @@ import pyarrow.compute as pc
 
 from . import storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
-from .grouping import (Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error,
-                       yielded_at)
+from .grouping import Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error, yielded_at
 from .inputs import Split, input_format
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
@@ -185,7 +185,7 @@ class _YieldingPairs:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if not isinstance(exc, (TypeError, ValueError)) or tb is None:
             return
         while tb.tb_next is not None:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-import pymr
 from cluster import Cluster, free_port
 from conftest import ROOT, TEST_JOBS, text_pairs
+
+import pymr
 
 BESIDE = TEST_JOBS / "helpers_beside"
 WORDJOB = BESIDE / "wordjob.py"

@@ -1,9 +1,10 @@
 """Word count as users lay it out: a helper module and a helper package beside the script,
 and stop words in a side file found beside it. Values are objects of a class from the
 helper package, so a reducer must import it to read the shuffle."""
-import pymr
 from helpers import tokenize
 from textkit import Tally, normalize
+
+import pymr
 
 
 class WordJob(pymr.Job):

@@ -5,8 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers_lib"))
 
-import pymr  # noqa: E402
-from farlib import shout  # noqa: E402
+import pymr
+from farlib import shout
 
 
 class FarJob(pymr.Job):
