@@ -117,13 +117,17 @@ def test_cluster_mode_ships_helpers_to_workers_in_another_folder(pymr, tmp_path,
     assert eval(notebook.stdout) == Counter(TEXT.lower().split())
 
 
-@pytest.mark.parametrize("packed", ["zip", "py"])
+@pytest.mark.parametrize("packed", ["zip", "py", "package"])
 def test_py_files_ship_a_module_from_elsewhere(pymr, tmp_path, text, packed):
     module = TEST_JOBS / "helpers_lib" / "farlib.py"
     if packed == "zip":
         shipped = tmp_path / "farlib.zip"
         with zipfile.ZipFile(shipped, "w") as z:
             z.write(module, "farlib.py")
+    elif packed == "package":
+        shipped = tmp_path / "farlib"
+        shipped.mkdir()
+        shutil.copy(module, shipped / "__init__.py")
     else:
         shipped = module
     result = pymr.run("submit", FARJOB, text, "-o", tmp_path / "out", "-w", "2", "--py-files", shipped)
