@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import JobCancelled, JobFailed, JobScriptError, PymrError
+from .code import importable
 from .inputs import parse_size
 from .job import OUTPUT_FORMATS, Job, Option, load_job_class
 from .errors import describe_error
@@ -93,6 +94,10 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--file", "files"], multiple=True, metavar="PATH",
                      help="A small file or folder to ship to every task, read there at self.files[NAME] "
                           "(repeat for more)."),
+        click.Option(["--py-files", "py_files"], multiple=True, metavar="PATH",
+                     help="A module the job imports that is not beside JOB.py: a .py file, a package folder or "
+                          "a .zip, shipped to every task (repeat for more). Modules beside JOB.py ship by "
+                          "themselves; installed packages must be installed on the workers."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
                      help="Map output held in memory before spilling to disk, per task [default: 128M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
@@ -125,6 +130,7 @@ class SubmitCommand(click.Command):
         if script is not None and os.path.isfile(script):
             name = _value_after(args, "--job")
             try:
+                importable(_values_after(args, "--py-files"))  # the script may import from them
                 job_class = load_job_class(script, name)
             except JobScriptError as exc:
                 raise click.exceptions.Exit(_fail(str(exc), exc.exit_code)) from None
@@ -134,12 +140,18 @@ class SubmitCommand(click.Command):
 
 
 def _value_after(args: list[str], flag: str) -> str | None:
+    values = _values_after(args, flag)
+    return values[0] if values else None
+
+
+def _values_after(args: list[str], flag: str) -> list[str]:
+    values = []
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+            values.append(args[i + 1])
+        elif arg.startswith(flag + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
 
 
 def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs: Any) -> None:
@@ -157,7 +169,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
-        input_format=kwargs["input_format"], files=list(kwargs["files"]),
+        input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
         reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
     )
     from .runners import run_job
@@ -168,7 +180,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
                          on_progress=progress, **settings)
     except KeyboardInterrupt:
         _end_progress(progress)
-        sys.exit(_fail("interrupted: the job was cancelled and its output removed", 130))
+        what = "the old output kept" if kwargs["overwrite"] else "its output removed"
+        sys.exit(_fail(f"interrupted: the job was cancelled and {what}", 130))
     except JobCancelled as exc:
         _end_progress(progress)
         sys.exit(_fail(str(exc), exc.exit_code))
@@ -388,10 +401,10 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float, state
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
     Several jobs may run at once; tasks go to workers oldest job first. Without
-    --state-dir, stopping the coordinator cancels its running jobs (their output is
-    removed); with it, they resume when a coordinator starts again on the same
-    --state-dir, and the `pymr submit` processes waiting for them follow them to the
-    end. Workers wait for the coordinator to come back.
+    --state-dir, stopping the coordinator cancels its running jobs (what they wrote is
+    removed; the old output of an --overwrite job is kept); with it, they resume when a
+    coordinator starts again on the same --state-dir, and the `pymr submit` processes
+    waiting for them follow them to the end. Workers wait for the coordinator to come back.
     """
     import signal
 

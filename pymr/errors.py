@@ -23,6 +23,12 @@ class JobScriptError(PymrError):
     exit_code = 2
 
 
+class OptionError(PymrError):
+    """A job option or setting the job does not have, or a required one missing."""
+
+    exit_code = 2
+
+
 class InputError(PymrError):
     """An input path is missing, unreadable or empty."""
 

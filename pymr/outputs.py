@@ -527,32 +527,99 @@ def _unify_parquet(parts: list[str]) -> None:
 
 # -- results -------------------------------------------------------------------------------
 class JobResult:
-    """A finished job: its output folder, counters and report; iterate it for ``(key, value)``."""
+    """A finished job: its output folder, counters and report; iterate it for ``(key, value)``.
+
+    Pairs come back as the output format keeps them: ``jsonl`` and ``parquet`` give keys
+    and values their JSON types back, and a key that was a tuple comes back a tuple
+    (JSON has only arrays; a key cannot be a list, so an array key was a tuple); a
+    value that was a tuple comes back a list. ``text`` gives each key as its text (a
+    tuple key as the text of a JSON array) and a value that is valid JSON decoded.
+    """
 
     def __init__(self, output_dir: str, output_format: str, counters: dict[str, dict[str, int]], report: dict):
+        #: the folder (or URI) the part files are in
         self.output_dir = output_dir
+        #: ``text``, ``jsonl`` or ``parquet``
         self.output_format = output_format
+        #: ``{group: {name: total}}``, the framework's (group ``pymr``) and the job's own
         self.counters = counters
+        #: the job's report, as written to ``_REPORT.json``: tasks, attempts, times, counters
         self.report = report
 
     def part_files(self) -> list[str]:
+        """The output's part files (paths or URIs), in part order."""
         names = sorted(n for n in storage.listdir(self.output_dir) if n.startswith("part-"))
         return [storage.join(self.output_dir, n) for n in names]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """Every output pair, part file by part file (read from the files, not held in memory)."""
         if self.output_format == "parquet":
             from .parquet_output import read_parquet_pairs
 
             for path in self.part_files():
-                yield from read_parquet_pairs(path)
+                for key, value in read_parquet_pairs(path):
+                    yield _tuple_key(key), value
             return
         for path in self.part_files():
             with io.TextIOWrapper(storage.open_input(path), encoding="utf-8") as f:
                 for line in f:
-                    yield parse_line(line, self.output_format)
+                    key, value = parse_line(line, self.output_format)
+                    yield (_tuple_key(key) if self.output_format == "jsonl" else key), value
+
+    def __len__(self) -> int:
+        """The number of output records (read from the part files, not from counters)."""
+        if self.output_format == "parquet":
+            import pyarrow.parquet as pq
+
+            total = 0
+            for path in self.part_files():
+                with storage.open_input(path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+            return total
+        total = 0
+        for path in self.part_files():
+            with storage.open_input(path) as f:
+                total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return total
+
+    def to_arrow(self) -> Any:
+        """Every pair as a ``pyarrow.Table`` of columns ``key`` and ``value``. A column whose
+        values Arrow cannot hold in one type (tuple keys, mixed types) is JSON text."""
+        import pyarrow as pa
+
+        keys: list[Any] = []
+        values: list[Any] = []
+        for key, value in self:
+            keys.append(key)
+            values.append(value)
+        return pa.table({"key": _arrow_column(keys), "value": _arrow_column(values)})
+
+    def to_pandas(self) -> Any:
+        """Every pair as a ``pandas.DataFrame`` of columns ``key`` and ``value`` (needs pandas,
+        which pymr does not install)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("JobResult.to_pandas() needs pandas (pip install pandas); to_arrow() does not") from None
+        return self.to_arrow().to_pandas()
 
     def counter(self, group: str, name: str) -> int:
+        """One counter's total (0 if it was never incremented)."""
         return self.counters.get(group, {}).get(name, 0)
 
     def __repr__(self) -> str:
         return f"JobResult(output_dir={self.output_dir!r})"
+
+
+def _tuple_key(key: Any) -> Any:
+    """A key read back from JSON: an array was a tuple (lists cannot be keys)."""
+    return tuple(map(_tuple_key, key)) if isinstance(key, list) else key
+
+
+def _arrow_column(items: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(items)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array([json.dumps(item, default=repr) for item in items], pa.string())

@@ -11,6 +11,8 @@ the run ends, however it ends.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
 import shutil
@@ -30,10 +32,10 @@ import zmq
 from . import protocol as proto
 from . import scheduler as sched
 from . import storage
-from .code import dump_job, local_side_files
+from .code import check_sendable, dump_job, importable, local_side_files, side_file_paths
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
-from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
-                     PymrError, StorageError)
+from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
+                     OutputExistsError, PymrError, StorageError)
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
@@ -96,20 +98,65 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             secret_file: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
-            on_progress: ProgressCallback | None = None, reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
-            on_notice: Callable[[str], None] | None = None, **settings: Any) -> JobResult:
+            py_files: Sequence[str] = (), on_progress: ProgressCallback | None = None,
+            reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None,
+            **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``); with ``coordinator``,
     ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s."""
-    files = [*job_class.files, *files]
-    if output is None:
-        output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
-        settings.setdefault("overwrite", True)
-        settings.setdefault("output_format", "jsonl")
-    spec = job_spec(job_class, inputs, output, **settings)
+    _check_settings(settings)
+    options = checked_options(job_class, options)
+    connection = {"reconnect_timeout_s": reconnect_timeout_s, "on_notice": on_notice}
+    if output is not None:
+        return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
+                    on_progress, settings, connection)
+    output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
+    settings.setdefault("overwrite", True)
+    settings.setdefault("output_format", "jsonl")
+    try:
+        return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
+                    on_progress, settings, connection)
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)  # nobody was told where it is
+        raise
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Refuse a keyword ``Job.run`` does not take, naming ``run()`` (not an inner function)."""
+    known = set(inspect.signature(job_spec).parameters) - {"job_class", "inputs", "output"}
+    for name in settings:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known | _RUN_KEYWORDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"run() got an unexpected keyword argument {name!r}{hint}")
+
+
+_RUN_KEYWORDS = {"workers", "inline", "coordinator", "secret_file", "options", "quiet", "files", "py_files",
+                 "on_progress", "reconnect_timeout_s", "on_notice"}
+
+
+def checked_options(job_class: type[Job], options: dict[str, Any] | None) -> dict[str, Any]:
+    """Job option values, refused (as the command line refuses them) if the job has no such
+    option or lacks a required one."""
     options = dict(options or {})
+    declared = {o.attr: o for o in job_class.options}
+    for name in options:
+        if name not in declared:
+            close = difflib.get_close_matches(name, sorted(declared), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            have = ", ".join(sorted(declared)) or "none"
+            raise OptionError(f"job {job_class.__name__} has no option {name!r}{hint} (its options: {have})")
     missing = [o.flag for o in job_class.options if o.required and options.get(o.attr) is None]
     if missing:
-        raise PymrError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
+        raise OptionError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
+    return options
+
+
+def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers: int | None, inline: bool,
+         coordinator: str | None, secret_file: str | None, options: dict[str, Any], files: Sequence[str],
+         py_files: Sequence[str], on_progress: ProgressCallback | None, settings: dict[str, Any],
+         connection: dict[str, Any]) -> JobResult:
+    files = side_file_paths(job_class, files)
+    spec = job_spec(job_class, inputs, output, **settings)
     steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
     if job_class.has_steps() and not steps:
         raise PymrError(f"job {job_class.__name__}: steps() returned no steps")
@@ -120,16 +167,18 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
         splits = plan_splits(spec["inputs"], spec["split_size"], spec.get("input_format"))
         spec["partition_cuts"] = [cut.hex() for cut in sample_cuts(job_class(options), splits, spec["reducers"])]
     if inline:
+        check_sendable(job_class, options)  # what fails in local mode fails here too
+        importable(py_files)
         report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
     elif coordinator:
         key = read_key_file(secret_file) if secret_file else None
-        with Client(coordinator, key, reconnect_timeout_s=reconnect_timeout_s, on_notice=on_notice) as client:
-            code = dump_job(job_class, options, files)
+        code = dump_job(job_class, options, files, py_files)
+        with Client(coordinator, key, **connection) as client:
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
+        code = dump_job(job_class, options, files, py_files)
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
             with Client(cluster.address, cluster.key) as client:
-                code = dump_job(job_class, options, files)
                 report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
 

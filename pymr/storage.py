@@ -131,9 +131,36 @@ def _filesystem(path: str) -> tuple[Any, str, str]:
             made = pafs.FileSystem.from_uri(base + "/" + (f"?{query}" if query else ""))
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise _failure(exc, path, "use") from None
+        if scheme.lower() == "s3":
+            _check_endpoint(query, path)
         with _lock:
             _filesystems[(base, query)] = made
     return made[0], made[1], rest
+
+
+ENDPOINT_PROBE_S = 2.0  # the AWS SDK retries a refused connection for about 18 s before it says so
+
+
+def _check_endpoint(query: str, path: str) -> None:
+    """Fail at once if an S3 endpoint given on the URI or in the environment refuses
+    connections (a wrong port, a server not started), instead of after the SDK's retries."""
+    import socket
+
+    given = urllib.parse.parse_qs(query)
+    endpoint = (given.get("endpoint_override") or [os.environ.get("AWS_ENDPOINT_URL_S3")
+                                                   or os.environ.get("AWS_ENDPOINT_URL") or ""])[0]
+    if not endpoint:
+        return  # AWS itself
+    scheme = (given.get("scheme") or ["https"])[0]
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"{scheme}://{endpoint}")
+    try:
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
+        with socket.create_connection((parsed.hostname or "", port), timeout=ENDPOINT_PROBE_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot use {display(path)}: cannot reach the storage service at {parsed.netloc} "
+                           f"({exc}): check the endpoint (AWS_ENDPOINT_URL, or ?endpoint_override=HOST:PORT"
+                           "&scheme=http on the URI)") from None
 
 
 def _inside(root: str, rest: str) -> str:
