@@ -25,6 +25,7 @@ missing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -250,11 +251,16 @@ def write_bytes(path: str, data: bytes) -> None:
     one upload (an object appears whole or not at all)."""
     if not is_remote(path):
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: no half-written file is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return
     filesystem, inner = resolve(path)
 
