@@ -220,7 +220,7 @@ def fail(job: JobRun, attempt_id: str, error: dict[str, Any], counts_as_failure:
     if task.state == TaskState.DONE or job.state != JobState.RUNNING:
         return [Effect("discard", task, attempt)]
     effects = [Effect("discard", task, attempt)]
-    if task.failures >= job.max_attempts:
+    if task.failures >= job.max_attempts or error.get("fatal"):
         return effects + _fail_job(job, task, error)
     if not task.running():
         task.state = TaskState.PENDING

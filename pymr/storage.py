@@ -195,6 +195,22 @@ def size(path: str) -> int:
     return info.size
 
 
+def stat(path: str) -> tuple[int, int | None] | None:
+    """``(size, mtime_ns)`` of a file (mtime None where the filesystem keeps none), or
+    None if no file is there."""
+    if not is_remote(path):
+        try:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return found.st_size, found.st_mtime_ns
+    from pyarrow import fs as pafs
+
+    filesystem, inner = resolve(path)
+    info = _call(lambda: filesystem.get_file_info(inner), path, "read")
+    return (info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
+
+
 def listdir(path: str) -> list[str]:
     """Names in a folder, sorted; none for a missing folder."""
     if not is_remote(path):
