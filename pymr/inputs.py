@@ -271,6 +271,48 @@ def resolve_inputs(patterns: Sequence[str]) -> list[str]:
     return unique
 
 
+def check_output_apart(inputs: Sequence[str], output: str) -> None:
+    """Refuse an output folder that an input would list (a rerun with ``--overwrite``
+    would read the old output while moving it away), or that holds an input.
+
+    ``inputs`` and ``output`` as ``runners.job_spec`` makes them (absolute, or URIs). An
+    output inside an input folder is fine under a hidden name (``_out``, ``.out``),
+    which folder inputs and globs skip.
+    """
+    out = _segments(output)
+    for given in inputs:
+        pattern = split_format_prefix(given)[1]
+        parts = _segments(pattern)
+        literal = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+        if out[:literal] == parts[:literal] and _may_list(parts[literal:], out[literal:]):
+            raise InputError(f"the output folder {storage.display(output)} is inside the input "
+                             f"{storage.display(pattern)}: a later run would read the job's own output. Write the "
+                             "output elsewhere, or under a name that starts with _ (input folders skip such names)")
+        if parts[:len(out)] == out:
+            raise InputError(f"the input {storage.display(pattern)} is inside the output folder "
+                             f"{storage.display(output)}, which the job replaces; write the output elsewhere")
+
+
+def _segments(path: str) -> list[str]:
+    if storage.is_remote(path):
+        return path.rstrip("/").split("/")
+    return os.path.realpath(path).split(os.sep)
+
+
+def _may_list(pattern: list[str], names: list[str]) -> bool:
+    """Whether the input glob segments ``pattern`` could list a file at or below the path
+    ``names`` (both taken below the glob's literal folder)."""
+    if not names:
+        return True
+    if not pattern:  # a folder above: walked, hidden names skipped
+        return not any(map(_hidden, names))
+    if _hidden(names[0]):
+        return False
+    if pattern[0] == "**":
+        return _may_list(pattern[1:], names) or _may_list(pattern, names[1:])
+    return fnmatchcase(names[0], pattern[0]) and _may_list(pattern[1:], names[1:])
+
+
 def _glob(pattern: str) -> list[str]:
     """Glob matches, leaving out hidden names below the pattern's literal prefix."""
     parts = pattern.split(os.sep)

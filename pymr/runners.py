@@ -34,7 +34,8 @@ from .code import dump_job, local_side_files
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
                      PymrError, StorageError)
-from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
+from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
+                     split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .sampling import sample_cuts
@@ -63,6 +64,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")
     inputs = [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)]
     output = storage.normalize(str(output))
+    check_output_apart(inputs, output)
     return {
         "name": job_class.__name__,
         "inputs": inputs,
