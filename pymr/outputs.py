@@ -31,6 +31,7 @@ remote part to a local file and upload it whole when it is closed.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import logging
@@ -194,6 +195,20 @@ def format_jsonl(key: Any, value: Any) -> str:
 FORMATTERS = {"text": format_text, "jsonl": format_jsonl}
 
 
+def _name_bytes(error: UnicodeEncodeError) -> tuple[bytes, int]:
+    """Lone surrogates in text output: those that ``surrogateescape`` made of a name's
+    undecodable bytes (U+DC80..U+DCFF) as those bytes again, any other as ``\\udXXX``."""
+    chars = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else
+                    c.encode("ascii", "backslashreplace") for c in chars), error.end
+
+
+codecs.register_error("pymr.name_bytes", _name_bytes)
+# what a str that UTF-8 cannot hold (a file name that is not UTF-8) becomes in each format:
+# text, the name's own bytes; JSON lines, the escape \udcXX, which JSON reads back as the same str
+UNENCODABLE = {"text": "pymr.name_bytes", "jsonl": "backslashreplace"}
+
+
 class PartWriter:
     """Writes one part file of pairs in an output format, counting records and bytes."""
 
@@ -201,7 +216,8 @@ class PartWriter:
         self.path = path
         self.format = FORMATTERS[output_format]
         self.records = 0
-        self._file: IO[str] = open(path, "w", encoding="utf-8", newline="\n", buffering=1024 * 1024)
+        self._file: IO[str] = open(path, "w", encoding="utf-8", errors=UNENCODABLE[output_format], newline="\n",
+                                   buffering=1024 * 1024)
 
     def write(self, key: Any, value: Any) -> None:
         self._file.write(self.format(key, value))
@@ -262,9 +278,9 @@ def _text_table(keys: list[Any], values: list[Any]) -> Any:
         return None
     try:
         value_array = pa.array(values, pa.large_string() if value_types == {str} else pa.int64())
-    except OverflowError:
+        return pa.table({"key": pa.array(keys, pa.large_string()), "value": value_array})
+    except (OverflowError, UnicodeEncodeError):  # a str that is not UTF-8 (a file name): formatted in Python
         return None
-    return pa.table({"key": pa.array(keys, pa.large_string()), "value": value_array})
 
 
 def _text_in_arrow(table: Any) -> bool:
