@@ -13,6 +13,7 @@ are deleted). The job commit moves every committed part into ``OUT``, removes
 ``OUT``, it removes ``OUT`` too. With ``overwrite``, what ``OUT`` held is moved aside
 to ``OUT/_temporary/<job_id>/previous/`` when the job starts (renames, no copy) and
 deleted by the job commit; a failed job puts it back as it was, ``_SUCCESS`` included.
+A job commit that fails (a full disk) deletes what it published and does the same.
 
 ``OUT`` may be a URI (``storage``). Where files rename atomically (HDFS) the protocol
 is the same. An object store (S3, GCS, Azure) has no rename, so ``RemoteCommitter``
@@ -27,6 +28,9 @@ leaves it as it was. But the copies are many requests, not one rename
 each: a job commit that dies halfway (the coordinator killed) leaves some final parts
 without ``_SUCCESS``, so a reader must check ``_SUCCESS`` first. Part writers write a
 remote part to a local file and upload it whole when it is closed.
+
+On either kind of folder, a job commit that died can be run again and finishes: it
+keeps its plan in ``_temporary`` (see ``OutputCommitter``).
 """
 
 from __future__ import annotations
@@ -562,8 +566,6 @@ class RemoteCommitter(OutputCommitter):
             if set(storage.listdir(self.output_dir)) - {TEMPORARY}:
                 if not overwrite:
                     raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
-                # deleted by the job commit: a job that fails leaves it as it was
-                storage.write_bytes(storage.join(self.job_temp, self.REPLACING), b"")
         elif not storage.container_exists(self.output_dir):
             raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
         else:
@@ -571,6 +573,8 @@ class RemoteCommitter(OutputCommitter):
             self.created_output = True
         if self.renames:
             storage.makedirs(self.committed)
+        if found == "dir" and overwrite:  # deleted by the job commit: a job that fails leaves it as it was
+            storage.write_bytes(storage.join(self.job_temp, self.REPLACING), b"")
 
     def attempt_dir(self, attempt_id: str) -> str:
         return storage.join(self.job_temp, attempt_id)
