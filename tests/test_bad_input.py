@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 from conftest import JOBS, TEST_JOBS
+
+from pymr.errors import InputChanged
+from pymr.inputs import plan_splits, unchanged_input
 
 LINES = "".join(f"line {i} has some words in it\n" for i in range(2000))  # 62 KB: 8 splits of 8K
 
@@ -54,3 +60,26 @@ def test_input_inside_the_output_folder_is_refused_at_submit(pymr, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "is inside the output folder" in result.stderr, result.stderr
     assert (output / "part-00000").read_text() == "x\t1\n"
+
+
+try:
+    from test_storage_s3 import s3  # noqa: F401  the moto server fixture
+except pytest.skip.Exception:  # no moto: the S3 test below is skipped
+    s3 = None
+
+
+@pytest.mark.skipif(s3 is None, reason="needs the test extra (moto[server])")
+def test_an_object_replaced_while_the_job_runs_is_seen(s3, tmp_path):  # noqa: F811
+    """On S3 the object's size and last-modified time are recorded, and a task of a split
+    planned before the object was replaced fails (same size: only the time tells)."""
+    key = f"t-{uuid.uuid4().hex[:10]}/words.txt"
+    s3.put(key, LINES.encode())
+    splits = plan_splits([s3.uri(key)], 8192)
+    assert len(splits) == 8 and {s.file_size for s in splits} == {len(LINES)}
+    with unchanged_input(splits[3]):
+        pass  # nothing changed: the task runs
+    time.sleep(1.1)  # S3's last-modified time counts seconds
+    s3.put(key, LINES.upper().encode())
+    with pytest.raises(InputChanged, match=r"input s3://.*/words.txt changed while the job ran \(same size"):
+        with unchanged_input(splits[3]):
+            pass
