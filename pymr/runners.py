@@ -286,7 +286,10 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
             _run_inline_task(job_class, options, active, task, scratch, local_files)
         run.state = sched.JobState.SUCCEEDED
         report = job_report(active)
-        committer.commit_job(report)
+        try:
+            committer.commit_job(report)
+        except OSError as exc:  # not a task's error: said as the coordinator says it
+            raise JobFailed(f"job {spec['name']} failed: job commit failed: {exc}") from exc
         return report
     except BaseException:
         committer.abort_job()

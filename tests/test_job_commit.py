@@ -165,7 +165,9 @@ def fill(disk: Path, leave_pages: int) -> None:
 
 @pytest.mark.parametrize("spare_pages", [0, 1], ids=["full-at-plan", "full-at-report"])
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
-def test_disk_full_in_the_job_commit_leaves_the_output_as_it_was(pymr, small_disk, tmp_path, overwrite, spare_pages):
+@pytest.mark.parametrize("mode", [["--workers", "1"], ["--inline"]], ids=["local", "inline"])
+def test_disk_full_in_the_job_commit_leaves_the_output_as_it_was(pymr, small_disk, tmp_path, overwrite, spare_pages,
+                                                                 mode):
     """The parts fit on the disk, and the commit plan (a page) or not; the report does not:
     the job fails (exit 1, saying the disk is full), and the output folder is as before:
     absent, or the old output."""
@@ -181,9 +183,9 @@ def test_disk_full_in_the_job_commit_leaves_the_output_as_it_was(pymr, small_dis
         pymr.run("submit", job, words, "-o", output, "--workers", "1", "-q", check=True)
         old = local_files(output)
     fill(small_disk, part_pages + spare_pages)
-    result = pymr.run("submit", job, words, "-o", output, "--workers", "1", "-q", *(["--overwrite"] * overwrite))
+    result = pymr.run("submit", job, words, "-o", output, *mode, "-q", *(["--overwrite"] * overwrite))
     assert result.returncode == 1, result.stderr
-    assert "job commit failed" in result.stderr and "No space left on device" in result.stderr, result.stderr
+    assert "failed: job commit failed: [Errno 28] No space left on device" in result.stderr, result.stderr
     if overwrite:
         assert local_files(output) == old
         assert text_pairs(output) == text_pairs(reference)
