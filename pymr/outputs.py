@@ -562,18 +562,17 @@ class RemoteCommitter(OutputCommitter):
         found = storage.kind(self.output_dir)
         if found in ("file", "other"):
             raise OutputExistsError(f"output path exists and is not a folder: {where}")
-        if found == "dir":
-            if set(storage.listdir(self.output_dir)) - {TEMPORARY}:
-                if not overwrite:
-                    raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
-        elif not storage.container_exists(self.output_dir):
-            raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
-        else:
+        replacing = found == "dir" and bool(set(storage.listdir(self.output_dir)) - {TEMPORARY})
+        if replacing and not overwrite:
+            raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
+        if found is None:
+            if not storage.container_exists(self.output_dir):
+                raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
             storage.makedirs(self.output_dir)
             self.created_output = True
         if self.renames:
             storage.makedirs(self.committed)
-        if found == "dir" and overwrite:  # deleted by the job commit: a job that fails leaves it as it was
+        if replacing:  # deleted by the job commit: a job that fails leaves it as it was
             storage.write_bytes(storage.join(self.job_temp, self.REPLACING), b"")
 
     def attempt_dir(self, attempt_id: str) -> str:

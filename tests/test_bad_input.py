@@ -63,13 +63,13 @@ def test_input_inside_the_output_folder_is_refused_at_submit(pymr, tmp_path):
 
 
 try:
-    from test_storage_s3 import s3  # noqa: F401  the moto server fixture
+    from test_storage_s3 import s3  # the moto server fixture
 except pytest.skip.Exception:  # no moto: the S3 test below is skipped
     s3 = None
 
 
 @pytest.mark.skipif(s3 is None, reason="needs the test extra (moto[server])")
-def test_an_object_replaced_while_the_job_runs_is_seen(s3, tmp_path):  # noqa: F811
+def test_an_object_replaced_while_the_job_runs_is_seen(s3, tmp_path):
     """On S3 the object's size and last-modified time are recorded, and a task of a split
     planned before the object was replaced fails (same size: only the time tells)."""
     key = f"t-{uuid.uuid4().hex[:10]}/words.txt"
@@ -80,6 +80,6 @@ def test_an_object_replaced_while_the_job_runs_is_seen(s3, tmp_path):  # noqa: F
         pass  # nothing changed: the task runs
     time.sleep(1.1)  # S3's last-modified time counts seconds
     s3.put(key, LINES.upper().encode())
-    with pytest.raises(InputChanged, match=r"input s3://.*/words.txt changed while the job ran \(same size"):
-        with unchanged_input(splits[3]):
-            pass
+    with pytest.raises(InputChanged, match=r"input s3://.*/words.txt changed while the job ran \(same size"), \
+            unchanged_input(splits[3]):
+        pass

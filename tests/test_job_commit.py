@@ -61,7 +61,8 @@ def drive(phase: str, output: str, job_id: str, overwrite: bool, tmp_path: Path,
     if fault:
         env[COMMIT_FAULT_ENV] = fault
     return subprocess.run([sys.executable, "-c", DRIVER, phase, output, job_id, "1" if overwrite else "0",
-                           json.dumps(PARTS)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                           json.dumps(PARTS)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def local_files(folder: Path) -> dict[str, str]:
@@ -108,7 +109,7 @@ def test_job_commit_of_an_unknown_job_fails_and_changes_nothing(tmp_path):
 
 # -- S3 (moto) -------------------------------------------------------------------------------
 try:
-    from test_storage_s3 import BUCKET, s3  # noqa: F401  the moto server fixture
+    from test_storage_s3 import s3  # the moto server fixture
 except pytest.skip.Exception:  # no moto: the S3 tests below are skipped
     s3 = None
 
@@ -120,7 +121,7 @@ def s3_files(server, key: str) -> dict[str, str]:
 @pytest.mark.skipif(s3 is None, reason="needs the test extra (moto[server])")
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("point", REMOTE_POINTS)
-def test_s3_job_commit_resumes_after_a_crash(s3, tmp_path, point, overwrite):  # noqa: F811
+def test_s3_job_commit_resumes_after_a_crash(s3, tmp_path, point, overwrite):
     key = f"t-{uuid.uuid4().hex[:10]}"
     if overwrite:
         for name, text in OLD.items():
@@ -146,7 +147,8 @@ def small_disk(tmp_path):
     mount_point.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True,
+                          check=False)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
     try:
