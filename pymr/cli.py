@@ -61,7 +61,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
     return params + [
         click.Argument(["inputs"], nargs=-1, required=True, metavar="INPUT..."),
         click.Option(["-o", "--output"], required=True, metavar="DIR",
-                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite)."),
+                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite, "
+                          "nor lie in an input folder unless its name starts with _)."),
         click.Option(["--workers", "-w"], type=click.IntRange(min=1), default=None,
                      help="Worker processes in local mode [default: number of CPU cores]."),
         click.Option(["--reducers", "-r"], type=click.IntRange(min=1), default=None,

@@ -49,6 +49,13 @@ class StorageError(PymrError, OSError):
     exit_code = 2
 
 
+class InputChanged(PymrError):
+    """An input file changed (size or mtime) between planning the splits and reading one:
+    the job's result would mix two versions of it, so the job fails at once, not retried."""
+
+    fatal = True
+
+
 class KeyTypeError(PymrError, TypeError):
     """A map or combine emitted a key that cannot be ordered and hashed stably."""
 

@@ -191,6 +191,8 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
         error = describe_error(exc)
         if isinstance(exc, FetchFailed):
             error["fetch_failed"] = exc.map_index
+        if getattr(exc, "fatal", False):  # retrying cannot help (an input changed): the job fails now
+            error["fatal"] = True
         return ("failed", error, pickle_exception(exc))
 
 

@@ -36,7 +36,8 @@ from .code import check_sendable, dump_job, importable, local_side_files, side_f
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
                      OutputExistsError, PymrError, StorageError)
-from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
+from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
+                     split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .sampling import sample_cuts
@@ -67,6 +68,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")
     inputs = [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)]
     output = storage.normalize(str(output))
+    check_output_apart(inputs, output)
     return {
         "name": job_class.__name__,
         "inputs": inputs,
@@ -337,7 +339,10 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
             _run_inline_task(job_class, options, active, task, scratch, local_files)
         run.state = sched.JobState.SUCCEEDED
         report = job_report(active)
-        committer.commit_job(report)
+        try:
+            committer.commit_job(report)
+        except OSError as exc:  # not a task's error: said as the coordinator says it
+            raise JobFailed(f"job {spec['name']} failed: job commit failed: {exc}") from exc
         return report
     except BaseException:
         committer.abort_job()

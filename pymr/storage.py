@@ -25,6 +25,7 @@ missing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -221,6 +222,22 @@ def size(path: str) -> int:
     return info.size
 
 
+def stat(path: str) -> tuple[int, int | None] | None:
+    """``(size, mtime_ns)`` of a file (mtime None where the filesystem keeps none), or
+    None if no file is there."""
+    if not is_remote(path):
+        try:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return found.st_size, found.st_mtime_ns
+    from pyarrow import fs as pafs
+
+    filesystem, inner = resolve(path)
+    info = _call(lambda: filesystem.get_file_info(inner), path, "read")
+    return (info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
+
+
 def listdir(path: str) -> list[str]:
     """Names in a folder, sorted; none for a missing folder."""
     if not is_remote(path):
@@ -277,11 +294,16 @@ def write_bytes(path: str, data: bytes) -> None:
     one upload (an object appears whole or not at all)."""
     if not is_remote(path):
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: no half-written file is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return
     filesystem, inner = resolve(path)
 

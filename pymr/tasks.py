@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from . import locations, storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .grouping import Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error, yielded_at
-from .inputs import Split, input_format
+from .inputs import Split, input_format, unchanged_input
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
@@ -53,7 +53,8 @@ def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any]
     if isinstance(job, StepJob):
         job.base.files = job.files
     if task["kind"] == "map":
-        result = _run_map(job, task)
+        with unchanged_input(Split.from_dict(task["split"])):
+            result = _run_map(job, task)
     else:
         result = _run_reduce(job, task, settings or {})
     result["counters"] = counters_to_dict(job.counters)
