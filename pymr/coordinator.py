@@ -968,8 +968,8 @@ def _resumed(active: ActiveJob) -> dict[str, Any]:
     rerun: dict[str, list[int]] = {}
     for kind, indices in active.committed_before.items():
         tasks = run.maps if kind == "map" else run.reduces
-        again = [i for i in sorted(indices) if tasks[i].winner is None
-                 or int(tasks[i].winner.attempt_id.rsplit("-", 1)[1]) >= run.attempt_offset]
+        again = [i for i in sorted(indices) if tasks[i].winner is not None
+                 and int(tasks[i].winner.attempt_id.rsplit("-", 1)[1]) >= run.attempt_offset]
         kept[kind] = len(indices) - len(again)
         rerun[kind] = again
     return {"restarts": run.attempt_offset // 1000, "kept": kept, "ran_again": rerun}
