@@ -700,7 +700,8 @@ class JobResult:
                     yield _tuple_key(key), value
             return
         for path in self.part_files():
-            with io.TextIOWrapper(storage.open_input(path), encoding="utf-8", errors="surrogateescape")  # names not in UTF-8 as f:
+            # (surrogateescape: text output writes names that are not UTF-8 as their own bytes)
+            with io.TextIOWrapper(storage.open_input(path), encoding="utf-8", errors="surrogateescape") as f:
                 for line in f:
                     key, value = parse_line(line, self.output_format)
                     yield (_tuple_key(key) if self.output_format == "jsonl" else key), value
