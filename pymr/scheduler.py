@@ -515,8 +515,7 @@ def _undo_map(job: JobRun, task: Task) -> None:
 def _fail_job(job: JobRun, task: Task, error: dict[str, Any]) -> list[Effect]:
     job.state = JobState.FAILED
     where = task_description(task)
-    attempts = f"after {task.failures} attempt(s)" if not error.get("fatal") else "(not retried: no retry can succeed)"
-    job.error = f"{where} failed {attempts}: {error.get('type', 'Error')}: {error.get('message', '')}"
+    job.error = f"{where} failed after {task.failures} attempt(s): {error.get('type', 'Error')}: {error.get('message', '')}"
     job.error_detail = dict(error, task=task.task_id, kind=task.kind, where=where)
     return [Effect("job_failed")] + _cancel_running(job)
 

@@ -138,3 +138,38 @@ def test_a_second_coordinator_on_the_same_state_dir_is_refused(cluster):
     assert second.returncode == 2
     assert "in use by another coordinator" in second.stderr and f"pid {cluster.coordinator.pid}" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+@pytest.mark.parametrize("run", range(10))
+def test_coordinator_and_workers_killed_at_random_moments_the_output_is_the_same(tmp_path, run):
+    """The crash test: during one job the coordinator is killed (-9) and started again
+    three times and a worker is killed and replaced, at moments drawn at random (seeded
+    per run, so a failure can be replayed); the output equals a failure-free reference."""
+    import random
+
+    chance = random.Random(run)
+    cluster = Cluster(tmp_path, workers=3, state_dir=tmp_path / "state")
+    try:
+        out = tmp_path / "out"
+        process = cluster.popen_submit(TEST_JOBS / "slow_reduce.py", BOOK, "-o", out, "-r", "3", "--split-size",
+                                       "128K", "--map-delay", "0.4", "--reduce-delay", "0.8",
+                                       "--reconnect-timeout", "60")
+        wait_for(lambda: "map tasks" in cluster.log("coordinator"), 60, "the job to be accepted")
+        victim = chance.choice(sorted(cluster.workers))
+        for kill in range(3):
+            time.sleep(chance.uniform(0.1, 1.5))
+            if process.poll() is not None:
+                break
+            cluster.kill_coordinator()
+            if kill == 1:  # a worker dies too, while the coordinator is down
+                cluster.kill_worker(victim)
+                cluster.start_worker(victim, host=f"127.0.0.{2 + sorted(cluster.workers).index(victim)}")
+            time.sleep(chance.uniform(0.0, 0.5))
+            cluster.start_coordinator()
+        _, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr + cluster.log("coordinator")
+        assert text_pairs(out) == expected_counts()
+        assert (out / "_SUCCESS").exists() and not (out / "_temporary").exists()
+        assert ") resumed:" in cluster.log("coordinator")  # a kill did land in the middle of the job
+    finally:
+        cluster.stop()

@@ -884,7 +884,7 @@ def test_a_fatal_error_fails_the_job_at_once():
     effects = fail(job, a0.attempt_id, error)
     assert "job_failed" in kinds(effects) and job.state == JobState.FAILED
     assert [e.attempt for e in effects if e.kind == "cancel_attempt"] == [a1]
-    assert "not retried" in job.error and "No module named 'helpers'" in job.error
+    assert "failed after 1 attempt(s)" in job.error and "No module named 'helpers'" in job.error
 
 
 def test_kill_retries_the_task_without_counting_a_failure():
