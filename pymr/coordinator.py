@@ -179,6 +179,7 @@ class Coordinator:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymr-coordinator-io")
         self._commits: dict[str, list[tuple[sched.Task, sched.Attempt, dict[str, Any]]]] = {}  # to write, by job
         self._recovering_until_s = 0.0
+        self._awaited: set[str] = set()  # (recovery) workers that held committed map outputs, not yet back
         if self.store is not None:
             self._recover()
 
@@ -354,6 +355,9 @@ class Coordinator:
         worker.jobs_loaded = {j for j in body.get("jobs_loaded", []) if j in self.jobs}
         worker.jobs_held = {j for j in body.get("jobs", []) if j in self.jobs} | worker.jobs_loaded
         self._reclaim_outputs(worker, body.get("map_outputs", []))
+        self._awaited.discard(worker_id)
+        if not self._awaited:  # every worker that held outputs is back: no need to wait longer
+            self._recovering_until_s = 0.0
         forget = sorted({*body.get("jobs", []), *body.get("jobs_loaded", [])} - set(self.jobs))
         kill = sorted(reported - set(worker.running))
         self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S, "forget": forget,
@@ -816,7 +820,8 @@ class Coordinator:
                 self._resume(stored)
             except Exception as exc:  # one job that cannot resume must not stop the others
                 log.error("job %s cannot resume: %s: %s", stored.job_id, type(exc).__name__, exc)
-        if stored_jobs:
+        self._awaited = {worker_id for active in self.jobs.values() for _, worker_id, _ in active.reclaimable.values()}
+        if self._awaited:  # maps wait (a little) for the workers holding their outputs, not run again at once
             self._recovering_until_s = time.monotonic() + RECOVERY_GRACE_S
 
     def _resume(self, stored: StoredJob) -> None:
