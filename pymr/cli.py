@@ -48,8 +48,21 @@ def main(verbose: int) -> None:
     Write a job script with a pymr.Job subclass, then run it with `pymr submit`,
     on this machine (several worker processes) or on a cluster.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="pymr %(name)s: %(levelname)s: %(message)s")
+    role = ROLES.get(click.get_current_context().invoked_subcommand or "", "pymr")
+    configure_logging(role, logging.WARNING - 10 * min(verbose, 2))
+
+
+ROLES = {"submit": "client", "worker": "worker", "coordinator": "coordinator", "keygen": "keygen"}
+
+
+def configure_logging(role: str, level: int) -> None:
+    """Log lines that can be merged across machines: UTC ISO time, role and pid, level, logger."""
+    formatter = logging.Formatter(f"%(asctime)s.%(msecs)03dZ {role}[%(process)d] %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 # -- submit -----------------------------------------------------------------------------------
@@ -226,7 +239,7 @@ def submit_job_main(job_class: type[Job], argv: Sequence[str] | None = None) -> 
     command = click.Command(job_class.__name__, context_settings=CONTEXT, params=params,
                             callback=lambda **kw: _submit(job_class, job_name=None, **kw),
                             help=(job_class.__doc__ or f"Run {job_class.__name__}.").strip())
-    logging.basicConfig(level=logging.WARNING, format="pymr %(name)s: %(levelname)s: %(message)s")
+    configure_logging("client", logging.WARNING)
     command.main(args=list(argv) if argv is not None else None, prog_name=os.path.basename(sys.argv[0]))
 
 
@@ -343,7 +356,10 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     key = _key_or_exit(secret_file, address, "worker")
     if key is None and host is not None and not is_loopback_host(host):
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
-    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host)
+    try:
+        service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host)
+    except PymrError as exc:  # the address: not this machine's, unknown name, ...
+        sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
                    f"served at {service.shuffle.address}", err=True)
@@ -372,7 +388,10 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> No
     from .coordinator import Coordinator
 
     key = _key_or_exit(secret_file, bind, "coordinator")
-    service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    try:
+        service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    except PymrError as exc:  # the address: in use, unknown name, ...
+        sys.exit(_fail(str(exc), exc.exit_code))
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:

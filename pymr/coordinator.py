@@ -34,7 +34,7 @@ from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
-from .security import ClusterKey, Security
+from .security import ClusterKey, Security, listen
 
 log = logging.getLogger("pymr.coordinator")
 POLL_MS = 100
@@ -89,8 +89,7 @@ class Coordinator:
         self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its id
-        self.socket.bind(bind)
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.address = listen(self.socket, bind)  # AddressError: port in use, unknown name, ...
         self.workers: dict[str, WorkerInfo] = {}
         self.jobs: dict[str, ActiveJob] = {}
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
