@@ -69,7 +69,7 @@ KINDS = frozenset(
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny
-FRAME_BYTES = 1024 * 1024
+FRAME_BYTES = 256 * 1024  # what a stranger can make a process hold per connection (see configure)
 MAX_FRAMES = MAX_MESSAGE_BYTES // FRAME_BYTES + 64
 CURVE_OVERHEAD_BYTES = 1024  # a CURVE frame is its plain text plus a 33-byte header and tag
 HANDSHAKE_S = 10.0  # a connection that has not authenticated by then is dropped
