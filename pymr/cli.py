@@ -41,7 +41,7 @@ SIZE = SizeType()
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pymr")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug). Lines start with UTC time, role and pid.")
 def main(verbose: int) -> None:
     """pymr: MapReduce batch processing for Python.
 
@@ -337,8 +337,9 @@ def _key_or_exit(secret_file: str | None, address: str, what: str):
 @click.option("--data-dir", envvar="PYMR_DATA_DIR", type=click.Path(file_okay=False), default=None,
               help="Where map outputs are kept [default: a new temporary folder] [env PYMR_DATA_DIR].")
 @click.option("--host", envvar="PYMR_HOST", default=None, metavar="ADDR",
-              help="The address other workers reach this one at, to fetch map outputs "
-                   "[default: 127.0.0.1 without a secret, else this host's address] [env PYMR_HOST].")
+              help="The address other workers reach this one at, to fetch map outputs; its shuffle server "
+                   "listens there and nowhere else (IPv6: ::1) [default: 127.0.0.1 without a secret, else this "
+                   "host's address] [env PYMR_HOST].")
 @click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
 def worker(address: str, secret_file: str | None, slots: int, data_dir: str | None, host: str | None,
@@ -372,7 +373,8 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
 
 @main.command(context_settings=CONTEXT)
 @click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, envvar="PYMR_BIND", metavar="ADDR",
-              help="Address to listen on [env PYMR_BIND]; non-loopback addresses need --secret-file.")
+              help="Address to listen on, e.g. tcp://[::1]:5555 for IPv6 [env PYMR_BIND]; non-loopback "
+                   "addresses need --secret-file.")
 @click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
@@ -403,7 +405,7 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> No
 @main.command(context_settings=CONTEXT)
 @click.argument("path", metavar="FILE", required=False)
 @click.option("-o", "--output", "output", metavar="FILE", default=None, help="The key file (instead of FILE).")
-@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (a symbolic link itself, not its target).")
 def keygen(path: str | None, output: str | None, force: bool) -> None:
     """Create a cluster key FILE (mode 0600) for --secret-file.
 
