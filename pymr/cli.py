@@ -368,6 +368,8 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
         code = service.run()
     except KeyboardInterrupt:
         code = 0
+    except PymrError as exc:  # the coordinator's address is not one
+        code = _fail(str(exc), exc.exit_code)
     sys.exit(code)
 
 

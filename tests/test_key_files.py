@@ -30,7 +30,7 @@ def pymr(*args, timeout: float = 60) -> subprocess.CompletedProcess:
 def assert_clear_error(done: subprocess.CompletedProcess, *words: str) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith("pymr: error: "), done.stderr
+    assert done.stderr.splitlines()[-1].startswith("pymr: error: "), done.stderr
     for word in words:
         assert word in done.stderr, done.stderr
 
@@ -96,6 +96,15 @@ def test_coordinator_bind_mistakes_are_one_line_and_exit_2(key):
                        "cannot listen on tcp://no-such-host.invalid:5555", "unknown name")
     assert_clear_error(pymr("coordinator", "--bind", "tcp://127.0.0.1:70000", "--secret-file", key),
                        "over 65535")
+
+
+def test_worker_address_mistakes_are_one_line_and_exit_2(key, tmp_path):
+    """An advertised address that is not this machine's is refused, not served on 0.0.0.0 instead."""
+    assert_clear_error(pymr("worker", "--coordinator", "tcp://127.0.0.1:9", "--secret-file", key,
+                            "--host", "192.0.2.1", "--data-dir", tmp_path / "d1"),  # TEST-NET-1: nobody's
+                       "cannot listen on tcp://192.0.2.1:*", "not an address of this machine")
+    assert_clear_error(pymr("worker", "--coordinator", "coordinator-host:5555", "--secret-file", key,
+                            "--data-dir", tmp_path / "d2"), "cannot connect to coordinator-host:5555")
 
 
 def listening(host: str, port: int) -> bool:
