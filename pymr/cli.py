@@ -41,7 +41,8 @@ SIZE = SizeType()
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pymr")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug). Lines start with UTC time, role and pid.")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v: info, -vv: debug). Lines start with UTC time, role and pid.")
 def main(verbose: int) -> None:
     """pymr: MapReduce batch processing for Python.
 

@@ -118,8 +118,8 @@ def describe_error(exc: BaseException) -> dict[str, str]:
 def exception_from(error: dict[str, Any]) -> Exception:
     """The user's exception as ``describe_error`` described it, from data only: of its own
     type when that type is a built-in or already loaded here (else a ``TaskError``), with
-    its message, and its traceback text as a note. Nothing is imported, unpickled or
-    called (not even the type's ``__init__``), so whoever sent ``error`` cannot run code."""
+    its message, and its traceback text as a note. Nothing is imported or unpickled and
+    the type's ``__init__`` is not run, so whoever sent ``error`` cannot choose code to run."""
     type_name, message = str(error.get("type", "Exception")), str(error.get("message", ""))
     module, _, qualname = type_name.rpartition(".")
     cls = _loaded_exception_class(module or "builtins", qualname)
