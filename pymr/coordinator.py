@@ -86,7 +86,8 @@ class Coordinator:
         self.stop_wait_s = stop_wait_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
+        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)),
+                                           new_connections=proto.MAX_NEW_CONNECTIONS)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its id
         self.address = listen(self.socket, bind)  # AddressError: port in use, unknown name, ...

@@ -73,6 +73,7 @@ FRAME_BYTES = 256 * 1024  # what a stranger can make a process hold per connecti
 MAX_FRAMES = MAX_MESSAGE_BYTES // FRAME_BYTES + 64
 CURVE_OVERHEAD_BYTES = 1024  # a CURVE frame is its plain text plus a 33-byte header and tag
 HANDSHAKE_S = 10.0  # a connection that has not authenticated by then is dropped
+MAX_NEW_CONNECTIONS = 256  # a coordinator takes at most this many in HANDSHAKE_S (security._NewConnectionLimit)
 HEARTBEAT_INTERVAL_S = 1.0
 WORKER_TIMEOUT_S = 10.0
 SEND_HWM = 10_000

@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import socket
 import stat
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 
 import zmq
 import zmq.auth.thread
+from zmq.utils.monitor import recv_monitor_message
 from zmq.utils.z85 import Z85CHARS
 
 from .errors import AddressError, PymrError
+from .protocol import HANDSHAKE_S
 
+log = logging.getLogger("pymr.security")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 Z85_CHARACTERS = frozenset(Z85CHARS)
 
@@ -183,15 +190,19 @@ class Security:
         self.context = context
         self.key = key
         self._authenticator: zmq.auth.thread.ThreadAuthenticator | None = None
+        self._limits: list[_NewConnectionLimit] = []
 
     @property
     def enabled(self) -> bool:
         return self.key is not None
 
-    def server(self, sock: zmq.Socket) -> zmq.Socket:
-        """Make ``sock`` a CURVE server admitting only holders of the cluster key."""
+    def server(self, sock: zmq.Socket, new_connections: int | None = None) -> zmq.Socket:
+        """Make ``sock`` a CURVE server admitting only holders of the cluster key, and at
+        most ``new_connections`` connections in any handshake time (see ``_NewConnectionLimit``)."""
         if self.key is None:
             return sock
+        if new_connections is not None:
+            self._limits.append(_NewConnectionLimit(sock, new_connections, HANDSHAKE_S))
         if self._authenticator is None:
             self._authenticator = zmq.auth.thread.ThreadAuthenticator(self.context)
             self._authenticator.start()
@@ -212,9 +223,79 @@ class Security:
         return sock
 
     def close(self) -> None:
+        """Call after closing the server sockets (their monitors then stop)."""
+        for limit in self._limits:
+            limit.join()
+        self._limits = []
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
+
+
+class _NewConnectionLimit:
+    """Hangs up on the connections a socket accepts beyond ``limit`` within ``window_s``.
+
+    ZeroMQ has no cap on connections, and each can make the process hold a frame before
+    it authenticates; one that has not authenticated within the handshake time is dropped
+    (``protocol.HANDSHAKE_S``). So with the window that long, at most ``limit`` strangers
+    hold memory at a time. A thread reads the socket's monitor, whose events carry the
+    connection's file descriptor; a peer hung up on just reconnects later.
+    """
+
+    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_MONITOR_STOPPED
+
+    def __init__(self, sock: zmq.Socket, limit: int, window_s: float):
+        self.limit = limit
+        self.window_s = window_s
+        self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.thread = threading.Thread(target=self._run, name="pymr-connection-limit", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        accepted_s: dict[int, float] = {}  # file descriptor -> when accepted, within the window
+        refused = 0
+        try:
+            while True:
+                event = recv_monitor_message(self.monitor)
+                kind, fd, now = event["event"], event["value"], time.monotonic()
+                if kind == zmq.EVENT_MONITOR_STOPPED:
+                    return
+                for old in [f for f, when in accepted_s.items() if now - when > self.window_s]:
+                    del accepted_s[old]
+                if kind != zmq.EVENT_ACCEPTED:
+                    accepted_s.pop(fd, None)
+                elif len(accepted_s) < self.limit:
+                    accepted_s[fd] = now
+                else:
+                    _hang_up(fd)
+                    refused += 1
+                    if refused == 1 or refused % 1000 == 0:
+                        log.warning("over %d new connections in %g s: hung up on %d (a flood?)", self.limit,
+                                    self.window_s, refused)
+        except zmq.ZMQError:  # the context is gone
+            return
+        finally:
+            self.monitor.close(linger=0)
+
+    def join(self) -> None:
+        self.thread.join(timeout=5)
+
+
+def _hang_up(fd: int) -> None:
+    try:
+        duplicate = os.dup(fd)
+    except OSError:  # already closed by ZeroMQ
+        return
+    try:
+        conn = socket.socket(fileno=duplicate)
+    except OSError:  # no longer a socket
+        os.close(duplicate)
+        return
+    with conn:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)  # ZeroMQ sees the end and closes its side
+        except OSError:
+            pass
 
 
 class _OnlyKey:

@@ -112,6 +112,41 @@ def test_unauthenticated_peers_cannot_make_a_service_hold_memory(cluster, tmp_pa
     assert text_pairs(out) == {"tic": "3", "tac": "2", "toe": "1"}
 
 
+def hung_up(conn: socket.socket) -> bool:
+    conn.setblocking(False)
+    try:
+        while conn.recv(65536):  # the server's greeting, then the end if it hung up
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_a_flood_of_connections_is_hung_up_on_beyond_the_limit(cluster, tmp_path):
+    host, port = cluster.address[len("tcp://"):].rsplit(":", 1)
+    wait_listening(host, int(port))
+    extra = 100
+    connections = []
+    try:
+        for _ in range(proto.MAX_NEW_CONNECTIONS + extra):
+            connections.append(socket.create_connection((host, int(port)), timeout=5))
+            connections[-1].sendall(curve_greeting())
+        time.sleep(1.5)
+        ended = sum(hung_up(conn) for conn in connections)
+    finally:
+        for conn in connections:
+            conn.close()
+    assert extra <= ended < extra + 20, f"{ended} of {len(connections)} connections hung up on"
+    assert cluster.alive()
+    words = tmp_path / "words.txt"
+    words.write_text("x y x\n")
+    done = cluster.submit(JOBS / "wordcount.py", words, "-o", tmp_path / "out", "-q")
+    assert done.returncode == 0, done.stderr
+    assert text_pairs(tmp_path / "out") == {"x": "2", "y": "1"}
+
+
 def test_a_message_over_the_limit_is_dropped_unanswered(cluster):
     """A key holder's message over 256 MiB in all is not answered, however it is cut."""
     context = zmq.Context()
