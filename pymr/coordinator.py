@@ -65,7 +65,7 @@ from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
-from .security import ClusterKey, Security
+from .security import ClusterKey, Security, listen
 from .state import StateStore, StoredJob
 from .state import TaskCommit as StoredCommit
 
@@ -153,16 +153,16 @@ class Coordinator:
         self.exclude_for_s = exclude_for_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
+        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)),
+                                           new_connections=proto.MAX_NEW_CONNECTIONS)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over its id
         try:
-            self.socket.bind(bind)
+            self.address = listen(self.socket, bind)  # AddressError: port in use, unknown name, ...
         except BaseException:
             if self.store is not None:
                 self.store.close()
             raise
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[str, WorkerInfo] = {}
         self.free: dict[str, WorkerInfo] = {}  # workers with a free slot, not excluded
         self.eligible: dict[str, WorkerInfo] = {}  # workers not excluded cluster-wide
