@@ -243,7 +243,8 @@ def test_a_worker_reports_a_failed_task_as_data_without_a_pickle(tmp_path):
     def answer(msg):
         if msg.kind == proto.REGISTER:
             yield proto.pack(proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S})
-            yield proto.pack(proto.ASSIGN, {"job_id": "job1", "attempt_id": "job1-m0-1", "kind": "map"}, code)
+            yield proto.pack(proto.ASSIGN, {"job_id": "job1", "attempt_id": "job1-m0-1", "kind": "map", "seq": 1,
+                                            "blobs": ["code"]}, code)
         elif msg.kind == proto.TASK_FAILED:
             yield proto.pack(proto.SHUTDOWN)
 
