@@ -233,16 +233,19 @@ class Security:
 
 
 class _NewConnectionLimit:
-    """Hangs up on the connections a socket accepts beyond ``limit`` within ``window_s``.
+    """Hangs up on new connections while ``limit`` others are still in their handshake.
 
     ZeroMQ has no cap on connections, and each can make the process hold a frame before
     it authenticates; one that has not authenticated within the handshake time is dropped
-    (``protocol.HANDSHAKE_S``). So with the window that long, at most ``limit`` strangers
-    hold memory at a time. A thread reads the socket's monitor, whose events carry the
-    connection's file descriptor; a peer hung up on just reconnects later.
+    (``protocol.HANDSHAKE_S``). So at most ``limit`` strangers hold memory at a time.
+    Connections that authenticated are not counted: a cluster of thousands of workers
+    (re)connecting at once is admitted as fast as the handshakes finish. A thread reads
+    the socket's monitor, whose events carry the connection's file descriptor; a peer
+    hung up on just reconnects later.
     """
 
-    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_MONITOR_STOPPED
+    EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+              | zmq.EVENT_MONITOR_STOPPED)
 
     def __init__(self, sock: zmq.Socket, limit: int, window_s: float):
         self.limit = limit
@@ -252,7 +255,7 @@ class _NewConnectionLimit:
         self.thread.start()
 
     def _run(self) -> None:
-        accepted_s: dict[int, float] = {}  # file descriptor -> when accepted, within the window
+        pending_s: dict[int, float] = {}  # file descriptor -> when accepted, until its handshake is done
         refused = 0
         try:
             while True:
@@ -260,18 +263,18 @@ class _NewConnectionLimit:
                 kind, fd, now = event["event"], event["value"], time.monotonic()
                 if kind == zmq.EVENT_MONITOR_STOPPED:
                     return
-                for old in [f for f, when in accepted_s.items() if now - when > self.window_s]:
-                    del accepted_s[old]
+                for old in [f for f, when in pending_s.items() if now - when > self.window_s]:
+                    del pending_s[old]  # ZeroMQ dropped it at the handshake time limit
                 if kind != zmq.EVENT_ACCEPTED:
-                    accepted_s.pop(fd, None)
-                elif len(accepted_s) < self.limit:
-                    accepted_s[fd] = now
+                    pending_s.pop(fd, None)
+                elif len(pending_s) < self.limit:
+                    pending_s[fd] = now
                 else:
                     _hang_up(fd)
                     refused += 1
                     if refused == 1 or refused % 1000 == 0:
-                        log.warning("over %d new connections in %g s: hung up on %d (a flood?)", self.limit,
-                                    self.window_s, refused)
+                        log.warning("over %d connections in their handshake at once: hung up on %d (a flood?)",
+                                    self.limit, refused)
         except zmq.ZMQError:  # the context is gone
             return
         finally:

@@ -147,6 +147,46 @@ def test_a_flood_of_connections_is_hung_up_on_beyond_the_limit(cluster, tmp_path
     assert text_pairs(tmp_path / "out") == {"x": "2", "y": "1"}
 
 
+@pytest.mark.slow
+def test_many_key_holders_connecting_at_once_are_all_admitted(cluster):
+    """The cap is on connections still in their handshake, not on a cluster's size: 600
+    workers (re)connecting at once (a coordinator restart) all get in; one hung up on
+    while 256 others were mid-handshake registers again, as `pymr worker` does."""
+    key = read_key_file(str(cluster.key))
+    context = zmq.Context()
+    security = Security(context, key)
+    sockets = []
+    try:
+        for i in range(600):
+            sock = security.client(proto.configure(context.socket(zmq.DEALER)))
+            sock.setsockopt(zmq.IDENTITY, f"many-{i}".encode())
+            sock.connect(cluster.address)
+            sock.send_multipart(proto.pack(proto.REGISTER, {"slots": 1, "versions": proto.versions()}))
+            sockets.append(sock)
+        welcomed = set()
+        deadline = time.monotonic() + 60
+        poller = zmq.Poller()
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        resend_at = time.monotonic() + 3
+        while len(welcomed) < len(sockets) and time.monotonic() < deadline:
+            for sock, _ in poller.poll(500):
+                if proto.unpack(sock.recv_multipart()).kind == proto.WELCOME:
+                    welcomed.add(sock)
+            if time.monotonic() > resend_at:
+                for sock in set(sockets) - welcomed:
+                    sock.send_multipart(proto.pack(proto.REGISTER, {"slots": 1, "versions": proto.versions()}))
+                resend_at = time.monotonic() + 3
+        assert len(welcomed) == len(sockets)
+        for sock in sockets:
+            sock.send_multipart(proto.pack(proto.BYE))
+    finally:
+        for sock in sockets:
+            sock.close(linger=100)
+        security.close()
+        context.destroy(linger=0)
+
+
 def test_a_message_over_the_limit_is_dropped_unanswered(cluster):
     """A key holder's message over 256 MiB in all is not answered, however it is cut."""
     context = zmq.Context()
