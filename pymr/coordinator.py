@@ -30,6 +30,7 @@ import zmq
 
 from . import protocol as proto
 from . import scheduler as sched
+from . import status
 from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
@@ -96,6 +97,9 @@ class Coordinator:
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
         self._stop = threading.Event()
         self._wake_read, self._wake_write = socket.socketpair()  # stop() wakes the loop at once
+        self.finished = status.FinishedJobs()  # what the status page and `pymr jobs --all` list
+        self.totals = status.Totals()
+        self.board = status.StatusBoard()  # the HTTP server's questions, answered on this loop
 
     # -- loop ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -111,6 +115,7 @@ class Coordinator:
                 self._expire_workers()
                 self._finish_ended_jobs()
                 self._send_progress()
+                self.board.answer(self._status_answer)
                 if time.monotonic() >= next_dispatch:  # stragglers become worth a backup as time passes
                     self._dispatch()
                     next_dispatch = time.monotonic() + 0.5
@@ -171,6 +176,7 @@ class Coordinator:
             self._lose_worker(worker_id, "it registered again (restarted)")
         slots = max(1, int(msg.body.get("slots", 1)))
         self.workers[worker_id] = WorkerInfo(worker_id, identity, slots, time.monotonic())
+        vars(self.workers[worker_id]).update(host=msg.body.get("host"), shuffle_address=msg.body.get("shuffle_address"))
         log.info("worker %s joined with %d slot(s)", worker_id, slots)
         self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S})
         self._dispatch()
@@ -415,8 +421,62 @@ class Coordinator:
             if run.job_id in worker.jobs_loaded:
                 self._send(worker.identity, proto.JOB_ENDED, {"job_id": run.job_id})
                 worker.jobs_loaded.discard(run.job_id)
+        self._remember_finished(active, report)
         del self.jobs[run.job_id]
         log.info("job %s %s", run.job_id, run.state.value)
+
+    # -- status: the page's answers and the CLI's queries -----------------------------------
+    def _remember_finished(self, active: ActiveJob, report: dict[str, Any]) -> None:
+        self.finished.add(status.finished_detail(active, report))
+        self.totals.add(active, report)
+
+    def _status_answer(self, key: str) -> Any:
+        """One answer of ``status.StatusBoard``: "jobs", "job:<job_id>", "workers" or "metrics"."""
+        if key == "jobs":
+            return self._job_list(everything=True)
+        if key == "workers":
+            return status.workers_view(self.workers.values())
+        if key == "metrics":
+            return status.metrics_text(self.jobs.values(), self.workers.values(), self.totals)
+        if key.startswith("job:"):
+            return self._job_detail(key[len("job:"):])
+        raise KeyError(key)
+
+    def _job_list(self, everything: bool) -> list[dict[str, Any]]:
+        running = [status.job_summary(active) for active in self.jobs.values()]
+        return running + (self.finished.summaries()[::-1] if everything else [])
+
+    def _job_detail(self, job_id: str) -> dict[str, Any] | None:
+        active = self.jobs.get(job_id)
+        if active is not None:
+            return status.job_detail(active, job_report(active))
+        return self.finished.get(job_id)
+
+    def _on_list_jobs(self, identity: bytes, msg: proto.Message) -> None:
+        self._send(identity, proto.ANSWER, {"jobs": self._job_list(bool(msg.body.get("all")))})
+
+    def _on_job_status(self, identity: bytes, msg: proto.Message) -> None:
+        job_id = str(msg.body["job_id"])
+        detail = self._job_detail(job_id)
+        if detail is None:
+            self._send(identity, proto.ANSWER, {"error": f"unknown job {job_id}", "exit_code": 2})
+        else:
+            self._send(identity, proto.ANSWER, {"job": detail})
+
+    def _on_list_workers(self, identity: bytes, msg: proto.Message) -> None:
+        self._send(identity, proto.ANSWER, {"workers": status.workers_view(self.workers.values())})
+
+    def _on_find_logs(self, identity: bytes, msg: proto.Message) -> None:
+        """Where the captured output of a job's attempts is: each attempt with its worker's
+        address (the worker serves it, as it serves map outputs)."""
+        detail = self._job_detail(str(msg.body["job_id"]))
+        addresses = {w.worker_id: getattr(w, "shuffle_address", None) for w in self.workers.values()}
+        try:
+            attempts = status.log_places(detail, msg.body.get("task_id"), msg.body.get("attempt"), addresses)
+        except LookupError as exc:
+            self._send(identity, proto.ANSWER, {"error": str(exc.args[0]), "exit_code": 2})
+            return
+        self._send(identity, proto.ANSWER, {"attempts": attempts})
 
     def _shutdown(self) -> None:
         for active in list(self.jobs.values()):

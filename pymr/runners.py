@@ -37,7 +37,9 @@ from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScrip
 from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
+from .http import StatusServer
 from .sampling import sample_cuts
+from .status import StatusBoard
 from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             secret_file: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
-            on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
+            on_progress: ProgressCallback | None = None, http: str | None = None, **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``)."""
     files = [*job_class.files, *files]
     if output is None:
@@ -123,7 +125,10 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             code = dump_job(job_class, options, files)
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
-        with LocalCluster(workers or os.cpu_count() or 1) as cluster:
+        with LocalCluster(workers or os.cpu_count() or 1, http=http) as cluster:
+            if cluster.status_page is not None and not quiet:
+                token = f"?token={cluster.status_page.token}" if cluster.status_page.token else ""
+                print(f"status page: {cluster.status_page.url}{token}", file=sys.stderr, flush=True)
             with Client(cluster.address, cluster.key) as client:
                 code = dump_job(job_class, options, files)
                 report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
@@ -434,16 +439,18 @@ class LocalCluster:
     even on loopback no other local user can submit code to these workers.
     """
 
-    def __init__(self, workers: int, slots: int = 1):
+    def __init__(self, workers: int, slots: int = 1, http: str | None = None):
         if workers < 1:
             raise PymrError(f"workers must be at least 1, got {workers}")
         self.num_workers = workers
         self.slots = slots
-        self.root = tempfile.mkdtemp(prefix="pymr-local-")
         self.key = generate_key()
+        self.status_page = StatusServer(http, StatusBoard(), self.key) if http else None  # HOST:PORT, or none
+        self.root = tempfile.mkdtemp(prefix="pymr-local-")
         self.key_file = os.path.join(self.root, "cluster.key")
         write_key_file(self.key_file, self.key)
         self.coordinator = Coordinator("tcp://127.0.0.1:*", key=self.key)
+        self.coordinator.board = self.status_page.board if self.status_page else self.coordinator.board
         self.address = self.coordinator.address
         self.processes: dict[str, subprocess.Popen] = {}
         self.replaced = 0
@@ -493,6 +500,8 @@ class LocalCluster:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         _stop_processes(list(self.processes.values()))
+        if self.status_page is not None:
+            self.status_page.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -125,7 +125,15 @@ class JobRun:
             "reduces_done": done(self.reduces),
             "running": sum(len(t.running()) for t in self.all_tasks()),
             "failed_attempts": sum(t.failures for t in self.all_tasks()),
+            "map_bytes_total": sum(_split_bytes(t) for t in self.maps),
+            "map_bytes_done": sum(_split_bytes(t) for t in self.maps if t.state == TaskState.DONE),
         }
+
+
+def _split_bytes(task: Task) -> int:
+    """Input bytes of a map task's split (its byte range; a compressed file's whole size)."""
+    split = task.split or {}
+    return max(0, int(split.get("end", 0)) - int(split.get("start", 0)))
 
 
 def new_job(job_id: str, name: str, splits: list[dict[str, Any]], num_reducers: int,

@@ -91,7 +91,7 @@ def test_new_job_has_one_map_per_split_and_one_reduce_per_partition():
     assert job.max_attempts == 7 and job.speculative is False
     assert not job.map_only and make_job(reducers=0).map_only
     assert job.counts() == {"maps_total": 3, "maps_done": 0, "reduces_total": 2, "reduces_done": 0,
-                            "running": 0, "failed_attempts": 0}
+                            "running": 0, "failed_attempts": 0, "map_bytes_total": 30, "map_bytes_done": 0}
 
 
 def test_new_job_defaults():
@@ -109,17 +109,17 @@ def test_counts_follow_the_job():
     done(job, a0, 1.0)
     fail(job, a1.attempt_id, BOOM)
     assert job.counts() == {"maps_total": 3, "maps_done": 1, "reduces_total": 1, "reduces_done": 0,
-                            "running": 1, "failed_attempts": 1}
+                            "running": 1, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 10}
     _, a3 = start(job, "w2", 2.0)  # the failed map, retried
     done(job, a3, 3.0)
     done(job, a2, 3.0)
     _, r = start(job, "w1", 4.0)
     assert r.attempt_id == "j1-r00000-0"
     assert job.counts() == {"maps_total": 3, "maps_done": 3, "reduces_total": 1, "reduces_done": 0,
-                            "running": 1, "failed_attempts": 1}
+                            "running": 1, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 30}
     done(job, r, 5.0)
     assert job.counts() == {"maps_total": 3, "maps_done": 3, "reduces_total": 1, "reduces_done": 1,
-                            "running": 0, "failed_attempts": 1}
+                            "running": 0, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 30}
 
 
 def test_task_description_names_the_input_of_a_map():

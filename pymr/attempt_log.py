@@ -1,0 +1,229 @@
+"""Per-attempt logs: what user code prints (stdout and stderr, at the file-descriptor
+level, so C extensions and child processes are caught too) and logs (``logging``)
+while an attempt runs, captured to a capped file in the worker's data dir::
+
+    DATA_DIR/<job_id>/logs/<attempt_id>.log
+
+A file keeps the last ``LOG_CAP_BYTES`` (a first line says how much older output was
+dropped); an attempt that printed nothing leaves no file. When a job ends, the worker
+deletes the job's other files at once and keeps its logs (``remove_job_files``), for
+the last ``KEPT_JOBS`` jobs, so ``pymr logs`` can read a failed job's attempts after
+it ended; a worker started without --data-dir removes everything when it exits. The
+worker's shuffle server serves these files (and only these) to ``pymr logs``
+(``read_for_client``), behind the same CURVE key as map outputs.
+
+With ``PYMR_ECHO_TASK_OUTPUT=1`` (``pymr -v``), captured lines are also written to the
+executor's own stderr as they come, each prefixed with its task id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+LOG_CAP_BYTES = 1024 * 1024
+TAIL_LINES = 20
+KEPT_JOBS = 200
+ECHO_ENV = "PYMR_ECHO_TASK_OUTPUT"
+_CHUNK = 65536
+
+
+def log_path(data_dir: str, job_id: str, attempt_id: str) -> str:
+    return os.path.join(data_dir, os.path.basename(job_id), "logs", os.path.basename(attempt_id) + ".log")
+
+
+def run_captured(run_one: Callable[..., tuple[Any, ...]], task: dict[str, Any], *args: Any) -> tuple[Any, ...]:
+    """``run_one(task, *args)`` with its output captured; a failure's error gets the
+    last ``TAIL_LINES`` lines of it as ``log_tail``."""
+    settings = args[-1]
+    if not settings.get("data_dir"):
+        return run_one(task, *args)
+    path = log_path(settings["data_dir"], str(task["job_id"]), str(task["attempt_id"]))
+    prefix = f"[{task_label(str(task['attempt_id']))}] " if os.environ.get(ECHO_ENV) == "1" else None
+    with Capture(path, prefix):
+        reply = run_one(task, *args)
+    if reply[0] == "failed" and isinstance(reply[1], dict):
+        tail = log_tail(path)
+        if tail:
+            reply[1]["log_tail"] = tail
+    return reply
+
+
+def task_label(attempt_id: str) -> str:
+    """``m00003`` from ``job_..._abc123-m00003-1``."""
+    parts = attempt_id.rsplit("-", 2)
+    return parts[1] if len(parts) == 3 else attempt_id
+
+
+class Capture:
+    """Redirects fds 1 and 2 (and a root ``logging`` handler) into a capped file."""
+
+    def __init__(self, path: str, echo_prefix: str | None = None):
+        self.path = path
+        self.echo_prefix = echo_prefix
+
+    def __enter__(self) -> Capture:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        _flush_std()
+        self.file = CappedFile(self.path)
+        self.saved = (os.dup(1), os.dup(2))
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self.reader = threading.Thread(target=self._copy, args=(read_fd,), name="pymr-attempt-log", daemon=True)
+        self.reader.start()
+        root = logging.getLogger()
+        self.handler = None
+        if not root.handlers:  # the user's own logging setup, if any, is kept as it is
+            self.handler = logging.StreamHandler(sys.stderr)
+            self.handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            root.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handler is not None:
+            logging.getLogger().removeHandler(self.handler)
+        _flush_std()
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)  # the pipe's last writers close here (unless a child of the task holds it)
+            os.close(saved)
+        self.reader.join(timeout=5)
+        self.file.close()
+
+    def _copy(self, read_fd: int) -> None:
+        pending = b""
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while True:
+                chunk = pipe.read(_CHUNK)
+                if not chunk:
+                    break
+                self.file.write(chunk)
+                if self.echo_prefix is not None:
+                    pending = self._echo(pending + chunk)
+        if pending and self.echo_prefix is not None:
+            self._echo(pending + b"\n")
+
+    def _echo(self, data: bytes) -> bytes:
+        *lines, rest = data.split(b"\n")
+        if lines:
+            prefix = self.echo_prefix.encode()  # type: ignore[union-attr]
+            try:
+                os.write(self.saved[1], b"".join(prefix + line + b"\n" for line in lines))
+            except OSError:
+                pass
+        return rest[-_CHUNK:]
+
+
+class CappedFile:
+    """An append-only file that keeps its last ``cap`` bytes (on disk, at most twice that)."""
+
+    def __init__(self, path: str, cap: int = LOG_CAP_BYTES):
+        self.path, self.cap = path, cap
+        self.file = open(path, "wb")
+        self.size = 0
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+        if self.size > 2 * self.cap:
+            self._keep_last()
+
+    def close(self) -> None:
+        if self.size > self.cap:
+            self._keep_last()
+        self.file.close()
+        if self.size == 0 and not self.dropped:
+            os.unlink(self.path)
+
+    def _keep_last(self) -> None:
+        self.file.flush()
+        with open(self.path, "rb") as f:
+            f.seek(-self.cap, os.SEEK_END)
+            kept = f.read()
+        if self.dropped and kept.startswith(b"[pymr:"):
+            kept = kept.split(b"\n", 1)[-1]
+        cut = kept.find(b"\n")
+        kept = kept[cut + 1:] if 0 <= cut < len(kept) - 1 else kept  # start at a whole line
+        self.dropped += self.size - len(kept)
+        marker = f"[pymr: {self.dropped:,} bytes of earlier output dropped; the last {len(kept):,} kept]\n".encode()
+        self.file.close()
+        with open(self.path + ".tmp", "wb") as f:
+            f.write(marker + kept)
+        os.replace(self.path + ".tmp", self.path)
+        self.file = open(self.path, "ab")
+        self.size = len(marker) + len(kept)
+
+
+def log_tail(path: str, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log, or "" if there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
+# -- on the worker --------------------------------------------------------------------------
+def remove_job_files(job_dir: str, kept_jobs: int = KEPT_JOBS) -> None:
+    """A job ended: delete its files but its logs, and the logs of all but the
+    ``kept_jobs`` most recent jobs of this data dir."""
+    if os.path.isdir(job_dir):
+        for name in os.listdir(job_dir):
+            if name != "logs":
+                path = os.path.join(job_dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    _unlink_quietly(path)
+        try:
+            os.rmdir(os.path.join(job_dir, "logs"))  # only if empty
+            os.rmdir(job_dir)
+        except OSError:
+            pass
+    data_dir = os.path.dirname(job_dir)
+    with_logs = []
+    for name in os.listdir(data_dir) if os.path.isdir(data_dir) else []:
+        logs = os.path.join(data_dir, name, "logs")
+        if os.path.isdir(logs):
+            with_logs.append((os.stat(logs).st_mtime, name))
+    for _, name in sorted(with_logs)[:max(0, len(with_logs) - kept_jobs)]:
+        shutil.rmtree(os.path.join(data_dir, name), ignore_errors=True)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def read_for_client(data_dir: str, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """An attempt's log for ``pymr logs``: only files under DATA_DIR/<job>/logs."""
+    path = os.path.realpath(log_path(data_dir, str(body["job_id"]), str(body["attempt_id"])))
+    root = os.path.realpath(data_dir) + os.sep
+    if not path.startswith(root) or os.path.basename(os.path.dirname(path)) != "logs":
+        raise PermissionError("not an attempt log of this worker")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(2 * LOG_CAP_BYTES + 4096)
+    except FileNotFoundError:
+        return {"found": False}, b""
+    return {"found": True, "bytes": len(data)}, data
