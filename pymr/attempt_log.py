@@ -128,6 +128,7 @@ class CappedFile:
         self.file = open(path, "wb")
         self.size = 0
         self.dropped = 0
+        self.marker_bytes = 0  # the first line, once output was dropped
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
@@ -151,7 +152,7 @@ class CappedFile:
             kept = kept.split(b"\n", 1)[-1]
         cut = kept.find(b"\n")
         kept = kept[cut + 1:] if 0 <= cut < len(kept) - 1 else kept  # start at a whole line
-        self.dropped += self.size - len(kept)
+        self.dropped += self.size - self.marker_bytes - len(kept)
         marker = f"[pymr: {self.dropped:,} bytes of earlier output dropped; the last {len(kept):,} kept]\n".encode()
         self.file.close()
         with open(self.path + ".tmp", "wb") as f:
@@ -159,6 +160,7 @@ class CappedFile:
         os.replace(self.path + ".tmp", self.path)
         self.file = open(self.path, "ab")
         self.size = len(marker) + len(kept)
+        self.marker_bytes = len(marker)
 
 
 def log_tail(path: str, lines: int = TAIL_LINES) -> str:
