@@ -440,6 +440,8 @@ def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_t
     from .coordinator import Coordinator
 
     key = _key_or_exit(secret_file, bind, "coordinator")
+    log = logging.getLogger("pymr.coordinator")
+    log.setLevel(min(log.getEffectiveLevel(), logging.INFO))  # jobs and workers coming and going, without -v
     explicit = ctx.get_parameter_source("http_address") != click.core.ParameterSource.DEFAULT
     page = _status_page_or_exit(http_address, key, explicit)
     service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)

@@ -117,6 +117,9 @@ def phase_progress(tasks: list[Any], now: float, by_bytes: bool = False) -> dict
     total = len(tasks)
     done = [t for t in tasks if _value(t.state) == "done"]
     starts = [a.started_s for t in tasks for a in t.attempts]
+    ends = [a.finished_s for t in tasks for a in t.attempts if a.finished_s is not None]
+    if len(done) == total and ends:  # a finished phase took until its last attempt ended
+        now = max(ends)
     elapsed = now - min(starts) if starts else 0.0
     progress: dict[str, Any] = {"tasks_done": len(done), "tasks_total": total,
                                 "running": sum(a.state == "running" for t in tasks for a in t.attempts),

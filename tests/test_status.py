@@ -168,3 +168,37 @@ def test_commands_exit_3_when_the_coordinator_cannot_be_reached(tmp_path):
                             env={**__import__("os").environ, **env}, timeout=60)
     assert result.returncode == 3
     assert "no answer from the coordinator" in result.stderr
+
+
+def test_local_mode_serves_the_page_while_the_job_runs_and_keeps_task_output_off_the_terminal(pymr, tmp_path):
+    job = pymr.popen("submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 2), "-o", tmp_path / "out", "-w", "2",
+                     "--delay", "2")
+    url = None
+    for line in job.stderr:
+        match = re.match(r"status page: (http://127\.0\.0\.1:\d+/)$", line.rstrip("\n"))
+        if match:
+            url = match.group(1)
+            break
+    assert url is not None
+    with urllib.request.urlopen(url, timeout=10) as response:
+        page = response.read().decode()
+    assert '<script src="/static/app.js"' in page and "cdn" not in page.lower()
+    with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
+        assert [j["state"] for j in json.loads(response.read())] == ["running"]
+    stdout, stderr = job.communicate(timeout=60)
+    assert job.returncode == 0, stderr
+    assert re.search(r"^pymr: job job_\S+$", stderr, re.M)
+    assert "map task starting" not in stdout + stderr
+    try:
+        urllib.request.urlopen(url + "api/jobs", timeout=5)
+    except OSError:
+        pass  # the page ends with the run
+    else:
+        raise AssertionError("the local status page outlived its run")
+
+    quiet = pymr.run("submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "q", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = pymr.run("-v", "submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "v", "-w", "1")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "[m00000] map task starting" in verbose.stderr  # -v shows task output live, with the task id
+    assert "[m00000] WARNING chatty: a warning from logging" in verbose.stderr

@@ -107,7 +107,7 @@ async function overview() {
   ];
 }
 
-function phaseBox(title, phase) {
+function phaseBox(title, phase, running) {
   if (!phase.tasks_total) return null;
   const lines = [el("strong", {text: title}), " ",
                  el("span", {text: phase.tasks_done + "/" + phase.tasks_total + " tasks"})];
@@ -117,8 +117,8 @@ function phaseBox(title, phase) {
   facts.push((phase.fraction * 100).toFixed(1) + "%");
   if (phase.running) facts.push(phase.running + " running");
   if (phase.bytes_per_s) facts.push(bytes(phase.bytes_per_s) + "/s");
-  if (phase.tasks_done < phase.tasks_total) facts.push("ETA " + seconds(phase.eta_s));
-  facts.push("elapsed " + seconds(phase.elapsed_s));
+  if (running && phase.tasks_done < phase.tasks_total) facts.push("ETA " + seconds(phase.eta_s));
+  if (phase.elapsed_s > 0) facts.push((running ? "elapsed " : "took ") + seconds(phase.elapsed_s));
   return el("div", {class: "phase", "data-phase": title},
             el("div", {}, ...lines), bar(phase.fraction, phase.tasks_done === phase.tasks_total),
             el("div", {class: "muted progress-facts", text: facts.join(" · ")}));
@@ -172,7 +172,9 @@ async function jobPage(jobId) {
   ];
   if (job.error) parts.push(el("div", {class: "error", id: "job-error"}, el("strong", {text: "Error: "}),
                                 el("span", {text: job.error})));
-  parts.push(el("div", {class: "grid"}, phaseBox("map", job.phases.map), phaseBox("reduce", job.phases.reduce)));
+  const running = job.state === "running";
+  parts.push(el("div", {class: "grid"}, phaseBox("map", job.phases.map, running),
+                phaseBox("reduce", job.phases.reduce, running)));
   if (job.failed && job.failed.length) {
     parts.push(el("h2", {text: "Failed attempts"}));
     for (const a of job.failed)
