@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import PymrError
 from .security import ClusterKey, is_loopback_host
-from .status import StatusBoard
+from .status import BuildFailed, StatusBoard
 
 log = logging.getLogger("pymr.http")
 DEFAULT_HTTP = "127.0.0.1:8780"
@@ -169,6 +169,8 @@ class _StatusHandler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
         except TimeoutError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+        except BuildFailed as exc:
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"{exc}\n".encode(), "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:  # noqa: N802
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"the status page is read-only\n", "text/plain; charset=utf-8",
@@ -179,12 +181,12 @@ class _StatusHandler(BaseHTTPRequestHandler):
     def _authorized(self, url: Any) -> bool:
         token = self.status_server.token
         if token is None:
-            return True
+            return self._loopback_host()
         given = parse_qs(url.query).get("token", [None])[0]
         if given is not None and hmac.compare_digest(given.encode(), token.encode()):
             # the token leaves the address bar: a cookie carries it from now on
             self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {
-                "Location": url.path or "/",
+                "Location": url.path if PAGE_ROUTE.match(url.path) else "/",
                 "Set-Cookie": f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"})
             return False
         bearer = self.headers.get("Authorization", "")
@@ -200,6 +202,17 @@ class _StatusHandler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.UNAUTHORIZED, b"401 unauthorized: this status page needs the cluster's access token "
                    b"(pymr token --secret-file FILE prints it and the address to open)\n",
                    "text/plain; charset=utf-8", {"WWW-Authenticate": 'Bearer realm="pymr"'})
+        return False
+
+    def _loopback_host(self) -> bool:
+        """A loopback page answers only requests addressed to a loopback name: a web page
+        elsewhere that rebinds its own domain name to 127.0.0.1 gets nothing."""
+        host = (self.headers.get("Host") or "").strip()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if is_loopback_host(name.strip("[]").lower()):
+            return True
+        self._send(HTTPStatus.FORBIDDEN, b"403 forbidden: this status page answers requests to a loopback address "
+                   b"only\n", "text/plain; charset=utf-8")
         return False
 
     def _api(self, path: str) -> None:

@@ -10,6 +10,7 @@ tests. Times: ``submitted`` is ISO 8601 UTC; durations are float seconds.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+log = logging.getLogger("pymr.status")
 FINISHED_KEPT = 1000  # finished jobs listed (summaries)
 FINISHED_DETAILED = 50  # of those, the most recent keep their task lists too
 ANSWER_TTL_S = 0.5  # a query's answer is reused this long, however many browsers ask
@@ -217,6 +219,8 @@ class StatusBoard:
             while True:
                 found = self._answers.get(key)
                 if found is not None and time.monotonic() - found[0] < ANSWER_TTL_S:
+                    if isinstance(found[1], BuildFailed):
+                        raise found[1]
                     return found[1]
                 self._asked.add(key)
                 left = deadline - time.monotonic()
@@ -230,7 +234,7 @@ class StatusBoard:
             asked, self._asked = self._asked, set()
         if not asked:
             return
-        built = {key: build(key) for key in asked}
+        built = {key: _built(build, key) for key in asked}
         now = time.monotonic()
         with self._lock:
             for key, value in built.items():
@@ -238,6 +242,18 @@ class StatusBoard:
             for key in [k for k, (t, _) in self._answers.items() if now - t > 10 * ANSWER_TTL_S]:
                 del self._answers[key]  # bounded: only recently asked keys stay
             self._lock.notify_all()
+
+
+class BuildFailed(Exception):
+    """Building an answer raised: the asker gets this, the coordinator's loop goes on."""
+
+
+def _built(build: Callable[[str], Any], key: str) -> Any:
+    try:
+        return build(key)
+    except Exception as exc:  # a bug here must not take the coordinator down
+        log.exception("status: building %r failed", key)
+        return BuildFailed(f"building {key!r} failed: {type(exc).__name__}: {exc}")
 
 
 # -- metrics --------------------------------------------------------------------------------

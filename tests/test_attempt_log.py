@@ -115,9 +115,15 @@ def test_the_board_answers_from_the_loop_thread_and_reuses_answers():
     built = []
     stop = threading.Event()
 
+    def build(key):
+        if key == "broken":
+            raise ZeroDivisionError("a bug")
+        built.append((key, threading.current_thread().name))
+        return key.upper()
+
     def loop():
         while not stop.is_set():
-            board.answer(lambda key: built.append((key, threading.current_thread().name)) or key.upper())
+            board.answer(build)  # a build that raises must not end the loop
             stop.wait(0.05)
 
     thread = threading.Thread(target=loop, name="coordinator-loop")
@@ -125,6 +131,12 @@ def test_the_board_answers_from_the_loop_thread_and_reuses_answers():
     try:
         assert board.query("jobs") == "JOBS"
         assert board.query("jobs") == "JOBS"  # within the half second: not built again
+        try:
+            board.query("broken")
+        except status.BuildFailed as exc:
+            assert "ZeroDivisionError: a bug" in str(exc)
+        else:
+            raise AssertionError("a failed build must reach the asker")
         assert board.query("workers") == "WORKERS"
     finally:
         stop.set()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -77,6 +78,14 @@ def test_when_the_default_port_is_taken_the_page_moves_to_a_free_one(tmp_path):
         assert "8780 is in use" in (tmp_path / "coordinator.log").read_text()
         with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
             assert response.read() == b"[]"
+        # a page elsewhere whose domain name was rebound to 127.0.0.1 gets nothing
+        rebound = urllib.request.Request(url + "api/jobs", headers={"Host": "attacker.example:8780"})
+        try:
+            urllib.request.urlopen(rebound, timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403 and exc.read().startswith(b"403 forbidden")
+        else:
+            raise AssertionError("a request for another host name was answered")
     finally:
         _stop(process)
         holder.close()
