@@ -229,3 +229,26 @@ def read_for_client(data_dir: str, body: dict[str, Any]) -> tuple[dict[str, Any]
     except FileNotFoundError:
         return {"found": False}, b""
     return {"found": True, "bytes": len(data)}, data
+
+
+def read_remote(address: str, key: Any, job_id: str, attempt_id: str, timeout_s: float) -> bytes | None:
+    """An attempt's log from the worker serving it at ``address`` (None: it printed
+    nothing, or the log is gone); raises OSError if the worker does not answer."""
+    import zmq
+
+    from . import protocol as proto
+    from .security import Security
+
+    context = zmq.Context()
+    try:
+        sock = Security(context, key).client(proto.configure(context.socket(zmq.DEALER)))
+        sock.connect(address)
+        sock.send_multipart(proto.pack(proto.READ_LOG, {"job_id": job_id, "attempt_id": attempt_id}))
+        if not sock.poll(int(timeout_s * 1000)):
+            raise TimeoutError(f"the worker at {address} did not answer within {timeout_s:g} s")
+        msg = proto.unpack(sock.recv_multipart())
+    finally:
+        context.destroy(linger=0)
+    if msg.kind == proto.FETCH_ERROR:
+        raise OSError(f"the worker at {address}: {msg.body.get('error')}")
+    return (msg.blobs[0] if msg.blobs else b"") if msg.body.get("found") else None

@@ -12,12 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import zmq
-
+from . import attempt_log
 from . import protocol as proto
 from .errors import ClusterError, PymrError
 from .runners import Client
-from .security import ClusterKey, Security
+from .security import ClusterKey
 
 ANSWER_TIMEOUT_S = 5.0
 CANCEL_WAIT_S = 20.0  # the coordinator waits up to 10 s for attempts to confirm they stopped
@@ -95,19 +94,10 @@ class Control:
     def _read_log(self, job_id: str, place: dict[str, Any]) -> dict[str, Any]:
         if not place.get("address"):
             return {"problem": f"worker {place['worker_id']} is gone; its logs went with it"}
-        context = zmq.Context()
         try:
-            sock = Security(context, self.key).client(proto.configure(context.socket(zmq.DEALER)))
-            sock.connect(place["address"])
-            sock.send_multipart(proto.pack(proto.READ_LOG, {"job_id": job_id, "attempt_id": place["attempt_id"]}))
-            if not sock.poll(int(self.timeout_s * 1000)):
-                raise ClusterError(f"worker {place['worker_id']} at {place['address']} did not answer within "
-                                   f"{self.timeout_s:g} s")
-            msg = proto.unpack(sock.recv_multipart())
-        finally:
-            context.destroy(linger=0)
-        if msg.kind == proto.FETCH_ERROR:
-            return {"problem": f"worker {place['worker_id']}: {msg.body.get('error')}"}
-        if not msg.body.get("found"):
-            return {"text": ""}
-        return {"text": (msg.blobs[0] if msg.blobs else b"").decode("utf-8", "replace")}
+            data = attempt_log.read_remote(place["address"], self.key, job_id, place["attempt_id"], self.timeout_s)
+        except TimeoutError as exc:
+            raise ClusterError(f"worker {place['worker_id']}: {exc}") from None
+        except OSError as exc:
+            return {"problem": f"worker {place['worker_id']}: {exc}"}
+        return {"text": (data or b"").decode("utf-8", "replace")}

@@ -440,6 +440,10 @@ class Coordinator:
             return status.metrics_text(self.jobs.values(), self.workers.values(), self.totals)
         if key.startswith("job:"):
             return self._job_detail(key[len("job:"):])
+        if key.startswith("log:"):  # log:<job_id>:<attempt_id>
+            job_id, attempt_id = key[len("log:"):].split(":", 1)
+            addresses = {w.worker_id: getattr(w, "shuffle_address", None) for w in self.workers.values()}
+            return status.log_place(self._job_detail(job_id), attempt_id, addresses)
         raise KeyError(key)
 
     def _job_list(self, everything: bool) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ Routes (GET only; the page is read-only, cancelling goes through the CLI)::
     /static/<file>                   the page's script and style, from the package (no CDN)
     /api/jobs                        running and finished jobs (status.SUMMARY_FIELDS)
     /api/jobs/<job_id>               one job: phases, tasks and attempts, counters, failures
+    /api/jobs/<job_id>/logs/<attempt> an attempt's captured output (text), read from its worker
     /api/workers                     the registered workers
     /metrics                         Prometheus text format 0.0.4
 
@@ -34,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import attempt_log
 from .errors import PymrError
 from .security import ClusterKey, is_loopback_host
 from .status import BuildFailed, StatusBoard
@@ -90,6 +92,7 @@ class StatusServer:
                                        "needs the cluster key (its access token: pymr token --secret-file FILE)")
             self.token = access_token(key)
         self.board = board
+        self.key = key  # to read attempt logs from the workers, as `pymr logs` does
         try:
             self.httpd = _Server((host, port), _handler(self))
         except OSError as exc:
@@ -222,6 +225,10 @@ class _StatusHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
             return
         match = re.fullmatch(r"/api/jobs/([\w.-]+)/?", path)
+        log_match = re.fullmatch(r"/api/jobs/([\w.-]+)/logs/([\w.-]+)", path)
+        if log_match:
+            self._attempt_log(*log_match.groups())
+            return
         if path.rstrip("/") == "/api/jobs":
             self._json(HTTPStatus.OK, board.query("jobs"))
         elif path.rstrip("/") == "/api/workers":
@@ -234,6 +241,24 @@ class _StatusHandler(BaseHTTPRequestHandler):
                 self._json(HTTPStatus.OK, job)
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such API route: {path}"})
+
+    def _attempt_log(self, job_id: str, attempt_id: str) -> None:
+        """An attempt's captured output, read from the worker holding it, as plain text."""
+        place = self.status_server.board.query(f"log:{job_id}:{attempt_id}")
+        if place is None:
+            self._send(HTTPStatus.NOT_FOUND, f"unknown attempt {attempt_id} of job {job_id}\n".encode(),
+                       "text/plain; charset=utf-8")
+            return
+        if not place["address"]:
+            text = f"(worker {place['worker_id']} is gone; its logs went with it)\n".encode()
+        else:
+            try:
+                data = attempt_log.read_remote(place["address"], self.status_server.key, job_id, attempt_id,
+                                               timeout_s=5.0)
+                text = data if data is not None else b"(no output captured)\n"
+            except OSError as exc:
+                text = f"(cannot read it from worker {place['worker_id']}: {exc})\n".encode()
+        self._send(HTTPStatus.OK, text, "text/plain; charset=utf-8")
 
     def _static(self, name: str) -> None:
         kind = STATIC_TYPES.get(os.path.splitext(name)[1])

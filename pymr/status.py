@@ -354,6 +354,15 @@ def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
+def log_place(detail: dict[str, Any] | None, attempt_id: str, addresses: dict[str, str | None]) -> dict | None:
+    """Where one attempt's log is (for the page), or None if the job or attempt is unknown."""
+    for task in (detail or {}).get("tasks", []):
+        for entry in task["attempts"]:
+            if entry["attempt_id"] == attempt_id:
+                return {"worker_id": entry["worker_id"], "address": addresses.get(entry["worker_id"])}
+    return None
+
+
 # -- where attempt logs are -----------------------------------------------------------------
 def log_places(detail: dict[str, Any] | None, task_id: str | None, attempt: int | None,
                addresses: dict[str, str | None]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -138,6 +139,16 @@ def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path
     assert detail["state"] == "failed" and detail["failed_attempts"] == 2
     error = detail["failed"][-1]["error"]
     assert error["type"] == "ValueError" and "about to fail" in error["log_tail"]
+    attempt_id = detail["failed"][-1]["attempt_id"]
+    with urllib.request.urlopen(f"{watched.http}/api/jobs/{job_id}/logs/{attempt_id}", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")  # never rendered as HTML
+        assert "about to fail on 'this will FAIL <script>" in response.read().decode()
+    try:
+        urllib.request.urlopen(f"{watched.http}/api/jobs/{job_id}/logs/{job_id}-m00000-9", timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+    else:
+        raise AssertionError("an unknown attempt's log was served")
     status = _pymr(watched, "status", job_id)
     assert status.returncode == 0 and "failed" in status.stdout and "about to fail" in status.stdout
 

@@ -124,13 +124,18 @@ function phaseBox(title, phase, running) {
             el("div", {class: "muted progress-facts", text: facts.join(" · ")}));
 }
 
-function errorBox(where, error) {
+function logUrl(jobId, attemptId) {
+  return "/api/jobs/" + encodeURIComponent(jobId) + "/logs/" + encodeURIComponent(attemptId);
+}
+
+function errorBox(where, error, url) {
   return el("div", {class: "error"},
     el("strong", {text: where}),
     el("div", {text: (error.type || "Error") + ": " + (error.message || "")}),
     error.traceback ? el("pre", {class: "traceback", text: error.traceback}) : null,
     error.log_tail ? el("div", {class: "muted", text: "last lines of the attempt's output:"}) : null,
-    error.log_tail ? el("pre", {class: "log-tail", text: error.log_tail}) : null);
+    error.log_tail ? el("pre", {class: "log-tail", text: error.log_tail}) : null,
+    url ? el("a", {href: url, class: "whole-log", text: "the attempt's whole output"}) : null);
 }
 
 function countersTable(counters) {
@@ -142,7 +147,7 @@ function countersTable(counters) {
                      : el("p", {class: "muted", text: "No counters yet."});
 }
 
-function tasksTable(tasks) {
+function tasksTable(jobId, tasks) {
   const rows = [];
   for (const task of tasks) {
     const attempts = task.attempts.length ? task.attempts : [null];
@@ -150,7 +155,8 @@ function tasksTable(tasks) {
       el("td", {text: i === 0 ? task.task_id : ""}),
       i === 0 ? stateCell(task.state) : el("td", {}),
       el("td", {class: "hide-small", text: i === 0 ? (task.input || "") : ""}),
-      el("td", {text: a ? String(i) + (a.backup ? " (backup)" : "") : "–"}),
+      el("td", {}, a ? el("a", {href: logUrl(jobId, a.attempt_id), title: "the attempt's output",
+                               text: String(i) + (a.backup ? " (backup)" : "")}) : "–"),
       el("td", {text: a ? a.worker_id : ""}),
       a ? stateCell(a.state) : el("td", {}),
       el("td", {class: "num", text: a ? seconds(a.seconds) : ""}),
@@ -178,7 +184,8 @@ async function jobPage(jobId) {
   if (job.failed && job.failed.length) {
     parts.push(el("h2", {text: "Failed attempts"}));
     for (const a of job.failed)
-      if (a.error) parts.push(errorBox(a.task_id + " attempt on " + a.worker_id, a.error));
+      if (a.error) parts.push(errorBox(a.task_id + " attempt on " + a.worker_id, a.error,
+                                       logUrl(job.job_id, a.attempt_id)));
   }
   parts.push(el("h2", {text: "Counters"}), countersTable(job.counters));
   if (job.largest_partitions && job.largest_partitions.length) {
@@ -186,7 +193,8 @@ async function jobPage(jobId) {
                table([{label: "partition", num: 1}, {label: "records", num: 1}],
                      job.largest_partitions.map(p => el("tr", {}, num(p.partition), num(p.records)))));
   }
-  if (job.tasks) parts.push(el("h2", {text: "Tasks"}), tasksTable(job.tasks));
+  if (job.tasks) parts.push(el("h2", {text: "Tasks"}), el("p", {class: "muted", text: "An attempt's number links " +
+                            "to what it printed."}), tasksTable(job.job_id, job.tasks));
   return parts;
 }
 
