@@ -255,13 +255,17 @@ class ProgressDisplay:
         self.last_s = 0.0
         self.last_phase = ""
         self.job_ids: set[str] = set()
+        self.reduce_started_s: float | None = None  # the job's elapsed time when its maps were seen done
 
     def __call__(self, body: dict[str, Any]) -> None:
         job_id = body.get("job_id")
         if job_id and job_id not in self.job_ids:
             self.job_ids.add(job_id)
+            self.reduce_started_s = None
             self._write_line(f"pymr: job {job_id}" + (f" (step {body['step']})" if "step" in body else ""))
-        phase, line = progress_line(body)
+        if body["maps_done"] == body["maps_total"] and self.reduce_started_s is None:
+            self.reduce_started_s = float(body.get("elapsed_s") or 0.0)
+        phase, line = progress_line(body, self.reduce_started_s)
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last)))
@@ -286,8 +290,9 @@ class ProgressDisplay:
             self.last = ""
 
 
-def progress_line(body: dict[str, Any]) -> tuple[str, str]:
-    """The phase a progress message is in, and the line that shows it."""
+def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -> tuple[str, str]:
+    """The phase a progress message is in, and the line that shows it (the reduce phase's
+    ETA from the pace of its finished tasks since ``reduce_started_s``)."""
     elapsed = float(body.get("elapsed_s") or 0.0)
     maps_done, maps_total = body["maps_done"], body["maps_total"]
     bytes_total, bytes_done = body.get("map_bytes_total") or 0, body.get("map_bytes_done") or 0
@@ -302,6 +307,9 @@ def progress_line(body: dict[str, Any]) -> tuple[str, str]:
         parts.append(f"ETA {_duration((bytes_total - bytes_done) / rate)}")
     elif phase == "map" and maps_done and elapsed > 0:
         parts.append(f"ETA {_duration(elapsed * (maps_total - maps_done) / maps_done)}")
+    elif phase == "reduce" and body["reduces_done"] and reduce_started_s is not None:
+        spent, done = elapsed - reduce_started_s, body["reduces_done"]
+        parts.append(f"ETA {_duration(spent * (body['reduces_total'] - done) / done)}")
     parts.append(f"running {body['running']}")
     if body.get("failed_attempts"):
         parts.append(f"failed attempts {body['failed_attempts']}")
