@@ -76,7 +76,7 @@ class Control:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             job = self.job(job_id)
-            if job["state"] != "running" and not job.get("running"):
+            if job.get("ended"):  # its output is removed, not just its attempts stopped
                 return job
             time.sleep(0.3)
         raise ClusterError(f"job {job_id} did not end within {wait_s:g} s of being cancelled")

@@ -49,7 +49,7 @@ def job_summary(active: Any) -> dict[str, Any]:
         "job_id": run.job_id,
         "name": run.name,
         "state": run.state.value,
-        "submitted": iso_time(_wall_clock(active.started_s)),
+        "submitted": iso_time(getattr(active, "submitted_unix_s", None) or _wall_clock(active.started_s)),
         "elapsed_s": round(time.monotonic() - active.started_s, 3),
         "error": run.error,
         **counts,
@@ -64,6 +64,7 @@ def job_detail(active: Any, report: dict[str, Any]) -> dict[str, Any]:
     now = time.monotonic()
     detail = job_summary(active)
     detail.update(
+        ended=False,  # True once the job's output is committed or removed and it is listed as finished
         output=report.get("output"),
         error_detail=run.error_detail,
         phases={"map": phase_progress(run.maps, now, by_bytes=True), "reduce": phase_progress(run.reduces, now)},
@@ -81,19 +82,30 @@ def task_view(task: Any, now: float) -> dict[str, Any]:
     attempts = []
     for attempt in task.attempts:
         end = attempt.finished_s if attempt.finished_s is not None else (now if attempt.state == "running" else None)
-        failed = attempt.state == "failed" and error is not None and attempt is _last_failed(task)
+        own = getattr(attempt, "error", None)  # each attempt's own error, else the task's last one
+        failed = attempt.state == "failed" and (own is not None or (error is not None and attempt is _last_failed(task)))
+        attempt_error = own if own is not None else error
         attempts.append({
             "attempt_id": attempt.attempt_id,
             "worker_id": attempt.worker_id,
             "state": attempt.state,
             "backup": attempt.backup,
             "seconds": round(end - attempt.started_s, 3) if end is not None else None,
-            "error": _error_view(error) if failed else None,
+            "error": _error_view(attempt_error) if failed else None,
         })
-    counters = (task.result or {}).get("counters", {}).get("pymr", {})
+    counters = framework_counters(task)
     return {"task_id": task.task_id, "kind": task.kind, "index": task.index, "state": _value(task.state),
             "input": _describe(task), "attempts": attempts,
             "records_in": counters.get("map input records", counters.get("reduce input records"))}
+
+
+def framework_counters(task: Any) -> dict[str, int]:
+    """The ``pymr`` counters of a done task: its result keeps them as {group: {name: n}}, or
+    packed flat as (group, name, n, group, name, n, ...)."""
+    counters = (task.result or {}).get("counters") or {}
+    if isinstance(counters, (tuple, list)):
+        return {counters[i + 1]: counters[i + 2] for i in range(0, len(counters) - 2, 3) if counters[i] == "pymr"}
+    return dict(counters.get("pymr", {}))
 
 
 def _last_failed(task: Any) -> Any:
@@ -188,7 +200,7 @@ def finished_detail(active: Any, report: dict[str, Any]) -> dict[str, Any]:
     """A job's detail as it ended, with its final state, error and time from ``report``."""
     detail = job_detail(active, report)
     detail.update(state=report["state"], error=report.get("error"), error_detail=report.get("error_detail"),
-                  elapsed_s=report.get("elapsed_s"), bytes=report.get("bytes"), running=0)
+                  elapsed_s=report.get("elapsed_s"), bytes=report.get("bytes"), running=0, ended=True)
     for task in detail["tasks"]:
         for attempt in task["attempts"]:
             if attempt["state"] == "running":
@@ -321,7 +333,7 @@ def metrics_text(jobs: Iterable[Any], workers: Iterable[Any], totals: Totals) ->
         for task in active.run.all_tasks():
             tasks[(task.kind, _value(task.state))] = tasks.get((task.kind, _value(task.state)), 0) + 1
             failed += task.failures
-            pymr_counters = (task.result or {}).get("counters", {}).get("pymr", {})
+            pymr_counters = framework_counters(task)
             for kind, name in (("read", "map input bytes"), ("shuffled", "shuffle bytes"), ("written", "output bytes")):
                 live_bytes[kind] += int(pymr_counters.get(name, 0))
         live.add_attempts(active.run.all_tasks())
