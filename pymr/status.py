@@ -23,7 +23,7 @@ FINISHED_KEPT = 1000  # finished jobs listed (summaries)
 FINISHED_DETAILED = 50  # of those, the most recent keep their task lists too
 ANSWER_TTL_S = 0.5  # a query's answer is reused this long, however many browsers ask
 ANSWER_WAIT_S = 5.0
-LOG_TAIL_LINES = 20
+TASKS_LISTED = 1000  # a job's detail lists at most this many tasks: those that failed or run first
 DURATION_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 SUMMARY_FIELDS = ("job_id", "name", "state", "submitted", "elapsed_s", "maps_done", "maps_total", "reduces_done",
@@ -70,11 +70,26 @@ def job_detail(active: Any, report: dict[str, Any]) -> dict[str, Any]:
         phases={"map": phase_progress(run.maps, now, by_bytes=True), "reduce": phase_progress(run.reduces, now)},
         counters=report["counters"],
         largest_partitions=report["largest_reduce_partitions"],
-        tasks=[task_view(task, now) for task in run.all_tasks()],
+        tasks=[task_view(task, now) for task in listed_tasks(run.all_tasks())],
+        tasks_total=len(run.maps) + len(run.reduces),
     )
     detail["failed"] = [dict(attempt, task_id=task["task_id"]) for task in detail["tasks"]
                         for attempt in task["attempts"] if attempt["state"] == "failed"][-20:]
     return detail
+
+
+def listed_tasks(tasks: list[Any], limit: int = TASKS_LISTED) -> list[Any]:
+    """The tasks a job's detail shows: all of them up to ``limit``; beyond, those with
+    failed attempts, then running ones, then the rest in order, ``limit`` in all (so
+    building a detail stays cheap for the coordinator's loop however large the job)."""
+    if len(tasks) <= limit:
+        return tasks
+    failed = [t for t in tasks if t.failures]
+    running = [t for t in tasks if not t.failures and _value(t.state) == "running"]
+    chosen = {id(t) for t in (failed + running)[:limit]}
+    rest = [t for t in tasks if id(t) not in chosen][:max(0, limit - len(chosen))]
+    chosen.update(id(t) for t in rest)
+    return [t for t in tasks if id(t) in chosen]
 
 
 def task_view(task: Any, now: float) -> dict[str, Any]:
@@ -301,12 +316,6 @@ class Histogram:
                         if bound == "+Inf" or seconds <= bound:
                             self.counts[(task.kind, bound)] += 1
 
-    def merged(self, other: Histogram) -> Histogram:
-        merged = Histogram()
-        merged.counts = {k: v + other.counts[k] for k, v in self.counts.items()}
-        merged.sums = {k: v + other.sums[k] for k, v in self.sums.items()}
-        return merged
-
 
 def metrics_text(jobs: Iterable[Any], workers: Iterable[Any], totals: Totals) -> str:
     """The Prometheus text exposition format (version 0.0.4) of the coordinator's state."""
@@ -325,28 +334,29 @@ def metrics_text(jobs: Iterable[Any], workers: Iterable[Any], totals: Totals) ->
     family("pymr_jobs", "gauge", "Jobs the coordinator holds, by state (finished ones since it started).",
            [("", {"state": s}, running_by_state.get(s, 0) + totals.jobs.get(s, 0))
             for s in ("running", "succeeded", "failed", "cancelled")])
-    tasks: dict[tuple[str, str], int] = {(k, s): 0 for k in ("map", "reduce") for s in ("pending", "running", "done")}
-    live = Histogram()
-    failed = 0
-    live_bytes = {"read": 0, "shuffled": 0, "written": 0}
-    for active in jobs:
-        for task in active.run.all_tasks():
-            tasks[(task.kind, _value(task.state))] = tasks.get((task.kind, _value(task.state)), 0) + 1
-            failed += task.failures
-            pymr_counters = framework_counters(task)
-            for kind, name in (("read", "map input bytes"), ("shuffled", "shuffle bytes"), ("written", "output bytes")):
-                live_bytes[kind] += int(pymr_counters.get(name, 0))
-        live.add_attempts(active.run.all_tasks())
+    tasks = {(kind, state): 0 for kind in ("map", "reduce") for state in ("done", "remaining")}
+    running = failed = read = 0
+    for active in jobs:  # from each job's counts: O(jobs), whatever their size
+        counts = active.run.counts()
+        for kind in ("map", "reduce"):
+            tasks[(kind, "done")] += counts[f"{kind}s_done"]
+            tasks[(kind, "remaining")] += counts[f"{kind}s_total"] - counts[f"{kind}s_done"]
+        running += counts["running"]
+        failed += counts["failed_attempts"]
+        read += counts.get("map_bytes_done", 0)
     family("pymr_tasks", "gauge", "Tasks of running jobs, by kind and state.",
            [("", {"kind": k, "state": s}, n) for (k, s), n in sorted(tasks.items())])
+    family("pymr_running_attempts", "gauge", "Task attempts running now.", [("", {}, running)])
     family("pymr_workers", "gauge", "Workers registered and heard from recently.", [("", {}, len(workers))])
     family("pymr_worker_slots", "gauge", "Task slots of the registered workers.",
            [("", {}, sum(w.slots for w in workers))])
     family("pymr_failed_attempts_total", "counter", "Task attempts that failed.",
            [("", {}, totals.failed_attempts + failed)])
-    family("pymr_bytes_total", "counter", "Bytes read by maps, shuffled, and written by the output.",
+    live_bytes = {"read": read, "shuffled": 0, "written": 0}
+    family("pymr_bytes_total", "counter", "Bytes read by maps (as their tasks finish), shuffled and written "
+                                          "(as their jobs end).",
            [("", {"kind": k}, totals.bytes.get(k, 0) + live_bytes[k]) for k in ("read", "shuffled", "written")])
-    histogram = totals.durations.merged(live)
+    histogram = totals.durations
     samples: list[tuple[str, dict[str, str], float]] = []
     for kind in ("map", "reduce"):
         for bound in (*DURATION_BUCKETS_S, "+Inf"):
@@ -354,7 +364,7 @@ def metrics_text(jobs: Iterable[Any], workers: Iterable[Any], totals: Totals) ->
                             histogram.counts[(kind, bound)]))
         samples.append(("_sum", {"kind": kind}, histogram.sums[kind]))
         samples.append(("_count", {"kind": kind}, histogram.counts[(kind, "+Inf")]))
-    family("pymr_task_duration_seconds", "histogram", "Time task attempts ran until they ended.", samples)
+    family("pymr_task_duration_seconds", "histogram", "Time task attempts of finished jobs ran.", samples)
     return "\n".join(lines) + "\n"
 
 

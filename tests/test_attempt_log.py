@@ -110,6 +110,23 @@ def test_finished_jobs_are_bounded_and_only_recent_ones_keep_their_tasks():
     assert history.get("j0") is None
 
 
+def test_a_large_jobs_detail_lists_failed_and_running_tasks_first():
+    from pymr import scheduler as sched
+
+    run = sched.new_job("j", "big", [{"path": f"/in/{i}", "start": 0, "end": 10} for i in range(50)], 0)
+    for i in range(48):  # all but two maps start; then 7 fail once and 30 finish
+        sched.assign(run, "w1", float(i))
+    for task in run.maps[40:47]:
+        sched.fail(run, task.attempts[0].attempt_id, {"type": "ValueError", "message": "x"})
+    for task in run.maps[:30]:
+        sched.finish(run, task.attempts[0].attempt_id, {"counters": {}}, 1.0)
+    listed = status.listed_tasks(run.maps, limit=20)
+    assert len(listed) == 20
+    assert {t.index for t in listed} >= set(range(40, 47)) | set(range(30, 40)) | {47}  # failed, then running
+    assert [t.index for t in listed] == sorted(t.index for t in listed)  # in task order
+    assert status.listed_tasks(run.maps, limit=100) == run.maps
+
+
 def test_the_board_answers_from_the_loop_thread_and_reuses_answers():
     board = status.StatusBoard()
     built = []

@@ -193,8 +193,12 @@ async function jobPage(jobId) {
                table([{label: "partition", num: 1}, {label: "records", num: 1}],
                      job.largest_partitions.map(p => el("tr", {}, num(p.partition), num(p.records)))));
   }
-  if (job.tasks) parts.push(el("h2", {text: "Tasks"}), el("p", {class: "muted", text: "An attempt's number links " +
-                            "to what it printed."}), tasksTable(job.job_id, job.tasks));
+  if (job.tasks) {
+    const shown = job.tasks.length < job.tasks_total ?
+      "Showing " + job.tasks.length + " of " + job.tasks_total + " tasks: those that failed or run first. " : "";
+    parts.push(el("h2", {text: "Tasks"}), el("p", {class: "muted", text: shown + "An attempt's number links " +
+                                                   "to what it printed."}), tasksTable(job.job_id, job.tasks));
+  }
   return parts;
 }
 
