@@ -21,7 +21,8 @@ from typing import Any
 log = logging.getLogger("pymr.status")
 FINISHED_KEPT = 1000  # finished jobs listed (summaries)
 FINISHED_DETAILED = 50  # of those, the most recent keep their task lists too
-ANSWER_TTL_S = 0.5  # a query's answer is reused this long, however many browsers ask
+ANSWER_TTL_S = 0.5  # a query's answer is reused this long, however many browsers ask,
+LOOP_SHARE = 0.05  # or longer for costly answers: at most this share of the loop's time goes to one
 ANSWER_WAIT_S = 5.0
 TASKS_LISTED = 1000  # a job's detail lists at most this many tasks: those that failed or run first
 DURATION_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -230,14 +231,15 @@ class StatusBoard:
     A thread asks with ``query(key)``; the loop calls ``answer(build)`` once per
     iteration (every 100 ms at most) and builds each asked key on its own thread, so the
     server never reads the coordinator's state while the loop changes it and never
-    holds the loop up. An answer is reused for ``ANSWER_TTL_S``: a wall of browsers
-    costs the loop one build per query per half second.
+    holds the loop up. An answer is reused for ``ANSWER_TTL_S``, or longer if it took
+    long to build (a job of many thousand tasks): a wall of browsers costs the loop at
+    most ``LOOP_SHARE`` of its time per query.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._asked: set[str] = set()
-        self._answers: dict[str, tuple[float, Any]] = {}
+        self._answers: dict[str, tuple[float, Any]] = {}  # key -> (good until, answer)
 
     def query(self, key: str, timeout_s: float = ANSWER_WAIT_S) -> Any:
         """The loop's answer for ``key``; raises TimeoutError if the loop does not answer."""
@@ -245,7 +247,7 @@ class StatusBoard:
         with self._lock:
             while True:
                 found = self._answers.get(key)
-                if found is not None and time.monotonic() - found[0] < ANSWER_TTL_S:
+                if found is not None and time.monotonic() < found[0]:
                     if isinstance(found[1], BuildFailed):
                         raise found[1]
                     return found[1]
@@ -261,12 +263,15 @@ class StatusBoard:
             asked, self._asked = self._asked, set()
         if not asked:
             return
-        built = {key: _built(build, key) for key in asked}
-        now = time.monotonic()
+        built = {}
+        for key in asked:
+            start = time.monotonic()
+            value = _built(build, key)
+            now = time.monotonic()
+            built[key] = (now + max(ANSWER_TTL_S, (now - start) / LOOP_SHARE), value)
         with self._lock:
-            for key, value in built.items():
-                self._answers[key] = (now, value)
-            for key in [k for k, (t, _) in self._answers.items() if now - t > 10 * ANSWER_TTL_S]:
+            self._answers.update(built)
+            for key in [k for k, (until, _) in self._answers.items() if now - until > 10 * ANSWER_TTL_S]:
                 del self._answers[key]  # bounded: only recently asked keys stay
             self._lock.notify_all()
 

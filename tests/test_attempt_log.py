@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 from pymr import attempt_log, status
 from pymr.cli import ProgressDisplay, progress_line
@@ -204,3 +205,31 @@ def test_progress_rewrites_one_line_on_a_terminal_and_prints_lines_in_a_pipe():
     lines = pipe.getvalue().splitlines()
     assert "\r" not in pipe.getvalue() and "\x1b" not in pipe.getvalue()
     assert lines[0] == "pymr: job job_1" and len(lines) == 3 and lines[2].startswith("map 100% (10/10)")
+
+
+def test_a_costly_answer_is_reused_longer_so_the_loop_keeps_most_of_its_time():
+    board = status.StatusBoard()
+    builds = []
+
+    def build(key):
+        builds.append(time.monotonic())
+        time.sleep(0.06)  # at most 5% of the loop: reused for 1.2 s, not 0.5 s
+        return len(builds)
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            board.answer(build)
+            stop.wait(0.02)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        assert board.query("job:big") == 1
+        time.sleep(0.7)
+        assert board.query("job:big") == 1  # past ANSWER_TTL_S, still within 20 times its build time
+    finally:
+        stop.set()
+        thread.join()
+    assert len(builds) == 1
