@@ -601,7 +601,7 @@ def _follow(control, job_id: str, as_json: bool) -> int:
     """Poll the job every second until it ends; its exit status is submit's."""
     progress = None if as_json else ProgressDisplay()
     while True:
-        job = control.job(job_id)
+        job = control.job(job_id, brief=True)
         if job.get("ended"):  # committed (or removed): as submit, which returns only then
             break
         if progress is not None:

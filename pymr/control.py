@@ -58,9 +58,10 @@ class Control:
     def jobs(self, everything: bool = False) -> list[dict[str, Any]]:
         return self.ask(proto.LIST_JOBS, {"all": everything})["jobs"]
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str, brief: bool = False) -> dict[str, Any]:
+        """The job's detail (with ``brief``, while it runs: only its summary, cheap to build)."""
         try:
-            return self.ask(proto.JOB_STATUS, {"job_id": job_id})["job"]
+            return self.ask(proto.JOB_STATUS, {"job_id": job_id, "brief": brief})["job"]
         except LookupFailed:
             raise LookupFailed(f"unknown job {job_id} (pymr jobs --all lists them)") from None
 
@@ -75,7 +76,7 @@ class Control:
         self.client.send(proto.CANCEL_JOB, {"job_id": job_id, "reason": "cancelled with pymr cancel"})
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            job = self.job(job_id)
+            job = self.job(job_id, brief=True)
             if job.get("ended"):  # its output is removed, not just its attempts stopped
                 return job
             time.sleep(0.3)

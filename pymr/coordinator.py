@@ -747,7 +747,8 @@ class Coordinator:
 
     def _on_job_status(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
         job_id = str(msg.body["job_id"])
-        detail = self._job_detail(job_id)
+        active = self.jobs.get(job_id) if msg.body.get("brief") else None  # a summary is O(1), a detail O(tasks)
+        detail = dict(status.job_summary(active), ended=False) if active is not None else self._job_detail(job_id)
         if detail is None:
             self._send(identity, proto.ANSWER, {"error": f"unknown job {job_id}", "exit_code": 2})
         else:
