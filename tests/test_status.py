@@ -151,6 +151,8 @@ def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path
         raise AssertionError("an unknown attempt's log was served")
     status = _pymr(watched, "status", job_id)
     assert status.returncode == 0 and "failed" in status.stdout and "about to fail" in status.stdout
+    followed = _pymr(watched, "status", job_id, "--follow")
+    assert followed.returncode == 1 and "about to fail" in followed.stderr  # the exit status submit had
 
     assert _pymr(watched, "logs", "job_nope").returncode == 2
     assert _pymr(watched, "logs", job_id, "m00042").returncode == 2
