@@ -461,10 +461,10 @@ def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_t
     if page is not None:
         service.board = page.board
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
-    click.echo(f"pymr coordinator listening on {service.address}", err=True)
-    if page is not None:
+    if page is not None:  # (before "listening on", which tests and scripts wait for)
         click.echo(f"pymr coordinator: status page at {page.url}" + (" (needs its token: pymr token)"
                                                                       if page.token else ""), err=True)
+    click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:
         service.serve()
     except KeyboardInterrupt:

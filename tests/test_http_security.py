@@ -91,6 +91,18 @@ def test_when_the_default_port_is_taken_the_page_moves_to_a_free_one(tmp_path):
         holder.close()
 
 
+def test_http_off_serves_no_page(tmp_path):
+    process = _coordinator(tmp_path, "--bind", f"tcp://127.0.0.1:{free_port()}", "--http", "off")
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in (tmp_path / "coordinator.log").read_text():
+            assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "coordinator.log").read_text()
+            time.sleep(0.1)
+        assert "status page" not in (tmp_path / "coordinator.log").read_text()
+    finally:
+        _stop(process)
+
+
 def _netns_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root to create a network namespace"

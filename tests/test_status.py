@@ -211,7 +211,9 @@ def test_local_mode_serves_the_page_while_the_job_runs_and_keeps_task_output_off
 
     quiet = pymr.run("submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "q", "-q")
     assert quiet.returncode == 0 and quiet.stderr == ""
-    verbose = pymr.run("-v", "submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "v", "-w", "1")
+    verbose = pymr.run("-v", "submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "v", "-w", "1",
+                       "--http", "off")
     assert verbose.returncode == 0, verbose.stderr
+    assert "status page" not in verbose.stderr
     assert "[m00000] map task starting" in verbose.stderr  # -v shows task output live, with the task id
     assert "[m00000] WARNING chatty: a warning from logging" in verbose.stderr
