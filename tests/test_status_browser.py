@@ -81,7 +81,10 @@ def test_the_page_shows_progress_the_end_and_a_failure_as_text(watched, browser,
     assert len(seen - {""}) >= 2, seen  # the page moved with the job
     _wait_for(lambda: _text(browser, "#job-state") == "succeeded", "the finished state on the page")
     assert "map 6/6 tasks" in _text(browser, '[data-phase="map"]').replace("\n", " ")
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1100, min(4000, max(900, height + 150)))  # the whole page, tasks table too
     browser.save_screenshot(str(tmp_path / "job-succeeded.png"))
+    browser.set_window_size(1100, 900)
 
     bad = tmp_path / "bad.txt"
     bad.write_text("fine\nthis will FAIL <script>alert(1)</script>\n")
