@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import JobCancelled, JobFailed, JobScriptError, PymrError
+from .code import importable
 from .inputs import parse_size
 from .job import OUTPUT_FORMATS, Job, Option, load_job_class
 from .errors import describe_error
@@ -63,7 +64,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
     return params + [
         click.Argument(["inputs"], nargs=-1, required=True, metavar="INPUT..."),
         click.Option(["-o", "--output"], required=True, metavar="DIR",
-                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite)."),
+                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite, "
+                          "nor lie in an input folder unless its name starts with _)."),
         click.Option(["--workers", "-w"], type=click.IntRange(min=1), default=None,
                      help="Worker processes in local mode [default: number of CPU cores]."),
         click.Option(["--reducers", "-r"], type=click.IntRange(min=1), default=None,
@@ -81,6 +83,11 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
         click.Option(["--secret-file"], metavar="FILE", envvar="PYMR_SECRET_FILE", default=None,
                      help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
+        click.Option(["--reconnect-timeout"], type=click.FloatRange(min=0), default=120.0, show_default=True,
+                     envvar="PYMR_RECONNECT_TIMEOUT", metavar="SECONDS",
+                     help="With --coordinator: how long to keep trying to reach a coordinator that went away "
+                          "(restarted with --state-dir, it resumes the job and this command follows it to the "
+                          "end) [env PYMR_RECONNECT_TIMEOUT]."),
         click.Option(["--job", "job_name"], metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
         click.Option(["--input-format"], metavar="NAME", default=None,
@@ -91,6 +98,10 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--file", "files"], multiple=True, metavar="PATH",
                      help="A small file or folder to ship to every task, read there at self.files[NAME] "
                           "(repeat for more)."),
+        click.Option(["--py-files", "py_files"], multiple=True, metavar="PATH",
+                     help="A module the job imports that is not beside JOB.py: a .py file, a package folder or "
+                          "a .zip, shipped to every task (repeat for more). Modules beside JOB.py ship by "
+                          "themselves; installed packages must be installed on the workers."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
                      help="Map output held in memory before spilling to disk, per task [default: 128M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
@@ -126,6 +137,7 @@ class SubmitCommand(click.Command):
         if script is not None and os.path.isfile(script):
             name = _value_after(args, "--job")
             try:
+                importable(_values_after(args, "--py-files"))  # the script may import from them
                 job_class = load_job_class(script, name)
             except JobScriptError as exc:
                 raise click.exceptions.Exit(_fail(str(exc), exc.exit_code)) from None
@@ -135,12 +147,18 @@ class SubmitCommand(click.Command):
 
 
 def _value_after(args: list[str], flag: str) -> str | None:
+    values = _values_after(args, flag)
+    return values[0] if values else None
+
+
+def _values_after(args: list[str], flag: str) -> list[str]:
+    values = []
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+            values.append(args[i + 1])
+        elif arg.startswith(flag + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
 
 
 def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs: Any) -> None:
@@ -158,7 +176,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
-        input_format=kwargs["input_format"], files=list(kwargs["files"]),
+        input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
+        reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
         quiet=quiet, http=None if kwargs["http_address"].strip().lower() == "off" else kwargs["http_address"],
     )
     from .runners import run_job
@@ -169,7 +188,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
                          on_progress=progress, **settings)
     except KeyboardInterrupt:
         _end_progress(progress)
-        sys.exit(_fail("interrupted: the job was cancelled and its output removed", 130))
+        what = "the old output kept" if kwargs["overwrite"] else "its output removed"
+        sys.exit(_fail(f"interrupted: the job was cancelled and {what}", 130))
     except JobCancelled as exc:
         _end_progress(progress)
         sys.exit(_fail(str(exc), exc.exit_code))
@@ -281,6 +301,15 @@ class ProgressDisplay:
             self.stream.write("\r" + " " * len(self.last) + "\r")
             self.last = ""
         self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def notice(self, text: str) -> None:
+        """A line about the job's connection (lost, found again), not overwritten by progress."""
+        if self.tty:
+            self.stream.write("\r" + f"pymr: {text}".ljust(len(self.last)) + "\n")
+            self.last = ""
+        else:
+            self.stream.write(f"pymr: {text}\n")
         self.stream.flush()
 
     def end(self) -> None:
@@ -434,30 +463,41 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
 @click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
+@click.option("--state-dir", envvar="PYMR_STATE_DIR", metavar="DIR", default=None,
+              help="Keep the cluster's state (jobs, task commits, finished jobs) in an SQLite database in DIR, so "
+                   "that a coordinator started again on it resumes the jobs that were running [env PYMR_STATE_DIR]. "
+                   "Without it, a coordinator that stops loses its running jobs.")
 @click.option("--http", "http_address", default=DEFAULT_HTTP, show_default=True, envvar="PYMR_HTTP",
               metavar="HOST:PORT|off",
               help="Serve the status page, its JSON API and /metrics here; off: no page [env PYMR_HTTP]. "
                    "If the default port is taken, a free loopback port is used. A non-loopback address "
                    "needs --secret-file, and a token (pymr token).")
 @click.pass_context
-def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_timeout: float,
+def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_timeout: float, state_dir: str | None,
                 http_address: str) -> None:
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
-    Several jobs may run at once; tasks go to workers oldest job first. Stopping the
-    coordinator cancels its running jobs (their output is removed); workers wait
-    for it to come back.
+    Several jobs may run at once; tasks go to workers oldest job first. Without
+    --state-dir, stopping the coordinator cancels its running jobs (what they wrote is
+    removed; the old output of an --overwrite job is kept); with it, they resume when a
+    coordinator starts again on the same --state-dir, and the `pymr submit` processes
+    waiting for them follow them to the end. Workers wait for the coordinator to come back.
     """
     import signal
 
     from .coordinator import Coordinator
 
     key = _key_or_exit(secret_file, bind, "coordinator")
-    log = logging.getLogger("pymr.coordinator")
-    log.setLevel(min(log.getEffectiveLevel(), logging.INFO))  # jobs and workers coming and going, without -v
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # jobs, workers and failures are this service's news
+        logging.getLogger("pymr.coordinator").setLevel(logging.INFO)
     explicit = ctx.get_parameter_source("http_address") != click.core.ParameterSource.DEFAULT
     page = _status_page_or_exit(http_address, key, explicit)
-    service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    try:
+        service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key, state_dir=state_dir)
+    except PymrError as exc:
+        if page is not None:
+            page.close()
+        sys.exit(_fail(str(exc), exc.exit_code))
     if page is not None:
         service.board = page.board
     signal.signal(signal.SIGTERM, lambda *_: service.stop())

@@ -23,6 +23,12 @@ class JobScriptError(PymrError):
     exit_code = 2
 
 
+class OptionError(PymrError):
+    """A job option or setting the job does not have, or a required one missing."""
+
+    exit_code = 2
+
+
 class InputError(PymrError):
     """An input path is missing, unreadable or empty."""
 
@@ -41,6 +47,13 @@ class StorageError(PymrError, OSError):
     An ``OSError`` too, so code that handles failed file operations handles it."""
 
     exit_code = 2
+
+
+class InputChanged(PymrError):
+    """An input file changed (size or mtime) between planning the splits and reading one:
+    the job's result would mix two versions of it, so the job fails at once, not retried."""
+
+    fatal = True
 
 
 class KeyTypeError(PymrError, TypeError):
@@ -63,6 +76,13 @@ class ClusterError(PymrError):
     """The coordinator or the workers cannot be reached or refused the request."""
 
     exit_code = 3
+
+
+class StateError(PymrError):
+    """The coordinator's state dir cannot be used: locked by another coordinator, written by
+    a newer pymr, corrupt or unreadable. Nothing in it is deleted."""
+
+    exit_code = 2
 
 
 class JobFailed(PymrError):

@@ -11,7 +11,7 @@ bulk data never travels through the coordinator.
 
 Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
-Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP; LIST_JOBS, JOB_STATUS, LIST_WORKERS, FIND_LOGS.
+Client -> coordinator: SUBMIT, WATCH, CANCEL_JOB, WORKER_LOST, STOP; LIST_JOBS, JOB_STATUS, LIST_WORKERS, FIND_LOGS.
 Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED; ANSWER (to the four queries).
 Reducer -> a worker's shuffle server: FETCH_INDEX, FETCH_BATCH; back: INDEX, BATCH, FETCH_ERROR.
 Client -> a worker's shuffle server: READ_LOG; back: LOG or FETCH_ERROR.
@@ -56,6 +56,7 @@ FETCH_BATCH = "fetch_batch"
 INDEX = "index"
 BATCH = "batch"
 FETCH_ERROR = "fetch_error"
+WATCH = "watch"  # a client follows a job by its id (after the coordinator restarted, or from elsewhere)
 LIST_JOBS = "list_jobs"  # client -> coordinator queries (pymr jobs/status/workers/logs), answered by ANSWER
 JOB_STATUS = "job_status"
 LIST_WORKERS = "list_workers"
@@ -67,7 +68,7 @@ LOG = "log"
 KINDS = frozenset(
     {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL,
      JOB_ENDED, SHUTDOWN, SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
-     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR,
+     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR, WATCH,
      LIST_JOBS, JOB_STATUS, LIST_WORKERS, FIND_LOGS, ANSWER, READ_LOG, LOG}
 )
 

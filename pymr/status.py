@@ -212,6 +212,24 @@ class FinishedJobs:
         return [{name: d.get(name) for name in SUMMARY_FIELDS} for d in self.jobs.values()]
 
 
+def stored_detail(record: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's detail from the state store's record of it (``StateStore.finished_jobs``):
+    its report, without the task list (a job from before the coordinator restarted)."""
+    report = record["report"]
+    maps, reduces = int(report.get("map_tasks", 0)), int(report.get("reduce_tasks", 0))
+    done = report.get("state") == "succeeded"  # else how far it got is not in the report: shown as 0
+    return {
+        "job_id": record["job_id"], "name": record.get("name") or report.get("name"), "state": report.get("state"),
+        "submitted": iso_time(record["submitted_unix_s"]) if record.get("submitted_unix_s") else None,
+        "elapsed_s": report.get("elapsed_s"), "error": report.get("error"), "error_detail": report.get("error_detail"),
+        "maps_total": maps, "maps_done": maps if done else 0, "reduces_total": reduces,
+        "reduces_done": reduces if done else 0, "running": 0, "failed_attempts": report.get("failed_attempts", 0),
+        "map_bytes_total": 0, "map_bytes_done": 0, "output": report.get("output"),
+        "counters": report.get("counters", {}), "largest_partitions": report.get("largest_reduce_partitions", []),
+        "bytes": report.get("bytes"), "ended": True, "phases": {}, "failed": [],
+    }
+
+
 def finished_detail(active: Any, report: dict[str, Any]) -> dict[str, Any]:
     """A job's detail as it ended, with its final state, error and time from ``report``."""
     detail = job_detail(active, report)

@@ -44,6 +44,8 @@ MAX_BACKOFF_S = 30.0
 JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
 MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
 STALE_JOB_AGE_S = 24 * 3600.0
+MAX_QUEUED = 1000
+MAP_OUTPUT = "map.arrow"  # in data_dir/JOB/ATTEMPT/
 
 
 class Worker:
@@ -105,11 +107,23 @@ class Worker:
                                     "shuffle_address": self.shuffle.address, "versions": proto.versions(),
                                     "incarnation": self.incarnation, "running": self._running(),
                                     "seq": self.last_seq, "jobs": self._jobs_on_disk(),
-                                    "jobs_loaded": sorted(self.jobs)})
+                                    "jobs_loaded": sorted(self.jobs), "map_outputs": self._map_outputs_on_disk()})
 
     def _running(self) -> list[str]:
         """The attempts this worker runs or has queued."""
         return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
+
+    def _map_outputs_on_disk(self) -> list[str]:
+        """The attempts whose map output is in the data dir: a coordinator that restarted
+        counts the committed ones as done instead of running them again."""
+        held = []
+        for job_id in self._jobs_on_disk():
+            job_dir = os.path.join(self.data_dir, job_id)
+            try:
+                held += [a for a in os.listdir(job_dir) if os.path.isfile(os.path.join(job_dir, a, MAP_OUTPUT))]
+            except OSError:
+                continue
+        return held[:messages.MAX_IDS]
 
     def _jobs_on_disk(self) -> list[str]:
         """The jobs that have a folder in the data dir (map outputs, scratch files, logs)."""
@@ -187,16 +201,19 @@ class Worker:
             except zmq.Again:
                 return None
             self._last_heard_s = time.monotonic()
-            try:
-                code = self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
-            except proto.ProtocolError as exc:
-                log.warning("dropped a bad message from the coordinator: %s", exc)
-                continue
-            except Exception:  # nothing the coordinator sends may stop the worker
-                log.exception("error handling a message from the coordinator; dropped it")
-                continue
+            code = self._handle_frames(frames)
             if code is not None:
                 return code
+
+    def _handle_frames(self, frames: list[bytes]) -> int | None:
+        """Decode, check and handle one message from the coordinator; a bad one is logged and dropped."""
+        try:
+            return self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
+        except proto.ProtocolError as exc:
+            log.warning("dropped a malformed message from the coordinator: %s", exc)
+        except Exception:  # nothing the coordinator sends may stop the worker
+            log.exception("error handling a message from the coordinator; dropped it")
+        return None
 
     def _handle(self, msg: proto.Message) -> int | None:
         body = msg.body
@@ -225,6 +242,9 @@ class Worker:
         """Queue an assigned task, keeping the code and map output table it came with."""
         self.last_seq = max(self.last_seq, task["seq"])
         job_id = task["job_id"]
+        if len(self.queue) >= MAX_QUEUED:  # a coordinator never sends more than our free slots
+            self._report_failure(task, {"type": MISSING_BLOB, "message": "the worker's queue is full"})
+            return
         for name, blob in zip(task.pop("blobs", []), blobs):
             if name == "code":
                 self.jobs[job_id] = blob
@@ -265,7 +285,7 @@ class Worker:
                 continue
             if task["kind"] == "map":
                 task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
-                                                  task["attempt_id"], "map.arrow")
+                                                  task["attempt_id"], MAP_OUTPUT)
             elif table is None or table[0] != task.get("map_outputs_version"):
                 self._report_failure(task, {"type": MISSING_BLOB, "message": "the map output table never arrived"})
                 continue

@@ -217,3 +217,23 @@ def test_local_mode_serves_the_page_while_the_job_runs_and_keeps_task_output_off
     assert "status page" not in verbose.stderr
     assert "[m00000] map task starting" in verbose.stderr  # -v shows task output live, with the task id
     assert "[m00000] WARNING chatty: a warning from logging" in verbose.stderr
+
+
+def test_finished_jobs_stay_listed_after_a_restart_on_the_state_dir(tmp_path, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("PYMR_HTTP", f"127.0.0.1:{port}")
+    cluster = Cluster(tmp_path, workers=1, state_dir=tmp_path / "state")
+    cluster.http = f"http://127.0.0.1:{port}"
+    try:
+        done = cluster.submit(TEST_JOBS / "chatty.py", _inputs(tmp_path, 2), "-o", tmp_path / "out")
+        assert done.returncode == 0, done.stderr
+        job_id = re.search(r"pymr: job (\S+)", done.stderr).group(1)
+        cluster.restart_coordinator()
+        listed = _wait_for(lambda: _pymr(cluster, "jobs", "--all", "--json").stdout, "the new coordinator")
+        assert [(j["job_id"], j["state"], j["maps_done"]) for j in json.loads(listed)] == [(job_id, "succeeded", 2)]
+        detail = _wait_for(lambda: _get(cluster, f"/api/jobs/{job_id}"), "the page of the new coordinator")
+        assert detail["ended"] and detail["counters"]["pymr"]["map input records"] == 3
+        assert "tasks" not in detail  # an earlier coordinator's job: its report, not its attempts
+        assert _pymr(cluster, "logs", job_id).returncode == 2  # says its attempts are no longer listed
+    finally:
+        cluster.stop()

@@ -108,7 +108,7 @@ async function overview() {
 }
 
 function phaseBox(title, phase, running) {
-  if (!phase.tasks_total) return null;
+  if (!phase || !phase.tasks_total) return null;
   const lines = [el("strong", {text: title}), " ",
                  el("span", {text: phase.tasks_done + "/" + phase.tasks_total + " tasks"})];
   if (phase.bytes_total !== undefined)
@@ -179,8 +179,9 @@ async function jobPage(jobId) {
   if (job.error) parts.push(el("div", {class: "error", id: "job-error"}, el("strong", {text: "Error: "}),
                                 el("span", {text: job.error})));
   const running = job.state === "running";
-  parts.push(el("div", {class: "grid"}, phaseBox("map", job.phases.map, running),
-                phaseBox("reduce", job.phases.reduce, running)));
+  const phases = job.phases || {};
+  parts.push(el("div", {class: "grid"}, phaseBox("map", phases.map, running),
+                phaseBox("reduce", phases.reduce, running)));
   if (job.failed && job.failed.length) {
     parts.push(el("h2", {text: "Failed attempts"}));
     for (const a of job.failed)
