@@ -5,11 +5,12 @@ while an attempt runs, captured to a capped file in the worker's data dir::
     DATA_DIR/<job_id>/logs/<attempt_id>.log
 
 A file keeps the last ``LOG_CAP_BYTES`` (a first line says how much older output was
-dropped); an attempt that printed nothing leaves no file. When a job ends, the worker
-deletes the job's other files at once and keeps its logs (``remove_job_files``), for
-the last ``KEPT_JOBS`` jobs, so ``pymr logs`` can read a failed job's attempts after
-it ended; a worker started without --data-dir removes everything when it exits. The
-worker's shuffle server serves these files (and only these) to ``pymr logs``
+dropped); an attempt that printed nothing leaves no file, and one whose disk has no room
+for a log runs uncaptured. When a job ends, the worker deletes the job's folder and keeps
+its logs, moved to ``DATA_DIR/logs/<job_id>/`` (``remove_job_files``), for the last
+``KEPT_JOBS`` jobs, so ``pymr logs`` can read a failed job's attempts after it ended; a
+worker started without --data-dir removes everything when it exits. The worker's shuffle
+server serves these files (and only these) to ``pymr logs`` and the status page
 (``read_for_client``), behind the same CURVE key as map outputs.
 
 With ``PYMR_ECHO_TASK_OUTPUT=1`` (``pymr -v``), captured lines are also written to the
@@ -29,6 +30,7 @@ from typing import Any
 LOG_CAP_BYTES = 1024 * 1024
 TAIL_LINES = 20
 KEPT_JOBS = 200
+KEPT_DIR = "logs"  # DATA_DIR/logs/<job_id>/: the logs of ended jobs
 ECHO_ENV = "PYMR_ECHO_TASK_OUTPUT"
 _CHUNK = 65536
 
@@ -45,8 +47,15 @@ def run_captured(run_one: Callable[..., tuple[Any, ...]], task: dict[str, Any], 
         return run_one(task, *args)
     path = log_path(settings["data_dir"], str(task["job_id"]), str(task["attempt_id"]))
     prefix = f"[{task_label(str(task['attempt_id']))}] " if os.environ.get(ECHO_ENV) == "1" else None
-    with Capture(path, prefix):
+    capture = Capture(path, prefix)
+    try:
+        capture.__enter__()
+    except OSError:  # no room for a log (a full or read-only disk): the task runs, uncaptured
+        return run_one(task, *args)
+    try:
         reply = run_one(task, *args)
+    finally:
+        capture.__exit__(None, None, None)
     if reply[0] == "failed" and isinstance(reply[1], dict):
         tail = log_tail(path)
         if tail:
@@ -184,51 +193,49 @@ def _flush_std() -> None:
 
 
 # -- on the worker --------------------------------------------------------------------------
+def kept_log_path(data_dir: str, job_id: str, attempt_id: str) -> str:
+    """Where an attempt's log is once its job ended: DATA_DIR/logs/<job_id>/<attempt_id>.log."""
+    return os.path.join(data_dir, KEPT_DIR, os.path.basename(job_id), os.path.basename(attempt_id) + ".log")
+
+
 def remove_job_files(job_dir: str, kept_jobs: int = KEPT_JOBS) -> None:
-    """A job ended: delete its files but its logs, and the logs of all but the
-    ``kept_jobs`` most recent jobs of this data dir."""
-    if os.path.isdir(job_dir):
-        for name in os.listdir(job_dir):
-            if name != "logs":
-                path = os.path.join(job_dir, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    _unlink_quietly(path)
-        try:
-            os.rmdir(os.path.join(job_dir, "logs"))  # only if empty
-            os.rmdir(job_dir)
-        except OSError:
-            pass
-    data_dir = os.path.dirname(job_dir)
-    with_logs = []
-    for name in os.listdir(data_dir) if os.path.isdir(data_dir) else []:
-        logs = os.path.join(data_dir, name, "logs")
-        if os.path.isdir(logs):
-            with_logs.append((os.stat(logs).st_mtime, name))
-    for _, name in sorted(with_logs)[:max(0, len(with_logs) - kept_jobs)]:
-        shutil.rmtree(os.path.join(data_dir, name), ignore_errors=True)
+    """A job ended: move its logs to DATA_DIR/logs/<job_id>/, delete its folder, and drop
+    the logs of all but the ``kept_jobs`` most recent jobs."""
+    data_dir, job = os.path.split(job_dir)
+    logs = os.path.join(job_dir, "logs")
+    if os.path.isdir(logs) and os.listdir(logs):
+        kept = os.path.join(data_dir, KEPT_DIR, job)
+        os.makedirs(kept, exist_ok=True)
+        for name in os.listdir(logs):
+            os.replace(os.path.join(logs, name), os.path.join(kept, name))
+    shutil.rmtree(job_dir, ignore_errors=True)
+    _prune(os.path.join(data_dir, KEPT_DIR), kept_jobs)
 
 
-def _unlink_quietly(path: str) -> None:
+def _prune(folder: str, kept_jobs: int) -> None:
     try:
-        os.unlink(path)
+        jobs = [(os.stat(os.path.join(folder, name)).st_mtime, name) for name in os.listdir(folder)]
     except OSError:
-        pass
+        return
+    for _, name in sorted(jobs)[:max(0, len(jobs) - kept_jobs)]:
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def read_for_client(data_dir: str, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """An attempt's log for ``pymr logs``: only files under DATA_DIR/<job>/logs."""
-    path = os.path.realpath(log_path(data_dir, str(body["job_id"]), str(body["attempt_id"])))
+    job_id, attempt_id = str(body["job_id"]), str(body["attempt_id"])
     root = os.path.realpath(data_dir) + os.sep
-    if not path.startswith(root) or os.path.basename(os.path.dirname(path)) != "logs":
-        raise PermissionError("not an attempt log of this worker")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(2 * LOG_CAP_BYTES + 4096)
-    except FileNotFoundError:
-        return {"found": False}, b""
-    return {"found": True, "bytes": len(data)}, data
+    for path in (log_path(data_dir, job_id, attempt_id), kept_log_path(data_dir, job_id, attempt_id)):
+        real = os.path.realpath(path)
+        if not real.startswith(root) or not real.endswith(".log") or "logs" not in real[len(root):].split(os.sep):
+            raise PermissionError("not an attempt log of this worker")
+        try:
+            with open(real, "rb") as f:
+                data = f.read(2 * LOG_CAP_BYTES + 4096)
+        except FileNotFoundError:
+            continue
+        return {"found": True, "bytes": len(data)}, data
+    return {"found": False}, b""
 
 
 def read_remote(address: str, key: Any, job_id: str, attempt_id: str, timeout_s: float) -> bytes | None:

@@ -184,12 +184,29 @@ def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers
     else:
         code = dump_job(job_class, options, files, py_files)
         with LocalCluster(workers or os.cpu_count() or 1, http=local["http"]) as cluster:
-            if cluster.status_page is not None and not local["quiet"]:
-                token = f"?token={cluster.status_page.token}" if cluster.status_page.token else ""
-                print(f"status page: {cluster.status_page.url}{token}", file=sys.stderr, flush=True)
+            page = cluster.status_page if not local["quiet"] else None
+            progress = _announcing(page, on_progress)
             with Client(cluster.address, cluster.key) as client:
-                report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
+                report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
+
+
+def _announcing(page: StatusServer | None, on_progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``on_progress``, after printing the status page's address once the job was accepted
+    (its first progress): a job refused at once never had a page to look at."""
+    if page is None:
+        return on_progress
+    told: list[bool] = []
+
+    def progress(body: dict[str, Any]) -> None:
+        if not told:
+            told.append(True)
+            print(f"status page: {page.url}" + (f"?token={page.token}" if page.token else ""), file=sys.stderr,
+                  flush=True)
+        if on_progress is not None:
+            on_progress(body)
+
+    return progress
 
 
 def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_progress: ProgressCallback | None):

@@ -87,19 +87,36 @@ def test_a_worker_keeps_only_logs_when_a_job_ends_and_prunes_old_jobs(tmp_path):
     for n in range(4):
         job = tmp_path / f"job_{n}"
         (job / "logs").mkdir(parents=True)
-        (job / "logs" / "a.log").write_text("x")
+        (job / "logs" / f"job_{n}-m00000-0.log").write_text(f"output of job {n}")
         (job / f"job_{n}-m00000-0").mkdir()
         (job / f"job_{n}-m00000-0" / "map.arrow").write_bytes(b"data")
-        os.utime(job / "logs", (n, n))
         attempt_log.remove_job_files(str(job), kept_jobs=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["job_2", "job_3"]
-    assert sorted(p.name for p in (tmp_path / "job_3").iterdir()) == ["logs"]
+        os.utime(tmp_path / "logs" / f"job_{n}", (n, n))
+    silent = tmp_path / "job_9"
+    (silent / "m").mkdir(parents=True)  # a job whose attempts printed nothing
+    attempt_log.remove_job_files(str(silent), kept_jobs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # no job folder is left
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["job_2", "job_3"]
+    body, data = attempt_log.read_for_client(str(tmp_path), {"job_id": "job_3", "attempt_id": "job_3-m00000-0"})
+    assert body["found"] and data == b"output of job 3"
+    assert not attempt_log.read_for_client(str(tmp_path), {"job_id": "job_0", "attempt_id": "job_0-m00000-0"})[0]["found"]
     try:
         attempt_log.read_for_client(str(tmp_path), {"job_id": "..", "attempt_id": "../../etc/passwd"})
     except PermissionError:
         pass
     else:  # basename() leaves nothing to escape with: it reads DATA_DIR/../logs/passwd.log, which is refused
         raise AssertionError("a path outside the data dir's logs was served")
+
+
+def test_an_attempt_without_room_for_its_log_runs_uncaptured(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # the data dir is a file: no log can be created under it
+    result = _in_a_fresh_python(f"""
+from pymr.attempt_log import run_captured
+print(run_captured(lambda task, settings: ("done", {{}}), {{"job_id": "job_x", "attempt_id": "job_x-m00000-0"}},
+                   {{"data_dir": {str(blocked)!r}}}))
+""")
+    assert result.stdout.strip() == "('done', {})"
 
 
 def test_finished_jobs_are_bounded_and_only_recent_ones_keep_their_tasks():

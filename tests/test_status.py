@@ -185,29 +185,40 @@ def test_commands_exit_3_when_the_coordinator_cannot_be_reached(tmp_path):
 
 def test_local_mode_serves_the_page_while_the_job_runs_and_keeps_task_output_off_the_terminal(pymr, tmp_path):
     job = pymr.popen("submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 2), "-o", tmp_path / "out", "-w", "2",
-                     "--delay", "2")
-    url = None
-    for line in job.stderr:
-        match = re.match(r"status page: (http://127\.0\.0\.1:\d+/)$", line.rstrip("\n"))
-        if match:
-            url = match.group(1)
-            break
-    assert url is not None
-    with urllib.request.urlopen(url, timeout=10) as response:
-        page = response.read().decode()
-    assert '<script src="/static/app.js"' in page and "cdn" not in page.lower()
-    with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
-        assert [j["state"] for j in json.loads(response.read())] == ["running"]
-    stdout, stderr = job.communicate(timeout=60)
-    assert job.returncode == 0, stderr
-    assert re.search(r"^pymr: job job_\S+$", stderr, re.M)
-    assert "map task starting" not in stdout + stderr
+                     "--delay", "3")
     try:
-        urllib.request.urlopen(url + "api/jobs", timeout=5)
-    except OSError:
-        pass  # the page ends with the run
-    else:
-        raise AssertionError("the local status page outlived its run")
+        url, seen = None, []
+        for line in job.stderr:
+            seen.append(line)
+            match = re.match(r"status page: (http://127\.0\.0\.1:\d+/)$", line.rstrip("\n"))
+            if match:
+                url = match.group(1)
+                break
+        assert url is not None
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = response.read().decode()
+        assert '<script src="/static/app.js"' in page and "cdn" not in page.lower()
+
+        def states():
+            with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
+                return [j["state"] for j in json.loads(response.read())]
+
+        assert _wait_for(states, "the job listed on the page") == ["running"]
+        stderr = "".join(seen) + job.stderr.read()  # (read through the same buffer the loop above filled)
+        stdout = job.stdout.read()
+        assert job.wait(timeout=60) == 0, stderr
+        assert re.search(r"^pymr: job job_\S+$", stderr, re.M)
+        assert "map task starting" not in stdout + stderr
+        try:
+            urllib.request.urlopen(url + "api/jobs", timeout=5)
+        except OSError:
+            pass  # the page ends with the run
+        else:
+            raise AssertionError("the local status page outlived its run")
+    finally:
+        if job.poll() is None:  # a failed check above: its workers exit with it
+            job.kill()
+            job.wait()
 
     quiet = pymr.run("submit", TEST_JOBS / "chatty.py", _inputs(tmp_path, 1), "-o", tmp_path / "q", "-q")
     assert quiet.returncode == 0 and quiet.stderr == ""
