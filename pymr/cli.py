@@ -43,17 +43,31 @@ SIZE = SizeType()
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pymr")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v: info, -vv: debug). Lines start with UTC time, role and pid.")
 def main(verbose: int) -> None:
     """pymr: MapReduce batch processing for Python.
 
     Write a job script with a pymr.Job subclass, then run it with `pymr submit`,
     on this machine (several worker processes) or on a cluster.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="pymr %(name)s: %(levelname)s: %(message)s")
+    role = ROLES.get(click.get_current_context().invoked_subcommand or "", "pymr")
+    configure_logging(role, logging.WARNING - 10 * min(verbose, 2))
     if verbose:  # workers started from here (local mode) show their tasks' output live
         os.environ.setdefault("PYMR_ECHO_TASK_OUTPUT", "1")
+
+
+ROLES = {"submit": "client", "worker": "worker", "coordinator": "coordinator", "keygen": "keygen"}
+
+
+def configure_logging(role: str, level: int) -> None:
+    """Log lines that can be merged across machines: UTC ISO time, role and pid, level, logger."""
+    formatter = logging.Formatter(f"%(asctime)s.%(msecs)03dZ {role}[%(process)d] %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 # -- submit -----------------------------------------------------------------------------------
@@ -255,7 +269,7 @@ def submit_job_main(job_class: type[Job], argv: Sequence[str] | None = None) -> 
     command = click.Command(job_class.__name__, context_settings=CONTEXT, params=params,
                             callback=lambda **kw: _submit(job_class, job_name=None, **kw),
                             help=(job_class.__doc__ or f"Run {job_class.__name__}.").strip())
-    logging.basicConfig(level=logging.WARNING, format="pymr %(name)s: %(levelname)s: %(message)s")
+    configure_logging("client", logging.WARNING)
     command.main(args=list(argv) if argv is not None else None, prog_name=os.path.basename(sys.argv[0]))
 
 
@@ -422,8 +436,9 @@ def _key_or_exit(secret_file: str | None, address: str, what: str):
 @click.option("--data-dir", envvar="PYMR_DATA_DIR", type=click.Path(file_okay=False), default=None,
               help="Where map outputs are kept [default: a new temporary folder] [env PYMR_DATA_DIR].")
 @click.option("--host", envvar="PYMR_HOST", default=None, metavar="ADDR",
-              help="The address other workers reach this one at, to fetch map outputs "
-                   "[default: 127.0.0.1 without a secret, else this host's address] [env PYMR_HOST].")
+              help="The address other workers reach this one at, to fetch map outputs; its shuffle server "
+                   "listens there and nowhere else (IPv6: ::1) [default: 127.0.0.1 without a secret, else this "
+                   "host's address] [env PYMR_HOST].")
 @click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
 @click.option("--stale-job-age", type=click.FloatRange(min=0), default=24 * 3600.0, show_default=True,
               envvar="PYMR_STALE_JOB_AGE", metavar="SECONDS",
@@ -445,8 +460,11 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     key = _key_or_exit(secret_file, address, "worker")
     if key is None and host is not None and not is_loopback_host(host):
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
-    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
-                     stale_job_age_s=stale_job_age)
+    try:
+        service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
+                         stale_job_age_s=stale_job_age)
+    except PymrError as exc:  # the address: not this machine's, unknown name, ...
+        sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
                    f"served at {service.shuffle.address}", err=True)
@@ -454,12 +472,15 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
         code = service.run()
     except KeyboardInterrupt:
         code = 0
+    except PymrError as exc:  # the coordinator's address is not one
+        code = _fail(str(exc), exc.exit_code)
     sys.exit(code)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, envvar="PYMR_BIND", metavar="ADDR",
-              help="Address to listen on [env PYMR_BIND]; non-loopback addresses need --secret-file.")
+              help="Address to listen on, e.g. tcp://[::1]:5555 for IPv6 [env PYMR_BIND]; non-loopback "
+                   "addresses need --secret-file.")
 @click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
@@ -494,7 +515,7 @@ def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_t
     page = _status_page_or_exit(http_address, key, explicit)
     try:
         service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key, state_dir=state_dir)
-    except PymrError as exc:
+    except PymrError as exc:  # the address (in use, unknown name, ...), the state dir
         if page is not None:
             page.close()
         sys.exit(_fail(str(exc), exc.exit_code))
@@ -530,7 +551,7 @@ def _status_page_or_exit(address: str, key, explicit: bool):
 @main.command(context_settings=CONTEXT)
 @click.argument("path", metavar="FILE", required=False)
 @click.option("-o", "--output", "output", metavar="FILE", default=None, help="The key file (instead of FILE).")
-@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (a symbolic link itself, not its target).")
 def keygen(path: str | None, output: str | None, force: bool) -> None:
     """Create a cluster key FILE (mode 0600) for --secret-file.
 

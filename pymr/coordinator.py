@@ -66,7 +66,7 @@ from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
-from .security import ClusterKey, Security
+from .security import ClusterKey, Security, listen
 from .state import StateStore, StoredJob
 from .state import TaskCommit as StoredCommit
 
@@ -83,6 +83,7 @@ STOP_WAIT_S = 10.0  # how long an ended job waits for its cancelled attempts to 
 EXCLUDE_FOR_S = 600.0  # a worker excluded by several jobs gets no task of any job for this long
 EXCLUDING_JOBS = 2  # ... by this many jobs within EXCLUDE_WINDOW_S
 EXCLUDE_WINDOW_S = 3600.0
+COMMIT_EVERY_S = 0.05  # task commits are written at most this often, together (with a state dir)
 RECOVERY_GRACE_S = 3.0  # after a restart, how long maps wait for the workers holding their outputs
 MISSING_BLOB = "MissingBlob"  # a worker got an ASSIGN without the code or table sent before it
 
@@ -153,16 +154,16 @@ class Coordinator:
         self.exclude_for_s = exclude_for_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
+        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)),
+                                           new_connections=proto.MAX_NEW_CONNECTIONS)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over its id
         try:
-            self.socket.bind(bind)
+            self.address = listen(self.socket, bind)  # AddressError: port in use, unknown name, ...
         except BaseException:
             if self.store is not None:
                 self.store.close()
             raise
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[str, WorkerInfo] = {}
         self.free: dict[str, WorkerInfo] = {}  # workers with a free slot, not excluded
         self.eligible: dict[str, WorkerInfo] = {}  # workers not excluded cluster-wide
@@ -182,7 +183,12 @@ class Coordinator:
         self.totals = status.Totals()
         self.board = status.StatusBoard()  # the HTTP server's questions, answered on this loop
         self._commits: dict[str, list[tuple[sched.Task, sched.Attempt, dict[str, Any]]]] = {}  # to write, by job
+        self._queued_commits: dict[str, tuple[ActiveJob, list]] = {}  # handed to the background thread
+        self._queued_lock = threading.Lock()
+        self._write_scheduled = False
+        self._last_write_s = 0.0
         self._recovering_until_s = 0.0
+        self._awaited: set[str] = set()  # (recovery) workers that held committed map outputs, not yet back
         if self.store is not None:
             self._recover()
 
@@ -317,7 +323,10 @@ class Coordinator:
                 result, error = None, exc
             self._completions.put(lambda: then(result, error))
             self._wake()
-        self._background.submit(run)
+        try:
+            self._background.submit(run)
+        except RuntimeError:  # shutting down (the thread is gone): run it here, in order still
+            run()
 
     def _run_completions(self) -> None:
         while True:
@@ -359,6 +368,9 @@ class Coordinator:
         worker.jobs_loaded = {j for j in body.get("jobs_loaded", []) if j in self.jobs}
         worker.jobs_held = {j for j in body.get("jobs", []) if j in self.jobs} | worker.jobs_loaded
         self._reclaim_outputs(worker, body.get("map_outputs", []))
+        self._awaited.discard(worker_id)
+        if not self._awaited:  # every worker that held outputs is back: no need to wait longer
+            self._recovering_until_s = 0.0
         forget = sorted({*body.get("jobs", []), *body.get("jobs_loaded", [])} - set(self.jobs))
         kill = sorted(reported - set(worker.running))
         self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S, "forget": forget,
@@ -668,33 +680,63 @@ class Coordinator:
             active.ended_s = time.monotonic()  # after the cancels above, so it waits for them
 
     def _write_commits(self) -> None:
-        """Record this pass's task commits (one transaction per job) before anyone hears of
-        them, then move the committed files into place. Called before timers and dispatch,
-        which are the first to act on a task being done."""
+        """Hand this pass's task commits to the background thread, which records them in the
+        state database (durable) and only then moves committed files into place. Anything
+        that acts on a commit (a job commit, a reduce's rename) runs after it on that same
+        thread, so the write-ahead rule holds without the loop ever waiting for an fsync.
+        Commits that queue up while a write is under way (or within ``COMMIT_EVERY_S``) go
+        in the next one together: one transaction, one fsync. Called before timers and
+        dispatch."""
+        if not self._commits:
+            return
         commits, self._commits = self._commits, {}
-        for job_id, done in commits.items():
-            active = self.jobs.get(job_id)
-            if active is None:
-                continue
+        with self._queued_lock:
+            for job_id, done in commits.items():
+                if (active := self.jobs.get(job_id)) is not None:
+                    self._queued_commits.setdefault(job_id, (active, []))[1].extend(done)
+            if self._write_scheduled:
+                return
+            self._write_scheduled = True
+        self._in_background(self._record_queued, self._recorded)
+
+    def _record_queued(self) -> list[tuple[ActiveJob, str]]:
+        """(On the background thread.) Take every queued commit and record it."""
+        if self.store is not None:
+            time.sleep(max(0.0, self._last_write_s + COMMIT_EVERY_S - time.monotonic()))
+        with self._queued_lock:
+            work, self._queued_commits = list(self._queued_commits.values()), {}
+            self._write_scheduled = False
+        self._last_write_s = time.monotonic()
+        return self._record(work)
+
+    def _record(self, work: list[tuple[ActiveJob, list]]) -> list[tuple[ActiveJob, str]]:
+        """(On the background thread.) Record, then carry out, task commits; returns the
+        jobs that must fail, with why."""
+        failed = []
+        for active, done in work:
             if self.store is not None:
                 try:
-                    self.store.commit_tasks(job_id, [StoredCommit(task.kind, task.index, attempt.attempt_id,
-                                                                  attempt.worker_id, _storable(result))
-                                                     for task, attempt, result in done])
+                    self.store.commit_tasks(active.job_id, [
+                        StoredCommit(task.kind, task.index, attempt.attempt_id, attempt.worker_id, _storable(result))
+                        for task, attempt, result in done])
                 except PymrError as exc:
-                    log.error("job %s: %s", job_id, exc)
-                    self._apply(active, sched.abort(active.run, str(exc)))
+                    failed.append((active, str(exc)))
                     continue
             for task, attempt, result in done:
                 if task.kind == "reduce" or active.run.map_only:
-                    self._commit_task(active, task, attempt.attempt_id, result["files"])
+                    try:
+                        active.committer.commit_task(attempt.attempt_id, result["files"])
+                    except OSError as exc:
+                        failed.append((active, f"committing {sched.task_description(task)} failed: {exc}"))
+                        break
+        return failed
 
-    def _commit_task(self, active: ActiveJob, task: sched.Task, attempt_id: str, files: list[str]) -> None:
-        def committed(_: Any, error: BaseException | None) -> None:
-            if error is not None:
-                where = sched.task_description(task)
-                self._apply(active, sched.abort(active.run, f"committing {where} failed: {error}"))
-        self._in_background(lambda: active.committer.commit_task(attempt_id, files), committed)
+    def _recorded(self, failed: list[tuple[ActiveJob, str]] | None, error: BaseException | None) -> None:
+        for active, why in failed or []:
+            log.error("job %s: %s", active.job_id, why)
+            self._apply(active, sched.abort(active.run, why))
+        if error is not None:
+            log.error("recording task commits failed", exc_info=error)
 
     def _exclude(self, active: ActiveJob, worker_id: str, failures: int) -> None:
         """A job stopped giving tasks to a worker; several jobs that did make it excluded
@@ -881,7 +923,8 @@ class Coordinator:
                 self._resume(stored)
             except Exception as exc:  # one job that cannot resume must not stop the others
                 log.error("job %s cannot resume: %s: %s", stored.job_id, type(exc).__name__, exc)
-        if stored_jobs:
+        self._awaited = {worker_id for active in self.jobs.values() for _, worker_id, _ in active.reclaimable.values()}
+        if self._awaited:  # maps wait (a little) for the workers holding their outputs, not run again at once
             self._recovering_until_s = time.monotonic() + RECOVERY_GRACE_S
 
     def _resume(self, stored: StoredJob) -> None:

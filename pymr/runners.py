@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import cloudpickle
 import zmq
 
 from . import protocol as proto
@@ -35,15 +34,15 @@ from . import storage
 from .code import check_sendable, dump_job, importable, local_side_files, side_file_paths
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
-                     OutputExistsError, PymrError, StorageError)
+                     OutputExistsError, PymrError, StorageError, exception_from)
 from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
                      split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .http import StatusServer
 from .sampling import sample_cuts
+from .security import ClusterKey, Security, connect, generate_key, read_key_file, write_key_file
 from .status import StatusBoard
-from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -422,7 +421,7 @@ class Client:
         self.context = zmq.Context()
         self.socket = Security(self.context, key).client(proto.configure(self.context.socket(zmq.DEALER)))
         self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self.socket.connect(address)
+        connect(self.socket, address)
         self.job_id: str | None = None
 
     def __enter__(self) -> Client:
@@ -590,20 +589,21 @@ class _Follower:
 
 
 def _finished(msg: proto.Message) -> dict[str, Any]:
+    """The job's report, or JobFailed carrying the task's error as data (never unpickled:
+    whoever answers on the coordinator's address must not run code here)."""
     report = msg.body
-    if report["state"] == sched.JobState.SUCCEEDED.value:
+    if report.get("state") == sched.JobState.SUCCEEDED.value:
         return report
-    if report["state"] == sched.JobState.CANCELLED.value:
-        raise JobCancelled(f"job {report['name']} was cancelled: {report.get('error')}")
-    failure = JobFailed(f"job {report['name']} failed: {report.get('error')}", report.get("error_detail"))
+    if report.get("state") == sched.JobState.CANCELLED.value:
+        raise JobCancelled(f"job {report.get('name')} was cancelled: {report.get('error')}")
+    detail = report.get("error_detail")
+    task_error = None
+    if isinstance(detail, dict):
+        task_error = {**detail, **{k: str(v) for k, v in detail.items() if k in ("type", "message", "traceback")}}
+    failure = JobFailed(f"job {report.get('name')} failed: {report.get('error')}", task_error)
     failure.report = report
-    if msg.blobs and msg.blobs[0]:
-        try:
-            raise failure from cloudpickle.loads(msg.blobs[0])
-        except JobFailed:
-            raise
-        except Exception:
-            pass
+    if task_error and "type" in task_error:
+        raise failure from exception_from(task_error)
     raise failure
 
 

@@ -35,8 +35,9 @@ from . import attempt_log
 from . import messages
 from . import protocol as proto
 from .executor import Executor
+from .errors import AddressError
 from .fetch import ShuffleServer
-from .security import ClusterKey, Security, is_loopback_host
+from .security import ClusterKey, Security, connect, is_loopback_host
 
 log = logging.getLogger("pymr.worker")
 POLL_MS = 200
@@ -68,7 +69,11 @@ class Worker:
         self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]  # start first
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
+        try:
+            self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
+        except AddressError as exc:
+            self._close_started()
+            raise AddressError(f"{exc} (give --host an address of this machine)") from None
         self.socket: zmq.Socket | None = None
         self.incarnation = uuid.uuid4().hex  # tells the coordinator a restarted worker from a reconnected one
         self.last_seq = 0  # the sequence number of the last ASSIGN received
@@ -101,7 +106,7 @@ class Worker:
             self.socket.close(linger=0)
         self.socket = self.security.client(proto.configure(self.context.socket(zmq.DEALER)))
         self.socket.setsockopt(zmq.IDENTITY, self.worker_id.encode())
-        self.socket.connect(self.coordinator)
+        connect(self.socket, self.coordinator)
         self._last_heard_s = time.monotonic()
         self._send(proto.REGISTER, {"slots": self.slots, "pid": os.getpid(), "host": self.host,
                                     "shuffle_address": self.shuffle.address, "versions": proto.versions(),
@@ -177,11 +182,15 @@ class Worker:
             signal.set_wakeup_fd(-1)
             self._wake.close()
             self._wake_write.close()
-        for executor in self.executors:
-            executor.kill()
         self.shuffle.close()
         if self.socket is not None:
             self.socket.close(linger=0)
+        self._close_started()
+
+    def _close_started(self) -> None:
+        """What ``__init__`` starts before the shuffle server listens."""
+        for executor in self.executors:
+            executor.kill()
         self.security.close()
         self.context.destroy(linger=0)
         if self.own_data_dir:
@@ -313,9 +322,9 @@ class Worker:
                                         "address": self.shuffle.address}
             self._send(proto.TASK_DONE, {**ids, "result": result})
         else:
-            error, exception_blob = message[1], message[2]
+            error = message[1]  # type, message and traceback text: data, never a pickle
             error["worker_id"] = self.worker_id
-            self._send(proto.TASK_FAILED, {**ids, "error": error}, exception_blob)
+            self._send(proto.TASK_FAILED, {**ids, "error": error})
 
     def _report_failure(self, task: dict[str, Any], error: dict[str, Any]) -> None:
         self._send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"], "error": error})

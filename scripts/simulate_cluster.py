@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,6 +61,7 @@ class FakeWorker:
         self.worker_id, self.slots = worker_id, slots
         self.incarnation = uuid.uuid4().hex
         self.running: dict[str, tuple[float, dict]] = {}  # attempt -> (finish at, task)
+        self.map_outputs: list[str] = []  # attempts whose (pretend) map output this worker holds
         self.last_seq = 0
         self.sent_heartbeats: list[float] = []
         self.last_heard = time.monotonic()
@@ -79,7 +81,7 @@ class FakeWorker:
         self.send(proto.REGISTER, {"slots": self.slots, "versions": proto.versions(), "host": "127.0.0.1",
                                    "shuffle_address": "tcp://127.0.0.1:9", "incarnation": self.incarnation,
                                    "running": list(self.running), "seq": self.last_seq, "jobs": [],
-                                   "jobs_loaded": []})
+                                   "jobs_loaded": [], "map_outputs": self.map_outputs[-10_000:]})
 
     def send(self, kind: str, body: dict) -> None:
         try:
@@ -94,11 +96,15 @@ class FakeWorker:
 
 def finish(worker: FakeWorker, task: dict) -> None:
     if task["kind"] == "map":
+        worker.map_outputs.append(task["attempt_id"])
         result = {"map_output": {"path": f"/sim/{task['job_id']}/{task['attempt_id']}/map.arrow",
                                  "host": "127.0.0.1", "address": "tcp://127.0.0.1:9"},
                   "counters": {"pymr": {"map input records": 1, "map output records": 1}}, "max_rss_kb": 1}
-    else:
-        result = {"files": [], "counters": {"pymr": {"reduce input records": 1}}, "max_rss_kb": 1}
+    else:  # an empty part, where the real reduce would write it: the job commit publishes it
+        name = f"part-{task['partition']:05d}"
+        os.makedirs(task["attempt_dir"], exist_ok=True)
+        open(os.path.join(task["attempt_dir"], name), "wb").close()
+        result = {"files": [name], "counters": {"pymr": {"reduce input records": 1}}, "max_rss_kb": 1}
     worker.send(proto.TASK_DONE, {"job_id": task["job_id"], "attempt_id": task["attempt_id"], "result": result})
 
 
@@ -113,6 +119,8 @@ def run_fake_workers(address: str, key: dict, ids: list[str], slots: int, task_s
     finishing: list[tuple[float, int, str]] = []  # (when, worker index, attempt) of tasks that take --task-s
     index_of = {w.worker_id: i for i, w in enumerate(workers)}
     rtts: list[float] = []
+    welcomes: list[float] = []  # when each WELCOME came, after the warm-up
+    assign_times: list[float] = []
     assigned = table_bytes = reconnects = 0
     measure_from = time.monotonic() + WARMUP_S  # after every worker connected and registered
     deadline = time.monotonic() + seconds
@@ -123,7 +131,7 @@ def run_fake_workers(address: str, key: dict, ids: list[str], slots: int, task_s
     while time.monotonic() < deadline and not stop.is_set():
         wait_ms = max(0, min(50, int(1000 * (beats[0][0] - time.monotonic())))) if beats else 50
         for sock, _ in poller.poll(wait_ms):
-            worker = by_socket.get(sock)
+            worker = by_socket.get(sock)  # None: closed by a reconnect earlier in this loop
             if worker is None:
                 continue
             while True:
@@ -139,6 +147,7 @@ def run_fake_workers(address: str, key: dict, ids: list[str], slots: int, task_s
                         rtts.append(time.monotonic() - sent)
                 elif msg.kind == proto.ASSIGN:
                     assigned += 1
+                    assign_times.append(time.monotonic())
                     table_bytes += sum(len(blob) for name, blob in zip(msg.body.get("blobs", []), msg.blobs)
                                        if name == "map_outputs")
                     worker.last_seq = max(worker.last_seq, msg.body["seq"])
@@ -150,7 +159,10 @@ def run_fake_workers(address: str, key: dict, ids: list[str], slots: int, task_s
                                                    msg.body["attempt_id"]))
                 elif msg.kind == proto.REFUSED and msg.body.get("reregister"):
                     _reconnect(worker, poller, by_socket)
+                    break  # (this socket is closed now)
                 elif msg.kind == proto.WELCOME:
+                    if time.monotonic() >= measure_from:
+                        welcomes.append((time.monotonic(), worker.worker_id))
                     for attempt_id in msg.body.get("kill", []):
                         worker.running.pop(attempt_id, None)
         now = time.monotonic()
@@ -169,7 +181,8 @@ def run_fake_workers(address: str, key: dict, ids: list[str], slots: int, task_s
                 if now - worker.last_heard > WORKER_TIMEOUT_S:
                     _reconnect(worker, poller, by_socket)
                     reconnects += now >= measure_from
-    results.put({"rtts": rtts, "assigned": assigned, "table_bytes": table_bytes,
+    results.put({"rtts": rtts, "assigned": assigned, "table_bytes": table_bytes, "welcomes": welcomes,
+                 "assign_times": assign_times,
                  "reregistered": reconnects,
                  "unanswered": sum(len(w.sent_heartbeats) for w in workers)})
     for w in workers:
@@ -229,6 +242,9 @@ def main() -> None:
     parser.add_argument("--heartbeat-only", type=float, default=0.0, metavar="SECONDS",
                         help="no job: only heartbeats, for this long")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--state-dir", action="store_true", help="run the coordinator with a --state-dir")
+    parser.add_argument("--restart-after", type=float, default=0.0, metavar="SECONDS",
+                        help="kill -9 the coordinator this long into the job and start it again (needs --state-dir)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pymr-sim-") as tmp:
@@ -237,10 +253,10 @@ def main() -> None:
         write_key_file(str(folder / "cluster.key"), key)
         address = f"tcp://127.0.0.1:{free_port()}"
         log = open(folder / "coordinator.log", "w+")
-        coordinator = subprocess.Popen(
-            [sys.executable, "-m", "pymr", "coordinator", "--bind", address, "--secret-file",
-             str(folder / "cluster.key"), "--worker-timeout", str(WORKER_TIMEOUT_S)],
-            stdout=log, stderr=log, cwd=ROOT)
+        command = [sys.executable, "-m", "pymr", "coordinator", "--bind", address, "--secret-file",
+                   str(folder / "cluster.key"), "--worker-timeout", str(WORKER_TIMEOUT_S),
+                   *(["--state-dir", str(folder / "state")] if args.state_dir else [])]
+        coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
         results: multiprocessing.Queue = multiprocessing.Queue()
         stop = multiprocessing.Event()
         ids = [f"sim-{i:05d}" for i in range(args.workers)]
@@ -259,13 +275,28 @@ def main() -> None:
             if args.heartbeat_only:
                 time.sleep(args.heartbeat_only)
             else:
-                report, wall_s, progress = submit_and_wait(address, key, folder, args.maps, args.reduces, args.timeout)
+                finished: dict = {}
+                client = threading.Thread(target=lambda: finished.update(zip(
+                    ("report", "wall_s", "progress"),
+                    submit_and_wait(address, key, folder, args.maps, args.reduces, args.timeout))), daemon=True)
+                client.start()
+                if args.restart_after:
+                    time.sleep(args.restart_after)
+                    cpu_before -= sum(cpu_and_peak(coordinator.pid)[:1])  # count the first process's CPU too
+                    coordinator.kill()
+                    coordinator.wait()
+                    restarted_at = time.monotonic()
+                    coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
+                    outcome["restarted"] = True
+                client.join(args.timeout)
+                report, wall_s, progress = finished["report"], finished["wall_s"], finished["progress"]
                 tasks = args.maps + args.reduces
                 outcome.update(maps=args.maps, reduces=args.reduces, state=report["state"], error=report.get("error"),
                                job_wall_s=round(wall_s, 2), tasks_per_s=round(tasks / wall_s),
                                events_per_s=round(2 * tasks / wall_s), attempts=report["attempts"],
                                failed_attempts=report["failed_attempts"],
-                               killed_attempts=report.get("killed_attempts"), progress_messages=progress)
+                               killed_attempts=report.get("killed_attempts"), progress_messages=progress,
+                               resumed=report.get("resumed"))
             elapsed = time.monotonic() - started
             cpu_after, peak_mib = cpu_and_peak(coordinator.pid)
             outcome.update(coordinator_cpu_s=round(cpu_after - cpu_before, 2),
@@ -291,6 +322,17 @@ def main() -> None:
                                              "p99": round(1000 * rtts[int(len(rtts) * 0.99)], 1),
                                              "max": round(1000 * rtts[-1], 1)}, heartbeats=len(rtts))
         outcome["reregistered"] = sum(part["reregistered"] for part in parts)
+        if outcome.get("restarted"):
+            back = {}
+            for part in parts:
+                for at, worker_id in part["welcomes"]:
+                    if at >= restarted_at:
+                        back.setdefault(worker_id, at)
+            assigns = [t for part in parts for t in part["assign_times"] if t >= restarted_at]
+            outcome["after_restart_s"] = {
+                "workers_back": len(back),
+                "all_registered": round(max(back.values()) - restarted_at, 2) if len(back) == args.workers else None,
+                "first_task_assigned": round(min(assigns) - restarted_at, 2) if assigns else None}
         outcome["map_table_bytes_sent"] = sum(part["table_bytes"] for part in parts)
         log.seek(0)
         text = log.read()

@@ -121,7 +121,8 @@ def test_a_running_job_is_listed_with_growing_progress_and_followed_to_its_end(w
 def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("fine line\nthis will FAIL <script>alert(1)</script>\n")
-    result = watched.submit(TEST_JOBS / "chatty.py", bad, "-o", tmp_path / "out", "--max-attempts", "2")
+    result = watched.submit(TEST_JOBS / "chatty.py", bad, "-o", tmp_path / "out", "--max-attempts", "2",
+                            "--noise", "3000")  # 300 KB of output: more than one ZeroMQ frame
     assert result.returncode == 1
     assert "last lines of the failed attempt's output:" in result.stderr
     assert "about to fail on 'this will FAIL" in result.stderr.split("output:")[-1]
@@ -130,6 +131,7 @@ def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path
     logs = _pymr(watched, "logs", job_id)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.count("map task starting") == 2  # both failed attempts
+    assert logs.stdout.count("noise 002999 ") == 2 and len(logs.stdout) > 2 * 300_000
     assert "WARNING chatty: a warning from logging" in logs.stdout
     assert "==> m00000 attempt 0 on w" in logs.stderr and "==> m00000 attempt 1 on w" in logs.stderr
     one = _pymr(watched, "logs", job_id, "m00000", "--attempt", "1")

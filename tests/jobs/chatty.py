@@ -1,5 +1,6 @@
-"""Prints and logs as it maps; sleeps --delay seconds per map task; a line containing FAIL
-raises (after printing it), so its attempts' logs are worth reading."""
+"""Prints and logs as it maps (--noise more lines of 100 bytes); sleeps --delay seconds per
+map task; a line containing FAIL raises (after printing it), so its attempts' logs are
+worth reading."""
 import logging
 import sys
 import time
@@ -8,10 +9,12 @@ import pymr
 
 
 class Chatty(pymr.Job):
-    options = [pymr.Option("delay", float, default=0.0)]
+    options = [pymr.Option("delay", float, default=0.0), pymr.Option("noise", int, default=0)]
 
     def map_init(self):
         print("map task starting", flush=True)
+        for i in range(self.options.noise):
+            print(f"noise {i:06d} " + "x" * 88)
         logging.getLogger("chatty").warning("a warning from logging")
         time.sleep(self.options.delay)
 
