@@ -23,6 +23,7 @@ from .code import importable
 from .inputs import parse_size
 from .job import OUTPUT_FORMATS, Job, Option, load_job_class
 from .errors import describe_error
+from .http import DEFAULT_HTTP
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -52,6 +53,8 @@ def main(verbose: int) -> None:
     """
     role = ROLES.get(click.get_current_context().invoked_subcommand or "", "pymr")
     configure_logging(role, logging.WARNING - 10 * min(verbose, 2))
+    if verbose:  # workers started from here (local mode) show their tasks' output live
+        os.environ.setdefault("PYMR_ECHO_TASK_OUTPUT", "1")
 
 
 ROLES = {"submit": "client", "worker": "worker", "coordinator": "coordinator", "keygen": "keygen"}
@@ -118,6 +121,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
                      help="Attempts per task before the job fails [default: 4]."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display or summary."),
+        click.Option(["--http", "http_address"], metavar="HOST:PORT|off", default="127.0.0.1:0",
+                     help="Local mode: serve the status page here while the job runs [default: a free "
+                          "loopback port]; off: no page."),
         click.Option(["--json", "json_report"], is_flag=True,
                      help="Print the job's report (DIR/_REPORT.json: counters, tasks, attempts, times) to stdout."),
     ]
@@ -186,6 +192,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
         input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
         reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
+        quiet=quiet, http=None if kwargs["http_address"].strip().lower() == "off" else kwargs["http_address"],
     )
     from .runners import run_job
 
@@ -235,6 +242,8 @@ def _failure_text(exc: JobFailed) -> str:
     text = str(exc)
     if detail.get("traceback"):
         text += "\n" + detail["traceback"]
+    if detail.get("log_tail"):
+        text += "\nlast lines of the failed attempt's output:\n" + detail["log_tail"]
     return text
 
 
@@ -265,26 +274,48 @@ def submit_job_main(job_class: type[Job], argv: Sequence[str] | None = None) -> 
 
 
 class ProgressDisplay:
-    """Prints task progress to stderr: one rewritten line on a terminal, else a line per change."""
+    """Job progress on stderr: % of input bytes mapped, reduce tasks done, map throughput
+    and ETA. On a terminal one line rewritten in place; in a pipe or a CI log, one line
+    every ``PIPE_INTERVAL_S`` (and at each change of phase), without control characters.
+    Prints each job id as it first appears, so the job can be followed or cancelled
+    from another terminal."""
+
+    PIPE_INTERVAL_S = 5.0
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.last = ""
         self.last_s = 0.0
+        self.last_phase = ""
+        self.job_ids: set[str] = set()
+        self.reduce_started_s: float | None = None  # the job's elapsed time when its maps were seen done
 
     def __call__(self, body: dict[str, Any]) -> None:
-        phase = f"map {body['maps_done']}/{body['maps_total']}  reduce {body['reduces_done']}/{body['reduces_total']}"
-        if "step" in body:
-            phase = f"step {body['step']}  {phase}"
-        line = f"{phase}  running {body['running']}  failed attempts {body['failed_attempts']}  {body['elapsed_s']:.1f}s"
+        job_id = body.get("job_id")
+        if job_id and job_id not in self.job_ids:
+            self.job_ids.add(job_id)
+            self.reduce_started_s = None
+            self._write_line(f"pymr: job {job_id}" + (f" (step {body['step']})" if "step" in body else ""))
+        if body["maps_done"] == body["maps_total"] and self.reduce_started_s is None:
+            self.reduce_started_s = float(body.get("elapsed_s") or 0.0)
+        phase, line = progress_line(body, self.reduce_started_s)
+        now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last)))
             self.stream.flush()
             self.last = line
-        elif phase != self.last and time.monotonic() - self.last_s >= 1.0:
+        elif phase != self.last_phase or now - self.last_s >= self.PIPE_INTERVAL_S:
             self.stream.write(line + "\n")
-            self.last, self.last_s = phase, time.monotonic()
+            self.stream.flush()
+            self.last_phase, self.last_s = phase, now
+
+    def _write_line(self, text: str) -> None:
+        if self.tty and self.last:
+            self.stream.write("\r" + " " * len(self.last) + "\r")
+            self.last = ""
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def notice(self, text: str) -> None:
         """A line about the job's connection (lost, found again), not overwritten by progress."""
@@ -299,6 +330,44 @@ class ProgressDisplay:
         if self.tty and self.last:
             self.stream.write("\n")
             self.stream.flush()
+            self.last = ""
+
+
+def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -> tuple[str, str]:
+    """The phase a progress message is in, and the line that shows it (the reduce phase's
+    ETA from the pace of its finished tasks since ``reduce_started_s``)."""
+    elapsed = float(body.get("elapsed_s") or 0.0)
+    maps_done, maps_total = body["maps_done"], body["maps_total"]
+    bytes_total, bytes_done = body.get("map_bytes_total") or 0, body.get("map_bytes_done") or 0
+    fraction = bytes_done / bytes_total if bytes_total else (maps_done / maps_total if maps_total else 1.0)
+    parts = [f"map {fraction:4.0%} ({maps_done}/{maps_total})"]
+    if body["reduces_total"]:
+        parts.append(f"reduce {body['reduces_done']}/{body['reduces_total']}")
+    phase = "map" if maps_done < maps_total else "reduce" if body["reduces_done"] < body["reduces_total"] else "done"
+    rate = bytes_done / elapsed if elapsed > 0 and bytes_done else None
+    if phase == "map" and rate:
+        parts.append(f"{_bytes(rate)}/s")
+        parts.append(f"ETA {_duration((bytes_total - bytes_done) / rate)}")
+    elif phase == "map" and maps_done and elapsed > 0:
+        parts.append(f"ETA {_duration(elapsed * (maps_total - maps_done) / maps_done)}")
+    elif phase == "reduce" and body["reduces_done"] and reduce_started_s is not None:
+        spent, done = elapsed - reduce_started_s, body["reduces_done"]
+        parts.append(f"ETA {_duration(spent * (body['reduces_total'] - done) / done)}")
+    parts.append(f"running {body['running']}")
+    if body.get("failed_attempts"):
+        parts.append(f"failed attempts {body['failed_attempts']}")
+    parts.append(_duration(elapsed))
+    if "step" in body:
+        parts.insert(0, f"step {body['step']}")
+        phase = f"{body['step']} {phase}"
+    return phase, "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _end_progress(progress: ProgressDisplay | None) -> None:
@@ -419,7 +488,14 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
               help="Keep the cluster's state (jobs, task commits, finished jobs) in an SQLite database in DIR, so "
                    "that a coordinator started again on it resumes the jobs that were running [env PYMR_STATE_DIR]. "
                    "Without it, a coordinator that stops loses its running jobs.")
-def coordinator(bind: str, secret_file: str | None, worker_timeout: float, state_dir: str | None) -> None:
+@click.option("--http", "http_address", default=DEFAULT_HTTP, show_default=True, envvar="PYMR_HTTP",
+              metavar="HOST:PORT|off",
+              help="Serve the status page, its JSON API and /metrics here; off: no page [env PYMR_HTTP]. "
+                   "If the default port is taken, a free loopback port is used. A non-loopback address "
+                   "needs --secret-file, and a token (pymr token).")
+@click.pass_context
+def coordinator(ctx: click.Context, bind: str, secret_file: str | None, worker_timeout: float, state_dir: str | None,
+                http_address: str) -> None:
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
     Several jobs may run at once; tasks go to workers oldest job first. Without
@@ -435,16 +511,41 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float, state
     key = _key_or_exit(secret_file, bind, "coordinator")
     if not logging.getLogger().isEnabledFor(logging.INFO):  # jobs, workers and failures are this service's news
         logging.getLogger("pymr.coordinator").setLevel(logging.INFO)
+    explicit = ctx.get_parameter_source("http_address") != click.core.ParameterSource.DEFAULT
+    page = _status_page_or_exit(http_address, key, explicit)
     try:
         service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key, state_dir=state_dir)
     except PymrError as exc:  # the address (in use, unknown name, ...), the state dir
+        if page is not None:
+            page.close()
         sys.exit(_fail(str(exc), exc.exit_code))
+    if page is not None:
+        service.board = page.board
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    if page is not None:  # (before "listening on", which tests and scripts wait for)
+        click.echo(f"pymr coordinator: status page at {page.url}" + (" (needs its token: pymr token)"
+                                                                      if page.token else ""), err=True)
     click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:
         service.serve()
     except KeyboardInterrupt:
         service.stop()
+    finally:
+        if page is not None:
+            page.close()
+
+
+def _status_page_or_exit(address: str, key, explicit: bool):
+    """The status page's server, None for "off", or exit 2 naming the address."""
+    from .http import StatusServer
+    from .status import StatusBoard
+
+    if address.strip().lower() == "off":
+        return None
+    try:
+        return StatusServer(address, StatusBoard(), key, explicit=explicit)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
 
 
 @main.command(context_settings=CONTEXT)
@@ -468,6 +569,187 @@ def keygen(path: str | None, output: str | None, force: bool) -> None:
     except PymrError as exc:
         sys.exit(_fail(str(exc), exc.exit_code))
     click.echo(f"wrote cluster key to {path} (mode 0600)", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", required=True, help=SECRET_HELP)
+@click.option("--http", "http_address", default=DEFAULT_HTTP, show_default=True, envvar="PYMR_HTTP",
+              metavar="HOST:PORT", help="The coordinator's --http address, for the URL printed [env PYMR_HTTP].")
+def token(secret_file: str, http_address: str) -> None:
+    """Print the status page's access token (derived from the cluster key) and the URL to open.
+
+    A coordinator serving its page on a non-loopback address answers only requests that
+    carry it: `Authorization: Bearer TOKEN`, or ?token=TOKEN once in a browser (it then
+    sets a cookie).
+    """
+    from .http import access_token, parse_address
+    from .security import read_key_file
+
+    try:
+        key = read_key_file(secret_file)
+        host, port = parse_address(http_address)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
+    value = access_token(key)
+    click.echo(value)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"open: http://{shown}:{port}/?token={value}", err=True)
+
+
+# -- steering a running cluster ------------------------------------------------------------------
+def _cluster_options(command):
+    command = click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None,
+                           help=SECRET_HELP)(command)
+    return click.option("--coordinator", "address", envvar="PYMR_COORDINATOR", default="tcp://127.0.0.1:5555",
+                        show_default=True, metavar="ADDR",
+                        help="The coordinator (tcp://HOST:PORT) [env PYMR_COORDINATOR].")(command)
+
+
+def _control(address: str, secret_file: str | None):
+    from .control import Control
+    from .security import read_key_file
+
+    try:
+        return Control(address, read_key_file(secret_file) if secret_file else None)
+    except PymrError as exc:
+        sys.exit(_fail(str(exc), exc.exit_code))
+
+
+def _steer(address: str, secret_file: str | None, action) -> Any:
+    """Run ``action(control)``; a known error becomes its message and exit code."""
+    with _control(address, secret_file) as control:
+        try:
+            return action(control)
+        except PymrError as exc:
+            sys.exit(_fail(str(exc), exc.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--all", "everything", is_flag=True, help="Finished jobs too (the last 1,000).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON list (as GET /api/jobs gives it).")
+@_cluster_options
+def jobs(everything: bool, as_json: bool, address: str, secret_file: str | None) -> None:
+    """List the running jobs of a cluster (with --all, finished ones too)."""
+    listed = _steer(address, secret_file, lambda c: c.jobs(everything))
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if not listed:
+        click.echo("no running job" if not everything else "no job", err=True)
+        return
+    click.echo(f"{'JOB':<30} {'STATE':<10} {'MAPS':>9} {'REDUCES':>9} {'FAILED':>6} {'TIME':>9}  NAME")
+    for job in listed:
+        click.echo(f"{job['job_id']:<30} {job['state']:<10} {job['maps_done']:>4}/{job['maps_total']:<4} "
+                   f"{job['reduces_done']:>4}/{job['reduces_total']:<4} {job['failed_attempts']:>6} "
+                   f"{(job.get('elapsed_s') or 0):>8.1f}s  {job['name']}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON object (as GET /api/jobs/JOB_ID gives it).")
+@click.option("--follow", "-f", is_flag=True, help="Show progress until the job ends; exit with its status as "
+                                                   "pymr submit would.")
+@_cluster_options
+def status(job_id: str, as_json: bool, follow: bool, address: str, secret_file: str | None) -> None:
+    """Show one job: state, progress, error. Exit 2 if the cluster does not know it."""
+    if follow:
+        sys.exit(_steer(address, secret_file, lambda c: _follow(c, job_id, as_json)))
+    job = _steer(address, secret_file, lambda c: c.job(job_id))
+    click.echo(json.dumps(job, indent=2) if as_json else _job_text(job))
+
+
+def _follow(control, job_id: str, as_json: bool) -> int:
+    """Poll the job every second until it ends; its exit status is submit's."""
+    progress = None if as_json else ProgressDisplay()
+    while True:
+        job = control.job(job_id, brief=True)
+        if job.get("ended"):  # committed (or removed): as submit, which returns only then
+            break
+        if progress is not None:
+            progress(job)
+        time.sleep(1.0)
+    _end_progress(progress)
+    click.echo(json.dumps(job, indent=2) if as_json else _job_text(job), err=not as_json)
+    return {"succeeded": 0, "cancelled": JobCancelled.exit_code}.get(job["state"], JobFailed.exit_code)
+
+
+def _job_text(job: dict[str, Any]) -> str:
+    lines = [f"job {job['job_id']} ({job['name']}): {job['state']}, {job.get('elapsed_s') or 0:.1f} s"]
+    for name, phase in (job.get("phases") or {}).items():
+        if phase["tasks_total"]:
+            line = f"  {name}: {phase['tasks_done']}/{phase['tasks_total']} tasks ({phase['fraction']:.0%})"
+            if phase.get("bytes_total"):
+                line += f", {_bytes(phase['bytes_done'])} of {_bytes(phase['bytes_total'])}"
+            if phase["running"]:
+                line += f", {phase['running']} running"
+            lines.append(line)
+    if job.get("failed_attempts"):
+        lines.append(f"  failed attempts: {job['failed_attempts']}")
+    if job.get("output"):
+        lines.append(f"  output: {job['output']}")
+    if job.get("error"):
+        lines.append(f"  error: {job['error']}")
+    detail = job.get("error_detail") or {}
+    if detail.get("traceback"):
+        lines.append(detail["traceback"])
+    if detail.get("log_tail"):
+        lines.append("last lines of the attempt's output:\n" + detail["log_tail"])
+    return "\n".join(lines)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@_cluster_options
+def cancel(job_id: str, address: str, secret_file: str | None) -> None:
+    """Cancel a running job: nothing is committed and its output is removed, as Ctrl-C on submit."""
+    job = _steer(address, secret_file, lambda c: c.cancel(job_id))
+    if job["state"] == "cancelled":
+        click.echo(f"job {job_id} cancelled", err=True)
+    else:
+        click.echo(f"job {job_id} had already ended: {job['state']}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.argument("task_id", required=False)
+@click.option("--attempt", type=click.IntRange(min=0), default=None,
+              help="Which attempt of TASK_ID (0 is the first) [default: all of its attempts].")
+@_cluster_options
+def logs(job_id: str, task_id: str | None, attempt: int | None, address: str, secret_file: str | None) -> None:
+    """Print what an attempt printed or logged (by default: every failed attempt of the job).
+
+    TASK_ID is as the status page and `pymr status --json` name tasks: m00003, r00000.
+    """
+    if attempt is not None and task_id is None:
+        raise click.UsageError("--attempt needs a TASK_ID")
+    places = _steer(address, secret_file, lambda c: c.logs(job_id, task_id, attempt))
+    if not places:
+        click.echo(f"job {job_id} has no failed attempt (name a task to see its output: pymr logs {job_id} "
+                   "m00000)", err=True)
+    for place in places:
+        click.echo(f"==> {place['task_id']} attempt {place['attempt']} on {place['worker_id']} "
+                   f"({place['state']}) <==", err=True)
+        if place.get("problem"):
+            click.echo(f"(cannot read it: {place['problem']})", err=True)
+        elif not place["text"]:
+            click.echo("(no output captured)", err=True)
+        else:
+            click.echo(place["text"].rstrip("\n"))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON list (as GET /api/workers gives it).")
+@_cluster_options
+def workers(as_json: bool, address: str, secret_file: str | None) -> None:
+    """List the workers of a cluster: host, slots, running attempts, last heartbeat."""
+    listed = _steer(address, secret_file, lambda c: c.workers())
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    click.echo(f"{'WORKER':<24} {'HOST':<16} {'SLOTS':>5} {'RUNNING':>7} {'HEARD':>7} {'FAILED':>6}  EXCLUDED")
+    for w in listed:
+        click.echo(f"{w['worker_id']:<24} {w.get('host') or '-':<16} {w['slots']:>5} {len(w['running']):>7} "
+                   f"{w['last_heartbeat_s']:>6.1f}s {w['failed_attempts']:>6}  {'yes' if w['excluded'] else 'no'}")
 
 
 def run() -> None:

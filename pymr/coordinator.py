@@ -61,6 +61,7 @@ from . import locations
 from . import messages
 from . import protocol as proto
 from . import scheduler as sched
+from . import status
 from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
@@ -178,6 +179,9 @@ class Coordinator:
         self._wake_write.setblocking(False)
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymr-coordinator-io")
+        self.history = status.FinishedJobs()  # details of finished jobs, for the page and `pymr jobs --all`
+        self.totals = status.Totals()
+        self.board = status.StatusBoard()  # the HTTP server's questions, answered on this loop
         self._commits: dict[str, list[tuple[sched.Task, sched.Attempt, dict[str, Any]]]] = {}  # to write, by job
         self._queued_commits: dict[str, tuple[ActiveJob, list]] = {}  # handed to the background thread
         self._queued_lock = threading.Lock()
@@ -203,6 +207,7 @@ class Coordinator:
                     self._receive_some()
                 self._run_completions()
                 self._run_timers()
+                self.board.answer(self._status_answer)
                 self._dispatch()
         finally:
             self._shutdown()
@@ -817,12 +822,71 @@ class Coordinator:
             worker.jobs_loaded.discard(run.job_id)
             worker.jobs_held.discard(run.job_id)
             worker.map_tables.pop(run.job_id, None)
+        self._remember_finished(active, report)
         del self.jobs[run.job_id]
         self.finished[run.job_id] = report
         while len(self.finished) > MAX_FINISHED:
             self.finished.popitem(last=False)
         (log.info if run.state == sched.JobState.SUCCEEDED else log.warning)(
             "job %s %s%s", run.job_id, run.state.value, f": {run.error}" if run.error else "")
+
+    # -- status: the page's answers and the CLI's queries -----------------------------------
+    def _remember_finished(self, active: ActiveJob, report: dict[str, Any]) -> None:
+        self.history.add(status.finished_detail(active, report))
+        self.totals.add(active, report)
+
+    def _status_answer(self, key: str) -> Any:
+        """One answer of ``status.StatusBoard``: "jobs", "job:<job_id>", "workers" or "metrics"."""
+        if key == "jobs":
+            return self._job_list(everything=True)
+        if key == "workers":
+            return status.workers_view(self.workers.values())
+        if key == "metrics":
+            return status.metrics_text(self.jobs.values(), self.workers.values(), self.totals)
+        if key.startswith("job:"):
+            return self._job_detail(key[len("job:"):])
+        if key.startswith("log:"):  # log:<job_id>:<attempt_id>
+            job_id, attempt_id = key[len("log:"):].split(":", 1)
+            addresses = {w.worker_id: getattr(w, "shuffle_address", None) for w in self.workers.values()}
+            return status.log_place(self._job_detail(job_id), attempt_id, addresses)
+        raise KeyError(key)
+
+    def _job_list(self, everything: bool) -> list[dict[str, Any]]:
+        running = [status.job_summary(active) for active in self.jobs.values()]
+        return running + (self.history.summaries()[::-1] if everything else [])
+
+    def _job_detail(self, job_id: str) -> dict[str, Any] | None:
+        active = self.jobs.get(job_id)
+        if active is not None:
+            return status.job_detail(active, job_report(active))
+        return self.history.get(job_id)
+
+    def _on_list_jobs(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        self._send(identity, proto.ANSWER, {"jobs": self._job_list(bool(msg.body.get("all")))})
+
+    def _on_job_status(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        job_id = str(msg.body["job_id"])
+        active = self.jobs.get(job_id) if msg.body.get("brief") else None  # a summary is O(1), a detail O(tasks)
+        detail = dict(status.job_summary(active), ended=False) if active is not None else self._job_detail(job_id)
+        if detail is None:
+            self._send(identity, proto.ANSWER, {"error": f"unknown job {job_id}", "exit_code": 2})
+        else:
+            self._send(identity, proto.ANSWER, {"job": detail})
+
+    def _on_list_workers(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        self._send(identity, proto.ANSWER, {"workers": status.workers_view(self.workers.values())})
+
+    def _on_find_logs(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        """Where the captured output of a job's attempts is: each attempt with its worker's
+        address (the worker serves it, as it serves map outputs)."""
+        detail = self._job_detail(str(msg.body["job_id"]))
+        addresses = {w.worker_id: getattr(w, "shuffle_address", None) for w in self.workers.values()}
+        try:
+            attempts = status.log_places(detail, msg.body.get("task_id"), msg.body.get("attempt"), addresses)
+        except LookupError as exc:
+            self._send(identity, proto.ANSWER, {"error": str(exc.args[0]), "exit_code": 2})
+            return
+        self._send(identity, proto.ANSWER, {"attempts": attempts})
 
     def _shutdown(self) -> None:
         self._write_commits()
@@ -852,6 +916,7 @@ class Coordinator:
         for record in reversed(self.store.finished_jobs(MAX_FINISHED)):
             if record.get("report"):
                 self.finished[record["job_id"]] = record["report"]
+                self.history.add(status.stored_detail(record))
         stored_jobs = self.store.running_jobs()
         for stored in stored_jobs:
             try:

@@ -31,6 +31,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import attempt_log
+
 
 class Executor:
     """The worker's handle on one executor process."""
@@ -136,7 +138,7 @@ def _main(conn: Connection, parent_pid: int) -> None:
                 jobs.pop(message[1], None)
                 _forget_folder(folders.pop(message[1], ""))
                 continue
-            reply = _run_one(message[1], message[2], jobs, folders, settings)
+            reply = attempt_log.run_captured(_run_one, message[1], message[2], jobs, folders, settings)
             try:
                 conn.send(reply)
             except (EOFError, OSError):

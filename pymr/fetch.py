@@ -27,6 +27,7 @@ from typing import Any
 
 import zmq
 
+from . import attempt_log
 from . import protocol as proto
 from .errors import AddressError, PymrError
 from .security import Security, connect, listen, tcp_address
@@ -87,6 +88,8 @@ class ShuffleServer:
     def _answer(self, msg: proto.Message) -> list[bytes]:
         from .shuffle import INDEX_KEY
 
+        if msg.kind == proto.READ_LOG:  # an attempt's captured output, for `pymr logs`
+            return proto.pack(proto.LOG, *attempt_log.read_for_client(self.data_dir, msg.body))
         reader = self._open(str(msg.body["path"]))
         if msg.kind == proto.FETCH_INDEX:
             last = reader.get_batch_with_custom_metadata(reader.num_record_batches - 1)

@@ -187,6 +187,11 @@ TO_COORDINATOR: dict[str, Check] = {
     proto.CANCEL_JOB: record({"job_id": text(ID)}, {"reason": text(TEXT)}),
     proto.WATCH: record({"job_id": text(ID)}),
     proto.WORKER_LOST: record({"worker_id": text(ID)}, {"reason": text(TEXT)}),
+    proto.LIST_JOBS: record(optional_fields={"all": flag}),
+    proto.JOB_STATUS: record({"job_id": text(ID)}, {"brief": flag}),
+    proto.LIST_WORKERS: record(),
+    proto.FIND_LOGS: record({"job_id": text(ID)}, {"task_id": optional(text(ID)),
+                                                   "attempt": optional(integer(0, 100_000))}),
 }
 
 SPLIT = record({"path": text(PATH), "start": integer(), "end": integer()}, extra=lambda value: value)

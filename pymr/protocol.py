@@ -17,9 +17,10 @@ a peer that never authenticates can make a process hold; a whole message is limi
 
 Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
-Client -> coordinator: SUBMIT, WATCH, CANCEL_JOB, WORKER_LOST, STOP.
-Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
+Client -> coordinator: SUBMIT, WATCH, CANCEL_JOB, WORKER_LOST, STOP; LIST_JOBS, JOB_STATUS, LIST_WORKERS, FIND_LOGS.
+Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED; ANSWER (to the four queries).
 Reducer -> a worker's shuffle server: FETCH_INDEX, FETCH_BATCH; back: INDEX, BATCH, FETCH_ERROR.
+Client -> a worker's shuffle server: READ_LOG; back: LOG or FETCH_ERROR.
 """
 
 from __future__ import annotations
@@ -62,11 +63,19 @@ INDEX = "index"
 BATCH = "batch"
 FETCH_ERROR = "fetch_error"
 WATCH = "watch"  # a client follows a job by its id (after the coordinator restarted, or from elsewhere)
+LIST_JOBS = "list_jobs"  # client -> coordinator queries (pymr jobs/status/workers/logs), answered by ANSWER
+JOB_STATUS = "job_status"
+LIST_WORKERS = "list_workers"
+FIND_LOGS = "find_logs"
+ANSWER = "answer"
+READ_LOG = "read_log"  # client -> a worker's shuffle server: an attempt's captured output; back: LOG
+LOG = "log"
 
 KINDS = frozenset(
     {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL,
      JOB_ENDED, SHUTDOWN, SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
-     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR, WATCH}
+     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR, WATCH,
+     LIST_JOBS, JOB_STATUS, LIST_WORKERS, FIND_LOGS, ANSWER, READ_LOG, LOG}
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny

@@ -39,8 +39,10 @@ from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_sp
                      split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
+from .http import StatusServer
 from .sampling import sample_cuts
 from .security import ClusterKey, Security, connect, generate_key, read_key_file, write_key_file
+from .status import StatusBoard
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -101,21 +103,23 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
             py_files: Sequence[str] = (), on_progress: ProgressCallback | None = None,
             reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None,
-            **settings: Any) -> JobResult:
+            http: str | None = None, **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``); with ``coordinator``,
-    ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s."""
+    ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s; in local mode, ``http``
+    (HOST:PORT) serves the status page while the job runs (its URL printed unless ``quiet``)."""
     _check_settings(settings)
     options = checked_options(job_class, options)
     connection = {"reconnect_timeout_s": reconnect_timeout_s, "on_notice": on_notice}
+    local = {"http": http, "quiet": quiet}
     if output is not None:
         return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
-                    on_progress, settings, connection)
+                    on_progress, settings, connection, local)
     output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
     settings.setdefault("overwrite", True)
     settings.setdefault("output_format", "jsonl")
     try:
         return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
-                    on_progress, settings, connection)
+                    on_progress, settings, connection, local)
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)  # nobody was told where it is
         raise
@@ -132,7 +136,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
 
 
 _RUN_KEYWORDS = {"workers", "inline", "coordinator", "secret_file", "options", "quiet", "files", "py_files",
-                 "on_progress", "reconnect_timeout_s", "on_notice"}
+                 "on_progress", "reconnect_timeout_s", "on_notice", "http"}
 
 
 def checked_options(job_class: type[Job], options: dict[str, Any] | None) -> dict[str, Any]:
@@ -155,7 +159,7 @@ def checked_options(job_class: type[Job], options: dict[str, Any] | None) -> dic
 def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers: int | None, inline: bool,
          coordinator: str | None, secret_file: str | None, options: dict[str, Any], files: Sequence[str],
          py_files: Sequence[str], on_progress: ProgressCallback | None, settings: dict[str, Any],
-         connection: dict[str, Any]) -> JobResult:
+         connection: dict[str, Any], local: dict[str, Any]) -> JobResult:
     files = side_file_paths(job_class, files)
     spec = job_spec(job_class, inputs, output, **settings)
     steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
@@ -178,10 +182,30 @@ def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
         code = dump_job(job_class, options, files, py_files)
-        with LocalCluster(workers or os.cpu_count() or 1) as cluster:
+        with LocalCluster(workers or os.cpu_count() or 1, http=local["http"]) as cluster:
+            page = cluster.status_page if not local["quiet"] else None
+            progress = _announcing(page, on_progress)
             with Client(cluster.address, cluster.key) as client:
-                report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
+                report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
+
+
+def _announcing(page: StatusServer | None, on_progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``on_progress``, after printing the status page's address once the job was accepted
+    (its first progress): a job refused at once never had a page to look at."""
+    if page is None:
+        return on_progress
+    told: list[bool] = []
+
+    def progress(body: dict[str, Any]) -> None:
+        if not told:
+            told.append(True)
+            print(f"status page: {page.url}" + (f"?token={page.token}" if page.token else ""), file=sys.stderr,
+                  flush=True)
+        if on_progress is not None:
+            on_progress(body)
+
+    return progress
 
 
 def _run_steps(spec: dict[str, Any], steps: list[Any], execute: Callable, on_progress: ProgressCallback | None):
@@ -591,16 +615,18 @@ class LocalCluster:
     even on loopback no other local user can submit code to these workers.
     """
 
-    def __init__(self, workers: int, slots: int = 1):
+    def __init__(self, workers: int, slots: int = 1, http: str | None = None):
         if workers < 1:
             raise PymrError(f"workers must be at least 1, got {workers}")
         self.num_workers = workers
         self.slots = slots
-        self.root = tempfile.mkdtemp(prefix="pymr-local-")
         self.key = generate_key()
+        self.status_page = StatusServer(http, StatusBoard(), self.key) if http else None  # HOST:PORT, or none
+        self.root = tempfile.mkdtemp(prefix="pymr-local-")
         self.key_file = os.path.join(self.root, "cluster.key")
         write_key_file(self.key_file, self.key)
         self.coordinator = Coordinator("tcp://127.0.0.1:*", key=self.key)
+        self.coordinator.board = self.status_page.board if self.status_page else self.coordinator.board
         self.address = self.coordinator.address
         self.processes: dict[str, subprocess.Popen] = {}
         self.replaced = 0
@@ -650,6 +676,8 @@ class LocalCluster:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         _stop_processes(list(self.processes.values()))
+        if self.status_page is not None:
+            self.status_page.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from . import attempt_log
 from . import messages
 from . import protocol as proto
 from .executor import Executor
@@ -277,7 +278,7 @@ class Worker:
             executor.forget(job_id)
         job_dir = os.path.join(self.data_dir, os.path.basename(job_id))
         self.shuffle.forget(os.path.realpath(job_dir))
-        shutil.rmtree(job_dir, ignore_errors=True)
+        attempt_log.remove_job_files(job_dir)  # its logs stay a while, for `pymr logs`
 
     # -- tasks -----------------------------------------------------------------------------
     def _start_queued(self) -> None:
