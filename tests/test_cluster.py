@@ -85,6 +85,9 @@ def test_killed_worker_is_detected_and_its_work_redone(own_cluster, tmp_path):
     own_cluster.kill_worker("w1")
     assert job.wait(timeout=180) == 0, job.stderr.read() + own_cluster.log("coordinator")
     assert {k: int(v) for k, v in text_pairs(out).items()} == plain_word_counts(BOOKS)
+    deadline = time.monotonic() + 3 * own_cluster.worker_timeout_s  # (the job may end before it is noticed)
+    while "lost worker w1" not in own_cluster.log("coordinator") and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert "lost worker w1" in own_cluster.log("coordinator")
 
 
