@@ -431,12 +431,10 @@ def fail(job: JobRun, attempt_id: str, error: dict[str, Any]) -> list[Effect]:
     """An attempt failed: retry the task elsewhere, or fail the job after ``max_attempts``
     failures (at once if the error is ``fatal``). The worker's failures in this job are
     counted; at ``exclude_after`` it is excluded from the job (a ``worker_excluded`` effect)."""
-    found = job.attempts_by_id.get(attempt_id)
+    found = _running_attempt(job, attempt_id)
     if found is None:
         return []
     task, attempt = found
-    if attempt.state != "running":
-        return []
     _end_attempt(job, attempt, "failed")
     attempt.error = error
     task.last_error = error
@@ -454,6 +452,11 @@ def fail(job: JobRun, attempt_id: str, error: dict[str, Any]) -> list[Effect]:
     return effects
 
 
+def _running_attempt(job: JobRun, attempt_id: str) -> tuple[Task, Attempt] | None:
+    found = job.attempts_by_id.get(attempt_id)
+    return found if found is not None and found[1].state == "running" else None
+
+
 def _count_worker_failure(job: JobRun, worker_id: str) -> list[Effect]:
     count = job.worker_failures.get(worker_id, 0) + 1
     job.worker_failures[worker_id] = count
@@ -466,12 +469,10 @@ def _count_worker_failure(job: JobRun, worker_id: str) -> list[Effect]:
 def kill(job: JobRun, attempt_id: str, reason: str, now_s: float | None = None) -> list[Effect]:
     """An attempt ended through no fault of its task (its worker was lost, restarted or
     lost track of it): the task runs again, and the attempt does not count as a failure."""
-    found = job.attempts_by_id.get(attempt_id)
+    found = _running_attempt(job, attempt_id)
     if found is None:
         return []
     task, attempt = found
-    if attempt.state != "running":
-        return []
     _end_attempt(job, attempt, "killed", now_s)
     attempt.error = {"type": "Killed", "message": reason}
     effects = [Effect("discard", task, attempt)]

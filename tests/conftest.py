@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from collections import Counter
 from pathlib import Path
 
@@ -94,3 +96,35 @@ def reference_word_counts(paths) -> Counter:
             for line in f:
                 counts.update(line.split())
     return counts
+
+
+def word_counts_as_text(paths) -> dict[str, str]:
+    """``reference_word_counts`` as text output reads back: word -> count as a string."""
+    return {word: str(n) for word, n in reference_word_counts(paths).items()}
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def mounted_tmpfs(mount_point: Path, options: str):
+    """A tmpfs of its own at ``mount_point`` (``options`` e.g. ``size=2m`` or ``size=1m,ro``),
+    unmounted at the end; skips the test where mounting needs a root it does not have."""
+    mount_point.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True,
+                          text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)

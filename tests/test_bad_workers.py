@@ -8,47 +8,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 import uuid
 
 import pytest
 
 from cluster import Cluster
-from conftest import SAMPLE, TEST_JOBS, reference_word_counts, text_pairs
+from conftest import SAMPLE, TEST_JOBS, mounted_tmpfs, text_pairs, wait_for, word_counts_as_text
 
 pytestmark = pytest.mark.slow
 BOOK = SAMPLE / "kjv-pentateuch.txt"
 
 
 def expected_counts() -> dict[str, str]:
-    return {word: str(n) for word, n in reference_word_counts([BOOK]).items()}
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return word_counts_as_text([BOOK])
 
 
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder on a read-only filesystem of its own (writes fail even for root)."""
-    path = tmp_path / "read-only"
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a read-only filesystem")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "read-only", "size=1m,ro") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def test_a_worker_with_a_read_only_disk_does_not_fail_the_job(tmp_path, read_only_dir):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pytest
 import zmq
 
-from cluster import ROOT, Cluster, free_port
+from cluster import ROOT, Cluster
 from conftest import JOBS, TEST_JOBS, text_pairs
 from pymr import protocol as proto
 from pymr.code import dump_job

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TEST_JOBS, text_pairs
+from conftest import ROOT, TEST_JOBS, mounted_tmpfs, text_pairs
 
 from pymr.outputs import COMMIT_FAULT_ENV
 
@@ -143,18 +143,8 @@ PAGE = 4096
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs, unmounted at the end (root only)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True,
-                          check=False)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "size=2m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def fill(disk: Path, leave_pages: int) -> None:

@@ -16,23 +16,14 @@ from pathlib import Path
 import pytest
 
 from cluster import ROOT, Cluster
-from conftest import SAMPLE, TEST_JOBS, reference_word_counts, text_pairs
+from conftest import SAMPLE, TEST_JOBS, text_pairs, wait_for, word_counts_as_text
 
 pytestmark = pytest.mark.slow
 BOOK = SAMPLE / "kjv-pentateuch.txt"
 
 
 def expected_counts() -> dict[str, str]:
-    return {word: str(n) for word, n in reference_word_counts([BOOK]).items()}
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return word_counts_as_text([BOOK])
 
 
 def commits(state_dir: Path) -> dict[str, set[int]]:
