@@ -154,6 +154,10 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
         input_format=kwargs["input_format"], files=list(kwargs["files"]),
     )
+    if not settings["inline"] and not settings["coordinator"]:
+        from . import forkserver
+
+        forkserver.start_early()  # local mode: the workers' imports overlap this process's
     from .runners import run_job
 
     started = time.monotonic()

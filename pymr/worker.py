@@ -32,7 +32,7 @@ from typing import Any
 import zmq
 
 from . import protocol as proto
-from .executor import Executor
+from .executor import Executor, arrow_threads
 from .fetch import ShuffleServer
 from .security import ClusterKey, Security, is_loopback_host
 
@@ -44,7 +44,7 @@ MAX_BACKOFF_S = 30.0
 class Worker:
     def __init__(self, coordinator: str, worker_id: str | None = None, slots: int = 1,
                  data_dir: str | None = None, exit_with_parent: bool = False, key: ClusterKey | None = None,
-                 host: str | None = None):
+                 host: str | None = None, fork_executors: bool = False):
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
@@ -56,8 +56,11 @@ class Worker:
         self.key = key
         if key is None and not is_loopback_host(self.host):
             raise ValueError("a worker without a cluster key serves map outputs on loopback only")
-        settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir}
-        self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]  # start first
+        settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir,
+                    "arrow_threads": arrow_threads()}
+        # Executors start first: they import the task code while the worker registers. A worker
+        # forked warm (``forkserver``) forks them too, before its ZeroMQ context exists.
+        self.executors = [Executor(f"{self.worker_id}-{i}", settings, fork=fork_executors) for i in range(self.slots)]
         self.context = zmq.Context()
         self.security = Security(self.context, key)
         self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
