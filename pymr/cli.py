@@ -331,9 +331,13 @@ def _key_or_exit(secret_file: str | None, address: str, what: str):
               help="The address other workers reach this one at, to fetch map outputs "
                    "[default: 127.0.0.1 without a secret, else this host's address] [env PYMR_HOST].")
 @click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
+@click.option("--stale-job-age", type=click.FloatRange(min=0), default=24 * 3600.0, show_default=True,
+              envvar="PYMR_STALE_JOB_AGE", metavar="SECONDS",
+              help="At start-up, delete the files of jobs in --data-dir untouched for this long (the rest go "
+                   "once the coordinator says their jobs are over) [env PYMR_STALE_JOB_AGE].")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
 def worker(address: str, secret_file: str | None, slots: int, data_dir: str | None, host: str | None,
-           worker_id: str | None, exit_with_parent: bool) -> None:
+           worker_id: str | None, stale_job_age: float, exit_with_parent: bool) -> None:
     """Run a worker that takes tasks from a coordinator until it is stopped.
 
     The worker runs each task in a child process, keeps map outputs in --data-dir and
@@ -347,7 +351,8 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     key = _key_or_exit(secret_file, address, "worker")
     if key is None and host is not None and not is_loopback_host(host):
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
-    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host)
+    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
+                     stale_job_age_s=stale_job_age)
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
                    f"served at {service.shuffle.address}", err=True)

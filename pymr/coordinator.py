@@ -1,33 +1,63 @@
-"""The coordinator: a thin ZeroMQ loop over ``scheduler``'s job state.
+"""The coordinator: one ZeroMQ loop over ``scheduler``'s job state, built to serve thousands
+of workers.
 
-It tracks the workers that registered (id, ZeroMQ identity, slots, running attempts,
-the jobs whose code they hold, when they were last heard from) and the jobs that
-clients submitted (their ``JobRun``, spec, code blob, committer and the client to tell).
+What it tracks:
 
-Each event (a message, or a worker falling silent for ``worker_timeout_s``) becomes a
-scheduler transition; the effects it returns are carried out here (task and job
-commits, cancels), then ``dispatch`` hands pending tasks to workers with free slots.
-A job that ends while attempts of it are still being cancelled waits (at most
-``STOP_WAIT_S``) until their workers confirm them dead before its output is committed
-or aborted and the client is told: else an attempt still running could write into an
-output folder after it was cleaned up.
+* ``workers``: each registered worker (``WorkerInfo``: its ZeroMQ identity, slots, the
+  attempts it runs with the sequence number of each ASSIGN, the jobs whose code and
+  files it holds, when it was last heard from, its process incarnation);
+* ``free``: the workers with a free slot that may take tasks (not excluded), so
+  handing out tasks never scans the whole cluster;
+* ``jobs``: the running jobs (``ActiveJob``: the scheduler's ``JobRun``, spec, code
+  blob, committer, the client to tell), oldest first; ``finished``: the reports of the
+  last ``MAX_FINISHED`` jobs.
+
+Each pass of the loop handles at most ``MAX_MESSAGES_PER_PASS`` messages, then runs its
+timers, which therefore always fire: workers that fell silent expire, clients get
+progress, stragglers are looked for. Tasks are dispatched once per pass, and only when
+something changed (a slot freed, a task became pending, a worker joined). A heartbeat
+only refreshes its worker: O(1). Every message is checked field by field
+(``messages.TO_COORDINATOR``) before a handler sees it; a bad one is logged with its
+peer and kind and dropped, and nothing a peer sends can raise out of the loop.
+
+Work that can take long runs on one background thread, in order: planning a job's
+splits, task commits, the job commit or abort. Its results come back to the loop
+(``_completions``), so heartbeats are answered on time meanwhile.
+
+Workers that reconnect are reconciled, not presumed dead: every ASSIGN carries a
+per-worker sequence number, and heartbeats and registrations echo the last one
+received and the attempts still running. An attempt the worker got but no longer
+runs, without a result, was lost on the way: it is killed (retried without counting
+as a failure). A worker that registers with a new incarnation restarted: its attempts
+are killed and its map outputs are lost. A job that ends while attempts of it are
+still being cancelled waits (at most ``STOP_WAIT_S``) until their workers confirm them
+dead before its output is committed or aborted: else an attempt still running could
+write into an output folder after it was cleaned up.
+
 The coordinator never unpickles job code: it only forwards the blob, once per worker
-per job.
+per job. Reduces learn where map outputs are from one table per job (``locations``),
+sent once per worker and version, not from a list of every map in every ASSIGN.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
+from . import locations
+from . import messages
 from . import protocol as proto
 from . import scheduler as sched
 from . import storage
@@ -38,27 +68,48 @@ from .security import ClusterKey, Security
 
 log = logging.getLogger("pymr.coordinator")
 POLL_MS = 100
+MAX_MESSAGES_PER_PASS = 1000
 PROGRESS_INTERVAL_S = 0.25
 CLIENT_HEARTBEAT_S = 5.0  # progress is sent at least this often, so a client can tell we are alive
+EXPIRE_EVERY_S = 0.5
+STRAGGLERS_EVERY_S = 1.0
 MAX_REMEMBERED_SUBMISSIONS = 1000
+MAX_FINISHED = 1000
 STOP_WAIT_S = 10.0  # how long an ended job waits for its cancelled attempts to be confirmed dead
+EXCLUDE_FOR_S = 600.0  # a worker excluded by several jobs gets no task of any job for this long
+EXCLUDING_JOBS = 2  # ... by this many jobs within EXCLUDE_WINDOW_S
+EXCLUDE_WINDOW_S = 3600.0
+MISSING_BLOB = "MissingBlob"  # a worker got an ASSIGN without the code or table sent before it
 
 
-@dataclass
+@dataclass(eq=False)
 class WorkerInfo:
     worker_id: str
     identity: bytes
     slots: int
     last_seen_s: float
-    running: set[str] = field(default_factory=set)
-    jobs_loaded: set[str] = field(default_factory=set)
+    incarnation: str = ""
+    host: str | None = None
+    shuffle_address: str | None = None
+    running: dict[str, int] = field(default_factory=dict)  # attempt id -> the ASSIGN's sequence number
+    jobs_loaded: set[str] = field(default_factory=set)  # jobs whose code it holds
+    jobs_held: set[str] = field(default_factory=set)  # jobs it may hold files of
+    map_tables: dict[str, int] = field(default_factory=dict)  # job -> version of the map output table sent
+    next_seq: int = 1
+    failed_attempts: int = 0
+    excluded_by: dict[str, float] = field(default_factory=dict)  # job id -> when that job excluded it
+    excluded_until_s: float = 0.0
 
     @property
     def free_slots(self) -> int:
         return self.slots - len(self.running)
 
+    @property
+    def excluded(self) -> bool:
+        return self.excluded_until_s > time.monotonic()
 
-@dataclass
+
+@dataclass(eq=False)
 class ActiveJob:
     run: sched.JobRun
     spec: dict[str, Any]
@@ -66,11 +117,15 @@ class ActiveJob:
     committer: OutputCommitter
     client: bytes
     started_s: float
-    error_blob: bytes | None = None
     last_progress: dict[str, int] | None = None
     last_progress_s: float = 0.0
     stopping: dict[str, str] = field(default_factory=dict)  # cancelled attempt -> its worker, until confirmed
     ended_s: float | None = None  # when the job ended, while it waits for ``stopping`` to empty
+    closing: bool = False  # its job commit or abort is under way
+    map_table: bytes | None = None  # the encoded map output locations, built when a reduce needs them
+    map_table_version: int = 0
+    excluded_workers: list[str] = field(default_factory=list)
+    submitted_unix_s: float = field(default_factory=time.time)
 
     @property
     def job_id(self) -> str:
@@ -81,21 +136,32 @@ class Coordinator:
     """Serves workers and clients on one ROUTER socket until ``stop()``."""
 
     def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S,
-                 key: ClusterKey | None = None, stop_wait_s: float = STOP_WAIT_S):
+                 key: ClusterKey | None = None, stop_wait_s: float = STOP_WAIT_S,
+                 exclude_for_s: float = EXCLUDE_FOR_S):
         self.worker_timeout_s = worker_timeout_s
         self.stop_wait_s = stop_wait_s
+        self.exclude_for_s = exclude_for_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
         self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
-        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its id
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over its id
         self.socket.bind(bind)
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[str, WorkerInfo] = {}
+        self.free: dict[str, WorkerInfo] = {}  # workers with a free slot, not excluded
+        self.eligible: dict[str, WorkerInfo] = {}  # workers not excluded cluster-wide
         self.jobs: dict[str, ActiveJob] = {}
+        self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job id -> report, newest last
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
+        self._dispatch_wanted = False
+        self._timers: dict[str, float] = {}
         self._stop = threading.Event()
-        self._wake_read, self._wake_write = socket.socketpair()  # stop() wakes the loop at once
+        self._wake_read, self._wake_write = socket.socketpair()  # wakes the loop: stop(), background work done
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymr-coordinator-io")
 
     # -- loop ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -104,276 +170,480 @@ class Coordinator:
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
         try:
-            next_dispatch = 0.0
             while not self._stop.is_set():
-                if poller.poll(POLL_MS):
-                    self._receive_all()
-                self._expire_workers()
-                self._finish_ended_jobs()
-                self._send_progress()
-                if time.monotonic() >= next_dispatch:  # stragglers become worth a backup as time passes
-                    self._dispatch()
-                    next_dispatch = time.monotonic() + 0.5
+                events = dict(poller.poll(POLL_MS))
+                if self._wake_read.fileno() in events or self._wake_read in events:
+                    self._drain_wake()
+                if self.socket in events:
+                    self._receive_some()
+                self._run_completions()
+                self._run_timers()
+                self._dispatch()
         finally:
             self._shutdown()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._wake_write.send(b"x")
-        except OSError:  # already shut down
+        except OSError:  # already shut down, or the pipe is full (then the loop wakes anyway)
             pass
 
-    def _receive_all(self) -> None:
-        while True:
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_read.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _receive_some(self) -> None:
+        """Handle up to MAX_MESSAGES_PER_PASS messages, so timers run however busy we are."""
+        for _ in range(MAX_MESSAGES_PER_PASS):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            identity, rest = frames[0], frames[1:]
+            self._handle_frames(frames)
+
+    def _handle_frames(self, frames: list[bytes]) -> None:
+        """Decode, check and handle one message; whatever is wrong with it is logged and it is dropped."""
+        identity, kind = frames[0], "?"
+        try:
+            msg = proto.unpack(frames[1:])
+            kind = msg.kind
+            if kind == proto.SUBMIT and self._refuse_versions(identity, msg):
+                return
             try:
-                self._handle(identity, proto.unpack(rest))
+                msg = messages.validate(msg, messages.TO_COORDINATOR)
             except ProtocolError as exc:
-                log.warning("dropped a malformed message from %r: %s", identity[:32], exc)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("dropped an invalid message from %r: %r", identity[:32], exc)
+                if kind == proto.SUBMIT:  # a client waits for an answer
+                    self._send(identity, proto.REJECTED, {"error": f"the coordinator refused the job: {exc}",
+                                                          "type": "ClusterError"})
+                raise
+            self._handle(identity, msg)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed %s message from %r: %s", kind, identity[:64], exc)
+        except (RecursionError, MemoryError, ValueError, TypeError, KeyError) as exc:
+            log.warning("dropped a malformed %s message from %r: %s: %s", kind, identity[:64], type(exc).__name__,
+                        exc)
+        except Exception:  # a bug of ours must not stop the cluster: log it whole, keep serving
+            log.exception("error handling a %s message from %r; dropped it", kind, identity[:64])
+
+    def _refuse_versions(self, identity: bytes, msg: proto.Message) -> bool:
+        """Refuse a job pickled for other versions than ours (before anything else is read)."""
+        try:
+            problem = proto.version_mismatch(messages.VERSIONS(msg.body.get("versions", {})))
+        except messages.Invalid as exc:
+            problem = f"versions {exc}"
+        if problem:
+            self._send(identity, proto.REJECTED, {"error": f"the coordinator refused the job: {problem}",
+                                                  "type": "ClusterError"})
+        return problem is not None
 
     def _send(self, identity: bytes, kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> bool:
         try:
             self.socket.send_multipart([identity, *proto.pack(kind, body, *blobs)], zmq.NOBLOCK)
             return True
         except zmq.ZMQError as exc:  # EHOSTUNREACH with ROUTER_MANDATORY, or EAGAIN at the HWM
-            log.warning("cannot send %s to %r: %s", kind, identity[:32], exc)
+            log.info("cannot send %s to %r: %s", kind, identity[:64], exc)
             return False
 
     def _handle(self, identity: bytes, msg: proto.Message) -> None:
-        handler = getattr(self, "_on_" + msg.kind, None)
-        if handler is None:
-            raise ProtocolError(f"a coordinator does not accept {msg.kind!r}")
         worker = self._worker_by_identity(identity)
         if worker is not None:
-            worker.last_seen_s = time.monotonic()
-        handler(identity, msg)
+            worker.last_seen_s = time.monotonic()  # any message is a sign of life
+        getattr(self, "_on_" + msg.kind)(identity, worker, msg)
 
     def _worker_by_identity(self, identity: bytes) -> WorkerInfo | None:
         worker = self.workers.get(identity.decode("utf-8", "replace"))
         return worker if worker is not None and worker.identity == identity else None
 
+    # -- timers and background work --------------------------------------------------------
+    def _due(self, name: str, every_s: float, now: float) -> bool:
+        if now < self._timers.get(name, 0.0):
+            return False
+        self._timers[name] = now + every_s
+        return True
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        if self._due("expire", EXPIRE_EVERY_S, now):
+            self._expire_workers(now)
+        if self._due("stragglers", STRAGGLERS_EVERY_S, now):
+            for active in self.jobs.values():
+                if sched.find_stragglers(active.run, now):
+                    self._dispatch_wanted = True
+        self._finish_ended_jobs()
+        if self._due("progress", PROGRESS_INTERVAL_S, now):
+            self._send_progress()
+
+    def _in_background(self, work: Callable[[], Any], then: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``work`` on the background thread (in submission order), then ``then(result,
+        error)`` on the loop."""
+        def run() -> None:
+            try:
+                result, error = work(), None
+            except BaseException as exc:  # handed to the loop, which decides
+                result, error = None, exc
+            self._completions.put(lambda: then(result, error))
+            self._wake()
+        self._background.submit(run)
+
+    def _run_completions(self) -> None:
+        while True:
+            try:
+                completion = self._completions.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                completion()
+            except Exception:
+                log.exception("error finishing background work")
+
     # -- workers ---------------------------------------------------------------------------
-    def _on_register(self, identity: bytes, msg: proto.Message) -> None:
-        problem = proto.version_mismatch(msg.body.get("versions", {}))
-        if problem:
-            log.warning("refused worker %r: %s", identity[:32], problem)
+    def _on_register(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        body = msg.body
+        problem = proto.version_mismatch(body.get("versions", {}))
+        if problem:  # its tasks would unpickle code pickled elsewhere
+            log.warning("refused worker %r: %s", identity[:64], problem)
             self._send(identity, proto.REFUSED, {"error": problem})
             return
         worker_id = identity.decode("utf-8", "replace")
-        if worker_id in self.workers:
-            self._lose_worker(worker_id, "it registered again (restarted)")
-        slots = max(1, int(msg.body.get("slots", 1)))
-        self.workers[worker_id] = WorkerInfo(worker_id, identity, slots, time.monotonic())
-        log.info("worker %s joined with %d slot(s)", worker_id, slots)
-        self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S})
-        self._dispatch()
+        incarnation = body.get("incarnation", "")
+        reported = set(body.get("running", []))
+        if worker is not None and worker.incarnation != incarnation:
+            self._lose_worker(worker_id, "it restarted")
+            worker = None
+        now = time.monotonic()
+        if worker is None:
+            worker = WorkerInfo(worker_id, identity, body["slots"], now, incarnation)
+            self.workers[worker_id] = worker
+            self.eligible[worker_id] = worker
+            log.info("worker %s joined with %d slot(s)", worker_id, worker.slots)
+        else:  # the same process reconnected: it keeps the attempts it still runs
+            for attempt_id in [a for a in worker.running if a not in reported]:
+                self._attempt_lost(worker, attempt_id, "its worker reconnected without it")
+            worker.map_tables.clear()  # a table sent on the old connection may not have arrived
+            log.info("worker %s reconnected", worker_id)
+        worker.host, worker.shuffle_address = body.get("host"), body.get("shuffle_address")
+        worker.jobs_loaded = {j for j in body.get("jobs_loaded", []) if j in self.jobs}
+        worker.jobs_held = {j for j in body.get("jobs", []) if j in self.jobs} | worker.jobs_loaded
+        forget = sorted({*body.get("jobs", []), *body.get("jobs_loaded", [])} - set(self.jobs))
+        kill = sorted(reported - set(worker.running))
+        self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S, "forget": forget,
+                                             "kill": kill})
+        self._update_free(worker)
 
-    def _on_heartbeat(self, identity: bytes, msg: proto.Message) -> None:
-        worker = self._worker_by_identity(identity)
+    def _on_heartbeat(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
         if worker is None:
             self._send(identity, proto.REFUSED, {"error": "unknown worker: register first", "reregister": True})
             return
         self._send(identity, proto.HEARTBEAT)
-        self._reconcile(worker, set(map(str, msg.body.get("running", []))))
+        if "running" in msg.body and "seq" in msg.body:
+            self._reconcile(worker, set(msg.body["running"]), msg.body["seq"])
 
-    def _reconcile(self, worker: WorkerInfo, reported: set[str]) -> None:
-        """Attempts the worker does not know of (a lost ASSIGN or result) are retried."""
-        now = time.monotonic()
-        for attempt_id in list(worker.running - reported):
-            for active in list(self.jobs.values()):
-                found = active.run.attempts_by_id.get(attempt_id)
-                if found and now - found[1].started_s > 3 * proto.HEARTBEAT_INTERVAL_S:
-                    log.warning("worker %s does not know attempt %s; retrying it", worker.worker_id, attempt_id)
-                    worker.running.discard(attempt_id)
-                    self._apply(active, sched.fail(active.run, attempt_id, {
-                        "type": "AttemptLost", "message": f"worker {worker.worker_id} lost track of it"},
-                        counts_as_failure=False))
-        self._dispatch()
+    def _reconcile(self, worker: WorkerInfo, reported: set[str], last_seq: int) -> None:
+        """An attempt whose ASSIGN the worker received (its sequence number is not past
+        ``last_seq``) but that it no longer runs, with no result here, was lost on the way."""
+        for attempt_id, seq in list(worker.running.items()):
+            if attempt_id not in reported and seq <= last_seq:
+                self._attempt_lost(worker, attempt_id, f"worker {worker.worker_id} lost track of it")
 
-    def _on_bye(self, identity: bytes, msg: proto.Message) -> None:
-        worker = self._worker_by_identity(identity)
+    def _attempt_lost(self, worker: WorkerInfo, attempt_id: str, reason: str) -> None:
+        log.warning("attempt %s: %s; it runs again", attempt_id, reason)
+        worker.running.pop(attempt_id, None)
+        self._update_free(worker)
+        active = self._job_of_attempt(attempt_id)
+        if active is not None:
+            self._apply(active, sched.kill(active.run, attempt_id, reason, time.monotonic()))
+
+    def _job_of_attempt(self, attempt_id: str) -> ActiveJob | None:
+        return self.jobs.get(attempt_id.rsplit("-", 2)[0])
+
+    def _on_bye(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
         if worker is not None:
             self._lose_worker(worker.worker_id, "it left")
 
-    def _on_worker_lost(self, identity: bytes, msg: proto.Message) -> None:
-        self._lose_worker(str(msg.body["worker_id"]), msg.body.get("reason", "its process died"))
+    def _on_worker_lost(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        self._lose_worker(msg.body["worker_id"], msg.body.get("reason", "its process died"))
 
-    def _expire_workers(self) -> None:
-        now = time.monotonic()
+    def _expire_workers(self, now: float) -> None:
         for worker in list(self.workers.values()):
             if now - worker.last_seen_s > self.worker_timeout_s:
                 self._lose_worker(worker.worker_id, f"no heartbeat for {self.worker_timeout_s:g} s")
+            elif worker.excluded_until_s and worker.excluded_until_s <= now:
+                worker.excluded_until_s = 0.0
+                log.warning("worker %s is no longer excluded", worker.worker_id)
+                self.eligible[worker.worker_id] = worker
+                self._update_free(worker)
 
     def _lose_worker(self, worker_id: str, reason: str) -> None:
         worker = self.workers.pop(worker_id, None)
         if worker is None:
             return
+        self.free.pop(worker_id, None)
+        self.eligible.pop(worker_id, None)
         log.warning("lost worker %s: %s", worker_id, reason)
         for active in list(self.jobs.values()):
             for attempt_id in [a for a, w in active.stopping.items() if w == worker_id]:
                 self._stopped(active, attempt_id)
             if active.job_id in self.jobs:
-                self._apply(active, sched.lose_worker(active.run, worker_id))
-        self._dispatch()
+                effects = sched.lose_worker(active.run, worker_id, f"worker {worker_id} was lost: {reason}")
+                self._map_outputs_changed(active)
+                self._apply(active, effects)
+        self._dispatch_wanted = True
 
-    def _on_task_done(self, identity: bytes, msg: proto.Message) -> None:
-        attempt_id = str(msg.body["attempt_id"])
-        self._release(identity, attempt_id)
-        active = self.jobs.get(str(msg.body["job_id"]))
-        if active is not None:
-            self._apply(active, sched.finish(active.run, attempt_id, msg.body["result"], time.monotonic()))
-        self._dispatch()
+    def _update_free(self, worker: WorkerInfo) -> None:
+        """Keep ``free`` exact: the registered, non-excluded workers with a free slot."""
+        if worker.free_slots > 0 and worker.worker_id in self.eligible and worker.worker_id in self.workers:
+            if worker.worker_id not in self.free:
+                self.free[worker.worker_id] = worker
+                self._dispatch_wanted = True
+        else:
+            self.free.pop(worker.worker_id, None)
 
-    def _on_task_failed(self, identity: bytes, msg: proto.Message) -> None:
-        attempt_id = str(msg.body["attempt_id"])
-        self._release(identity, attempt_id)
-        active = self.jobs.get(str(msg.body["job_id"]))
-        if active is not None:
-            error = msg.body["error"]
-            if "fetch_failed" in error:
-                self._apply(active, sched.fetch_failed(active.run, attempt_id, int(error["fetch_failed"]), error))
-            else:
-                if msg.blobs and msg.blobs[0]:
-                    active.error_blob = msg.blobs[0]
-                self._apply(active, sched.fail(active.run, attempt_id, error))
-        self._dispatch()
+    def _on_task_done(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        active = self._attempt_of(worker, msg)
+        if active is None:
+            return
+        result = _slim_result(msg.body["result"])
+        if "map_output" in result:
+            worker.jobs_held.add(active.job_id)
+        self._apply(active, sched.finish(active.run, msg.body["attempt_id"], result, time.monotonic()))
 
-    def _on_attempt_stopped(self, identity: bytes, msg: proto.Message) -> None:
-        active = self.jobs.get(str(msg.body["job_id"]))
-        if active is not None:
-            self._stopped(active, str(msg.body["attempt_id"]))
+    def _on_task_failed(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        active = self._attempt_of(worker, msg)
+        if active is None:
+            return
+        attempt_id, error = msg.body["attempt_id"], msg.body["error"]
+        run = active.run
+        if "fetch_failed" in error:
+            log.warning("job %s: attempt %s on worker %s cannot fetch its input: %s", run.job_id, attempt_id,
+                        worker.worker_id, error.get("message", ""))
+            effects = sched.fetch_failed(run, attempt_id, error["fetch_failed"], error)
+            self._map_outputs_changed(active)
+        elif error["type"] == MISSING_BLOB:  # an ASSIGN that carried code or a table was lost: send it again
+            worker.jobs_loaded.discard(run.job_id)
+            worker.map_tables.pop(run.job_id, None)
+            effects = sched.kill(run, attempt_id, error.get("message", "an ASSIGN was lost"))
+        else:
+            worker.failed_attempts += 1
+            task = run.attempts_by_id[attempt_id][0]
+            log.warning("job %s: attempt %s (%s) failed on worker %s: %s: %s", run.job_id, attempt_id,
+                        sched.task_description(task), worker.worker_id, error["type"],
+                        error.get("message", "")[:500])
+            effects = sched.fail(run, attempt_id, error)
+        self._apply(active, effects)
 
-    def _release(self, identity: bytes, attempt_id: str) -> None:
-        worker = self._worker_by_identity(identity)
-        if worker is not None:
-            worker.running.discard(attempt_id)
-        for active in list(self.jobs.values()):  # an attempt that ended by itself is stopped too
-            if attempt_id in active.stopping:
-                self._stopped(active, attempt_id)
+    def _on_attempt_stopped(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        active = self.jobs.get(msg.body["job_id"])
+        if worker is not None and active is not None and active.stopping.get(msg.body["attempt_id"]) == worker.worker_id:
+            self._stopped(active, msg.body["attempt_id"])
+
+    def _attempt_of(self, worker: WorkerInfo | None, msg: proto.Message) -> ActiveJob | None:
+        """The running job of the attempt a result is about (the attempt is freed from
+        its worker); None if the sender is not the worker the attempt was given to."""
+        attempt_id = msg.body["attempt_id"]
+        if worker is not None and worker.running.pop(attempt_id, None) is not None:
+            self._update_free(worker)
+        self._release_stopping(attempt_id)
+        active = self._job_of_attempt(attempt_id)
+        found = active.run.attempts_by_id.get(attempt_id) if active is not None else None
+        if worker is None or found is None or found[1].worker_id != worker.worker_id:
+            log.info("ignored %s for attempt %s from %s: not an attempt it runs", msg.kind, attempt_id,
+                     worker.worker_id if worker else "an unregistered peer")
+            return None
+        return active
+
+    def _release_stopping(self, attempt_id: str) -> None:
+        active = self._job_of_attempt(attempt_id)  # an attempt that ended by itself is stopped too
+        if active is not None and attempt_id in active.stopping:
+            self._stopped(active, attempt_id)
 
     # -- clients ---------------------------------------------------------------------------
-    def _on_submit(self, identity: bytes, msg: proto.Message) -> None:
+    def _on_submit(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
         spec = msg.body["spec"]
         if not msg.blobs:
             raise ProtocolError("submit without job code")
-        problem = proto.version_mismatch(msg.body.get("versions", {}))
-        if problem:  # the job's code is pickled for workers that run our versions
-            self._send(identity, proto.REJECTED, {"error": f"the coordinator refused the job: {problem}",
-                                                  "type": "ClusterError"})
-            return
-        request_id = str(msg.body.get("request_id", ""))
-        known = self.submissions.get(request_id)
+        request_id = msg.body.get("request_id", "")
+        known = self.submissions.get(request_id) if request_id else None
         if known is not None:  # the client resent a submit whose answer it missed
             if known in self.jobs:
                 self.jobs[known].client = identity
                 self._send(identity, proto.ACCEPTED, {"job_id": known, **self.jobs[known].run.counts()})
             return
         job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
-        storage.configure(spec.get("filesystems"))  # options from the job's URIs (endpoint, region, ...)
-        committer = output_committer(spec["output"], job_id)
-        try:
-            splits = plan_splits(spec["inputs"], int(spec.get("split_size") or DEFAULT_SPLIT_SIZE),
-                                 spec.get("input_format"))
-            if spec.get("map_batch"):
-                require_record_batches(splits)
-            committer.setup(bool(spec.get("overwrite")))
-        except (PymrError, OSError) as exc:
-            self._send(identity, proto.REJECTED, {"error": str(exc), "type": type(exc).__name__})
-            return
-        run = sched.new_job(job_id, spec.get("name", "job"), [s.to_dict() for s in splits],
-                            int(spec["reducers"]) if spec.get("has_reducer") else 0,
-                            int(spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS),
-                            speculative=bool(spec.get("speculative", True)))
-        self.jobs[job_id] = ActiveJob(run, spec, msg.blobs[0], committer, identity, time.monotonic())
         if request_id:
             self.submissions[request_id] = job_id
             while len(self.submissions) > MAX_REMEMBERED_SUBMISSIONS:
                 self.submissions.pop(next(iter(self.submissions)))
+        code = msg.blobs[0]
+        self._in_background(lambda: _plan_job(job_id, spec),
+                            lambda planned, error: self._planned(identity, job_id, spec, code, planned, error))
+
+    def _planned(self, identity: bytes, job_id: str, spec: dict[str, Any], code: bytes,
+                 planned: tuple[list[dict[str, Any]], OutputCommitter] | None, error: BaseException | None) -> None:
+        if error is not None or planned is None:
+            if not isinstance(error, (PymrError, OSError)):
+                log.error("job %s: planning failed", job_id, exc_info=error)
+            self._send(identity, proto.REJECTED, {"error": str(error), "type": type(error).__name__})
+            return
+        splits, committer = planned
+        run = sched.new_job(job_id, spec.get("name", "job"), splits,
+                            (spec.get("reducers") or 1) if spec.get("has_reducer") else 0,
+                            spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS,
+                            speculative=spec.get("speculative", True),
+                            exclude_after=spec.get("exclude_after") or sched.DEFAULT_EXCLUDE_AFTER)
+        self.jobs[job_id] = ActiveJob(run, spec, code, committer, identity, time.monotonic())
         log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
         self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
-        self._dispatch()
+        self._dispatch_wanted = True
 
-    def _on_cancel_job(self, identity: bytes, msg: proto.Message) -> None:
-        active = self.jobs.get(str(msg.body["job_id"]))
+    def _on_cancel_job(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        active = self.jobs.get(msg.body["job_id"])
         if active is not None:
             self._apply(active, sched.cancel(active.run, msg.body.get("reason", "cancelled by the user")))
 
-    def _on_stop(self, identity: bytes, msg: proto.Message) -> None:
-        self.stop()
-
-    def _send_progress(self, force: bool = False) -> None:
+    def _send_progress(self) -> None:
         now = time.monotonic()
         for active in self.jobs.values():
+            if active.closing:
+                continue
             counts = active.run.counts()
-            changed = counts != active.last_progress and now - active.last_progress_s >= PROGRESS_INTERVAL_S
-            if changed or now - active.last_progress_s >= CLIENT_HEARTBEAT_S:
+            if counts != active.last_progress or now - active.last_progress_s >= CLIENT_HEARTBEAT_S:
                 active.last_progress, active.last_progress_s = counts, now
                 self._send(active.client, proto.PROGRESS,
                            {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
 
     # -- scheduling ------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Give pending tasks to workers with free slots, oldest job first."""
-        for worker in list(self.workers.values()):
-            for active in list(self.jobs.values()):
-                while worker.free_slots > 0 and worker.worker_id in self.workers:
-                    picked = sched.assign(active.run, worker.worker_id, time.monotonic())
+        """Give runnable tasks to workers with free slots, oldest job first; only when
+        something changed since the last time."""
+        if not self._dispatch_wanted:
+            return
+        self._dispatch_wanted = False
+        now = time.monotonic()
+        for active in list(self.jobs.values()):
+            run = active.run
+            for worker in list(self.free.values()):
+                if not run.has_work():
+                    break
+                while worker.free_slots > 0 and worker.worker_id in self.free:
+                    picked = sched.assign(run, worker.worker_id, now, self.eligible.keys())
                     if picked is None:
                         break
                     self._send_task(worker, active, *picked)
 
     def _send_task(self, worker: WorkerInfo, active: ActiveJob, task: sched.Task, attempt: sched.Attempt) -> None:
         run, spec = active.run, active.spec
+        seq = worker.next_seq
+        worker.next_seq += 1
         body: dict[str, Any] = {
             "kind": task.kind,
             "job_id": run.job_id,
             "attempt_id": attempt.attempt_id,
+            "seq": seq,
             "describe": sched.task_description(task),
             "attempt_dir": active.committer.attempt_dir(attempt.attempt_id),
             "output_format": spec.get("output_format", "text"),
             "step": spec.get("step"),
             "filesystems": spec.get("filesystems"),
+            "buffer_bytes": spec.get("buffer_bytes"),
         }
+        names, blobs = [], []
+        if run.job_id not in worker.jobs_loaded:
+            names.append("code")
+            blobs.append(active.code)
+        table_version = None
         if task.kind == "map":
             body.update(split=task.split, part=task.index, num_reducers=len(run.reduces),
-                        skip_bad_records=bool(spec.get("skip_bad_records")), buffer_bytes=spec.get("buffer_bytes"),
+                        skip_bad_records=bool(spec.get("skip_bad_records")),
                         partition_cuts=spec.get("partition_cuts"))
         else:
-            body.update(partition=task.index, map_outputs=[m.result["map_output"] for m in run.maps],
-                        buffer_bytes=spec.get("buffer_bytes"))
-        blobs = [] if run.job_id in worker.jobs_loaded else [active.code]
-        worker.running.add(attempt.attempt_id)
+            table_version = active.map_table_version
+            body.update(partition=task.index, map_outputs_version=table_version)
+            if worker.map_tables.get(run.job_id) != table_version:
+                names.append("map_outputs")
+                blobs.append(self._map_table(active))
+        body["blobs"] = names
+        worker.running[attempt.attempt_id] = seq
+        self._update_free(worker)
+        if attempt.backup:
+            log.info("job %s: backup attempt %s of straggler %s on worker %s", run.job_id, attempt.attempt_id,
+                     task.task_id, worker.worker_id)
         if self._send(worker.identity, proto.ASSIGN, body, *blobs):
             worker.jobs_loaded.add(run.job_id)
+            worker.jobs_held.add(run.job_id)
+            if table_version is not None:
+                worker.map_tables[run.job_id] = table_version
         else:
             self._lose_worker(worker.worker_id, "it cannot be reached")
+
+    def _map_table(self, active: ActiveJob) -> bytes:
+        """The job's map output locations, encoded once per version."""
+        if active.map_table is None:
+            active.map_table = locations.encode([t.result["map_output"] for t in active.run.maps])
+        return active.map_table
+
+    def _map_outputs_changed(self, active: ActiveJob) -> None:
+        active.map_table = None
+        active.map_table_version += 1
 
     def _apply(self, active: ActiveJob, effects: list[sched.Effect]) -> None:
         """Carry out what a transition asks for."""
         for effect in effects:
             if effect.kind == "commit_task" and effect.task is not None and effect.attempt is not None:
                 if effect.task.kind == "reduce" or active.run.map_only:
-                    active.committer.commit_task(effect.attempt.attempt_id, effect.detail["files"])
+                    self._commit_task(active, effect.task, effect.attempt.attempt_id, effect.detail["files"])
+                else:
+                    self._map_outputs_changed(active)
             elif effect.kind == "discard" and effect.attempt is not None:
-                active.committer.discard_attempt(effect.attempt.attempt_id)
+                attempt_id = effect.attempt.attempt_id
+                self._in_background(lambda a=attempt_id: active.committer.discard_attempt(a), _log_error)
             elif effect.kind == "cancel_attempt" and effect.attempt is not None:
                 self._cancel_attempt(active, effect.attempt)
+            elif effect.kind == "worker_excluded" and effect.detail is not None:
+                self._exclude(active, effect.detail["worker_id"], effect.detail["failures"])
+        self._dispatch_wanted = True
         if any(effect.kind in ("job_succeeded", "job_failed") for effect in effects):
             active.ended_s = time.monotonic()  # after the cancels above, so it waits for them
             self._finish_ended_jobs()
+
+    def _commit_task(self, active: ActiveJob, task: sched.Task, attempt_id: str, files: list[str]) -> None:
+        def committed(_: Any, error: BaseException | None) -> None:
+            if error is not None:
+                where = sched.task_description(task)
+                self._apply(active, sched.abort(active.run, f"committing {where} failed: {error}"))
+        self._in_background(lambda: active.committer.commit_task(attempt_id, files), committed)
+
+    def _exclude(self, active: ActiveJob, worker_id: str, failures: int) -> None:
+        """A job stopped giving tasks to a worker; several jobs that did make it excluded
+        cluster-wide for ``exclude_for_s`` (unless no other worker is left)."""
+        log.warning("job %s: worker %s excluded from the job after %d failed attempts", active.job_id, worker_id,
+                    failures)
+        active.excluded_workers.append(worker_id)
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return
+        now = time.monotonic()
+        worker.excluded_by = {j: t for j, t in worker.excluded_by.items() if now - t < EXCLUDE_WINDOW_S}
+        worker.excluded_by[active.job_id] = now
+        if len(worker.excluded_by) >= EXCLUDING_JOBS and len(self.eligible) > 1:
+            worker.excluded_until_s = now + self.exclude_for_s
+            self.eligible.pop(worker_id, None)
+            self._update_free(worker)
+            log.warning("worker %s excluded from every job for %g s: attempts failed on it in %d jobs", worker_id,
+                        self.exclude_for_s, len(worker.excluded_by))
 
     def _cancel_attempt(self, active: ActiveJob, attempt: sched.Attempt) -> None:
         worker = self.workers.get(attempt.worker_id)
         if worker is None:
             return
-        worker.running.discard(attempt.attempt_id)
+        worker.running.pop(attempt.attempt_id, None)
+        self._update_free(worker)
         if self._send(worker.identity, proto.CANCEL, {"job_id": active.job_id, "attempt_id": attempt.attempt_id}):
             active.stopping[attempt.attempt_id] = worker.worker_id
 
@@ -383,45 +653,65 @@ class Coordinator:
             self._finish_ended_jobs()
 
     def _finish_ended_jobs(self, force: bool = False) -> None:
-        """End each ended job whose cancelled attempts are all confirmed dead, or that
+        """Close each ended job whose cancelled attempts are all confirmed dead, or that
         waited ``stop_wait_s`` for them (their workers are then presumably stuck)."""
         now = time.monotonic()
         for active in list(self.jobs.values()):
-            if active.ended_s is None:
+            if active.ended_s is None or active.closing:
                 continue
             if active.stopping and not force:
                 if now - active.ended_s < self.stop_wait_s:
                     continue
                 log.warning("job %s: attempts %s not confirmed stopped after %g s; ending the job anyway",
                             active.job_id, ", ".join(sorted(active.stopping)), self.stop_wait_s)
-            self._end_job(active)
+            self._close_job(active)
 
-    def _end_job(self, active: ActiveJob) -> None:
+    def _close_job(self, active: ActiveJob) -> None:
+        """Commit (or abort) the job's output in the background, then tell everyone."""
+        active.closing = True
+        run = active.run
+        if run.state == sched.JobState.SUCCEEDED:
+            report = job_report(active)
+            self._in_background(lambda: active.committer.commit_job(report),
+                                lambda _, error: self._job_committed(active, error))
+        else:
+            self._in_background(active.committer.abort_job, lambda _, error: self._job_closed(active))
+
+    def _job_committed(self, active: ActiveJob, error: BaseException | None) -> None:
+        if error is None:
+            self._job_closed(active)
+            return
+        run = active.run
+        run.state, run.error = sched.JobState.FAILED, f"job commit failed: {error}"
+        log.warning("job %s: %s", run.job_id, run.error)
+        self._in_background(active.committer.abort_job, lambda _, __: self._job_closed(active))
+
+    def _job_closed(self, active: ActiveJob) -> None:
         run = active.run
         report = job_report(active)
-        if run.state == sched.JobState.SUCCEEDED:
-            try:
-                active.committer.commit_job(report)
-            except OSError as exc:
-                run.state, run.error = sched.JobState.FAILED, f"job commit failed: {exc}"
-                active.committer.abort_job()
-                report = job_report(active)
-        else:
-            active.committer.abort_job()
-        self._send_progress()
-        blobs = [active.error_blob] if active.error_blob and run.state == sched.JobState.FAILED else []
-        self._send(active.client, proto.FINISHED, report, *blobs)
+        self._send(active.client, proto.PROGRESS,
+                   {"job_id": run.job_id, "elapsed_s": time.monotonic() - active.started_s, **run.counts()})
+        self._send(active.client, proto.FINISHED, report)
         for worker in self.workers.values():
-            if run.job_id in worker.jobs_loaded:
+            if run.job_id in worker.jobs_held or run.job_id in worker.jobs_loaded:
                 self._send(worker.identity, proto.JOB_ENDED, {"job_id": run.job_id})
-                worker.jobs_loaded.discard(run.job_id)
+            worker.jobs_loaded.discard(run.job_id)
+            worker.jobs_held.discard(run.job_id)
+            worker.map_tables.pop(run.job_id, None)
         del self.jobs[run.job_id]
-        log.info("job %s %s", run.job_id, run.state.value)
+        self.finished[run.job_id] = report
+        while len(self.finished) > MAX_FINISHED:
+            self.finished.popitem(last=False)
+        (log.info if run.state == sched.JobState.SUCCEEDED else log.warning)(
+            "job %s %s%s", run.job_id, run.state.value, f": {run.error}" if run.error else "")
 
     def _shutdown(self) -> None:
         for active in list(self.jobs.values()):
-            self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
+            if not active.closing:
+                self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
         self._finish_ended_jobs(force=True)  # no loop is left to wait for workers in
+        self._background.shutdown(wait=True)
+        self._run_completions()
         # Workers are not told to stop: they wait for a coordinator to come back.
         self.socket.close(linger=0)
         self.security.close()
@@ -430,15 +720,49 @@ class Coordinator:
         self._wake_write.close()
 
 
+def _plan_job(job_id: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], OutputCommitter]:
+    """Split the job's input and prepare its output folder (on the background thread)."""
+    storage.configure(spec.get("filesystems"))  # options from the job's URIs (endpoint, region, ...)
+    committer = output_committer(spec["output"], job_id)
+    splits = plan_splits(spec["inputs"], spec.get("split_size") or DEFAULT_SPLIT_SIZE, spec.get("input_format"))
+    if spec.get("map_batch"):
+        require_record_batches(splits)
+    committer.setup(bool(spec.get("overwrite")))
+    return [s.to_dict() for s in splits], committer
+
+
+def _log_error(_: Any, error: BaseException | None) -> None:
+    if error is not None:
+        log.warning("background work failed: %s: %s", type(error).__name__, error)
+
+
+def _slim_result(result: dict[str, Any]) -> dict[str, Any]:
+    """What the coordinator keeps of a task's result. A map's counters are packed into one
+    flat tuple of interned names: at 200,000 maps, nested dicts would take gigabytes."""
+    if "map_output" in result:
+        location = result["map_output"]
+        result["map_output"] = {"path": location["path"], **{k: sys.intern(location[k]) for k in ("host", "address")
+                                                              if isinstance(location.get(k), str)}}
+        result["counters"] = tuple(item for group, names in result.get("counters", {}).items()
+                                   for name, amount in names.items()
+                                   for item in (sys.intern(group), sys.intern(name), amount))
+    return result
+
+
+def _counter_items(counters: Any) -> list[tuple[str, str, int]]:
+    if isinstance(counters, tuple):
+        return [counters[i:i + 3] for i in range(0, len(counters), 3)]  # type: ignore[misc]
+    return [(group, name, amount) for group, names in (counters or {}).items() for name, amount in names.items()]
+
+
 def job_report(active: ActiveJob) -> dict[str, Any]:
     """The machine-readable summary of a job: state, counters, tasks, attempts, time."""
     run = active.run
     totals: Counter[tuple[str, str]] = Counter()
     for task in run.all_tasks():
         if task.result:
-            for group, names in task.result.get("counters", {}).items():
-                for name, amount in names.items():
-                    totals[(group, name)] += amount
+            for group, name, amount in _counter_items(task.result.get("counters")):
+                totals[(group, name)] += amount
     counters: dict[str, dict[str, int]] = {}
     for (group, name), amount in sorted(totals.items()):
         counters.setdefault(group, {})[name] = amount
@@ -454,8 +778,10 @@ def job_report(active: ActiveJob) -> dict[str, Any]:
         "map_tasks": len(run.maps),
         "reduce_tasks": len(run.reduces),
         "attempts": sum(len(t.attempts) for t in tasks),
-        "failed_attempts": sum(t.failures for t in tasks),
+        "failed_attempts": run.failed_attempts,
+        "killed_attempts": sum(a.state == "killed" for t in tasks for a in t.attempts),
         "backup_attempts": sum(a.backup for t in tasks for a in t.attempts),
+        "excluded_workers": list(active.excluded_workers),
         "peak_task_rss_mib": round(max((t.result.get("max_rss_kb", 0) for t in tasks if t.result), default=0) / 1024, 1),
         "phases": {"map": _phase_times(run.maps), "reduce": _phase_times(run.reduces)},
         "bytes": {kind: counters.get("pymr", {}).get(name, 0) for kind, name in

@@ -5,10 +5,10 @@ A task is a plain dict (it travels as JSON from the coordinator):
 * map: ``split`` (see ``inputs.Split``), ``num_reducers`` (0 for a map-only job),
   ``map_output`` (the run file to write) or, map-only, ``attempt_dir`` and ``part``;
 * reduce: ``partition``, ``map_outputs`` (``{"path", "host", "address"}`` of each map's
-  run file, in map order), ``attempt_dir``.
+  run file, in map order, or the same encoded by ``locations``), ``attempt_dir``.
 
 Both return ``{"files": [...], "counters": {group: {name: n}}}`` plus, for a map,
-the rows of each partition. User code runs in the calling thread; exceptions from it
+the path of its output. User code runs in the calling thread; exceptions from it
 propagate unchanged so the caller can report the user's own traceback. ``settings``
 says where this task runs (``host``) and holds the cluster key (``key``) for fetching
 map outputs from other hosts.
@@ -29,14 +29,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import storage
+from . import locations, storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .grouping import Block, apply_per_key, function_name, key_changes, unpacking_error
 from .inputs import Split, input_format
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
-from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, RunReader, merged_windows, partition_groups, value_type_of
+from .shuffle import DEFAULT_BUFFER_BYTES, MapOutputBuffer, merged_windows, partition_groups, value_type_of
 
 FRAMEWORK = "pymr"
 
@@ -104,12 +104,10 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
         records = reader.record_chunks(split, options, on_skip)
     emitted = _feed(job, records, buffer.put, buffer.add_table, buffer.check, feed)
     path = buffer.close(task["map_output"])
-    reader = RunReader(path)
-    rows = [reader.rows(p) for p in range(task["num_reducers"])]
     count(FRAMEWORK, "map output records", emitted)
     count(FRAMEWORK, "spilled records", buffer.spilled_records)
     count(FRAMEWORK, "map output bytes", os.path.getsize(path))
-    return {"map_output": path, "partition_rows": rows}
+    return {"map_output": path}
 
 
 def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
@@ -200,7 +198,8 @@ def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str
 
 def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     partition = task["partition"]
-    with MapOutputs(task["map_outputs"], partition, settings) as readers:
+    where = task["map_outputs"]  # a list, or the coordinator's encoded table (see locations)
+    with MapOutputs(locations.decode(where) if isinstance(where, bytes) else where, partition, settings) as readers:
         count = job.increment_counter
         count(FRAMEWORK, "shuffle bytes", sum(r.nbytes(partition) for r in readers))
         storage.makedirs(task["attempt_dir"])

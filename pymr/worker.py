@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from . import messages
 from . import protocol as proto
 from .executor import Executor, arrow_threads
 from .fetch import ShuffleServer
@@ -39,18 +40,23 @@ from .security import ClusterKey, Security, is_loopback_host
 log = logging.getLogger("pymr.worker")
 POLL_MS = 200
 MAX_BACKOFF_S = 30.0
+JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
+MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
+STALE_JOB_AGE_S = 24 * 3600.0
 
 
 class Worker:
     def __init__(self, coordinator: str, worker_id: str | None = None, slots: int = 1,
                  data_dir: str | None = None, exit_with_parent: bool = False, key: ClusterKey | None = None,
-                 host: str | None = None, fork_executors: bool = False):
+                 host: str | None = None, stale_job_age_s: float = STALE_JOB_AGE_S,
+                 fork_executors: bool = False):
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
         self.own_data_dir = data_dir is None
         self.data_dir = os.path.abspath(data_dir or tempfile.mkdtemp(prefix="pymr-worker-"))
         os.makedirs(self.data_dir, exist_ok=True)
+        _remove_stale_jobs(self.data_dir, stale_job_age_s)
         self.parent_pid = os.getppid() if exit_with_parent else None
         self.host = host or ("127.0.0.1" if key is None else _default_host())
         self.key = key
@@ -65,7 +71,10 @@ class Worker:
         self.security = Security(self.context, key)
         self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
         self.socket: zmq.Socket | None = None
-        self.jobs: dict[str, bytes] = {}
+        self.incarnation = uuid.uuid4().hex  # tells the coordinator a restarted worker from a reconnected one
+        self.last_seq = 0  # the sequence number of the last ASSIGN received
+        self.jobs: dict[str, bytes] = {}  # job id -> its code
+        self.map_tables: dict[str, tuple[int, bytes]] = {}  # job id -> (version, table of its map outputs)
         self.queue: deque[dict[str, Any]] = deque()
         self._stop = False
         self._wake: socketlib.socket | None = None
@@ -96,7 +105,22 @@ class Worker:
         self.socket.connect(self.coordinator)
         self._last_heard_s = time.monotonic()
         self._send(proto.REGISTER, {"slots": self.slots, "pid": os.getpid(), "host": self.host,
-                                    "shuffle_address": self.shuffle.address, "versions": proto.versions()})
+                                    "shuffle_address": self.shuffle.address, "versions": proto.versions(),
+                                    "incarnation": self.incarnation, "running": self._running(),
+                                    "seq": self.last_seq, "jobs": self._jobs_on_disk(),
+                                    "jobs_loaded": sorted(self.jobs)})
+
+    def _running(self) -> list[str]:
+        """The attempts this worker runs or has queued."""
+        return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
+
+    def _jobs_on_disk(self) -> list[str]:
+        """The jobs that have a folder in the data dir (map outputs, scratch files, logs)."""
+        try:
+            return sorted(name for name in os.listdir(self.data_dir)
+                          if name.startswith(JOB_PREFIX) and os.path.isdir(os.path.join(self.data_dir, name)))
+        except OSError:
+            return []
 
     def _loop(self) -> int:
         next_heartbeat = time.monotonic() + proto.HEARTBEAT_INTERVAL_S
@@ -125,8 +149,7 @@ class Worker:
             self._start_queued()
             now = time.monotonic()
             if now >= next_heartbeat:
-                running = [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
-                self._send(proto.HEARTBEAT, {"running": running})
+                self._send(proto.HEARTBEAT, {"running": self._running(), "seq": self.last_seq})
                 next_heartbeat = now + proto.HEARTBEAT_INTERVAL_S
             if now - self._last_heard_s > backoff_s:
                 log.warning("coordinator %s silent for %.0f s; reconnecting", self.coordinator, backoff_s)
@@ -168,10 +191,12 @@ class Worker:
                 return None
             self._last_heard_s = time.monotonic()
             try:
-                msg = proto.unpack(frames)
-                code = self._handle(msg)
-            except (proto.ProtocolError, KeyError, TypeError, ValueError) as exc:
-                log.warning("dropped a malformed message: %r", exc)
+                code = self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
+            except proto.ProtocolError as exc:
+                log.warning("dropped a bad message from the coordinator: %s", exc)
+                continue
+            except Exception:  # nothing the coordinator sends may stop the worker
+                log.exception("error handling a message from the coordinator; dropped it")
                 continue
             if code is not None:
                 return code
@@ -179,13 +204,16 @@ class Worker:
     def _handle(self, msg: proto.Message) -> int | None:
         body = msg.body
         if msg.kind == proto.ASSIGN:
-            if msg.blobs:
-                self.jobs[str(body["job_id"])] = msg.blobs[0]
-            self.queue.append(body)
+            self._accept(body, msg.blobs)
         elif msg.kind == proto.CANCEL:
-            self._cancel(str(body["job_id"]), str(body["attempt_id"]))
+            self._cancel(body["job_id"], body["attempt_id"])
         elif msg.kind == proto.JOB_ENDED:
-            self._end_job(str(body["job_id"]))
+            self._end_job(body["job_id"])
+        elif msg.kind == proto.WELCOME:
+            for job_id in body.get("forget", []):  # jobs that ended while we were away
+                self._end_job(job_id)
+            for attempt_id in body.get("kill", []):  # attempts the coordinator no longer counts on
+                self._cancel(attempt_id.rsplit("-", 2)[0], attempt_id)
         elif msg.kind == proto.SHUTDOWN:
             return 0
         elif msg.kind == proto.REFUSED:
@@ -195,6 +223,17 @@ class Worker:
             log.error("coordinator refused this worker: %s", body.get("error"))
             return 2
         return None
+
+    def _accept(self, task: dict[str, Any], blobs: list[bytes]) -> None:
+        """Queue an assigned task, keeping the code and map output table it came with."""
+        self.last_seq = max(self.last_seq, task["seq"])
+        job_id = task["job_id"]
+        for name, blob in zip(task.pop("blobs", []), blobs):
+            if name == "code":
+                self.jobs[job_id] = blob
+            elif name == "map_outputs":
+                self.map_tables[job_id] = (task.get("map_outputs_version"), blob)
+        self.queue.append(task)
 
     def _cancel(self, job_id: str, attempt_id: str) -> None:
         """Stop the attempt, then say so: the coordinator ends a job only once nothing of
@@ -208,6 +247,7 @@ class Worker:
 
     def _end_job(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
+        self.map_tables.pop(job_id, None)
         for executor in self.executors:
             executor.forget(job_id)
         job_dir = os.path.join(self.data_dir, os.path.basename(job_id))
@@ -221,13 +261,19 @@ class Worker:
             if executor is None:
                 return
             task = self.queue.popleft()
-            job_id = str(task["job_id"])
+            job_id = task["job_id"]
+            table = self.map_tables.get(job_id)
             if job_id not in self.jobs:
-                self._report_failure(task, {"type": "WorkerError", "message": "the job's code never arrived"})
+                self._report_failure(task, {"type": MISSING_BLOB, "message": "the job's code never arrived"})
                 continue
             if task["kind"] == "map":
                 task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
-                                                  str(task["attempt_id"]), "map.arrow")
+                                                  task["attempt_id"], "map.arrow")
+            elif table is None or table[0] != task.get("map_outputs_version"):
+                self._report_failure(task, {"type": MISSING_BLOB, "message": "the map output table never arrived"})
+                continue
+            else:
+                task["map_outputs"] = table[1]  # decoded by the task itself, off this loop
             executor.run(task, self.jobs[job_id])
 
     def _collect(self, executor: Executor) -> None:
@@ -256,6 +302,25 @@ class Worker:
 
     def _report_failure(self, task: dict[str, Any], error: dict[str, Any]) -> None:
         self._send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"], "error": error})
+
+
+def _remove_stale_jobs(data_dir: str, age_s: float) -> None:
+    """Delete the folders of jobs untouched for ``age_s``: left by a worker or coordinator
+    that died (the rest are deleted once the coordinator says their jobs are over)."""
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(data_dir) if n.startswith(JOB_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(data_dir, name)
+        try:
+            stale = now - os.stat(path).st_mtime > age_s
+        except OSError:
+            continue
+        if stale:
+            log.warning("deleting %s: a job not heard of for %.0f s", path, now - os.stat(path).st_mtime)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _default_host() -> str:
