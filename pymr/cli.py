@@ -216,7 +216,9 @@ submit = SubmitCommand(
     help="""Run the job in JOB.py over INPUT... (files, folders, glob patterns) into DIR.
 
     Without --coordinator this runs in local mode: a coordinator and --workers worker
-    processes on this machine. Exit status is 0 only when the output is committed
+    processes on this machine, forked from one process that imports pyarrow and
+    pymr once; each task process runs Arrow with PYMR_ARROW_THREADS threads
+    (default 1). Exit status is 0 only when the output is committed
     (DIR/_SUCCESS written). Job options declared by the script appear below once
     JOB.py is given (try: pymr submit JOB.py --help).""",
 )
@@ -342,7 +344,8 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
 
     The worker runs each task in a child process, keeps map outputs in --data-dir and
     serves them to reducers on other machines. If the coordinator goes away, the
-    worker keeps trying to reconnect.
+    worker keeps trying to reconnect. Each task process runs Arrow with
+    PYMR_ARROW_THREADS threads (default 1: a task process runs one task at a time).
     """
     from .worker import Worker
 
@@ -351,8 +354,11 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     key = _key_or_exit(secret_file, address, "worker")
     if key is None and host is not None and not is_loopback_host(host):
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
-    service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
-                     stale_job_age_s=stale_job_age)
+    try:
+        service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
+                         stale_job_age_s=stale_job_age)
+    except PymrError as exc:  # e.g. a bad PYMR_ARROW_THREADS
+        sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
                    f"served at {service.shuffle.address}", err=True)

@@ -37,7 +37,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .errors import PymrError
+from .errors import SettingError
 
 ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
 _parent_ends: set[int] = set()  # this process's ends of its forked executors' pipes
@@ -51,7 +51,7 @@ def arrow_threads() -> int:
     except ValueError:
         threads = 0
     if threads < 1:
-        raise PymrError(f"{ARROW_THREADS_ENV} must be a whole number of at least 1, got {text!r}")
+        raise SettingError(f"{ARROW_THREADS_ENV} must be a whole number of at least 1, got {text!r}")
     return threads
 
 

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -117,7 +118,11 @@ def serve(conn: Connection) -> None:
 
 
 def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[Any]) -> int:
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns of fork() in a process with threads. The only threads here are
+        # the libraries' own (jemalloc's, OpenBLAS's), which reset themselves at a fork.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid:
         return pid
     code = 1
