@@ -127,6 +127,7 @@ def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[A
         return pid
     code = 1
     try:
+        os.setsid()  # each worker in a session of its own, as a worker started by exec would be
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
