@@ -1066,14 +1066,15 @@ def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any]
 
 
 def floor_lines(rows: list[Row]) -> list[str]:
-    """pymr's per-record word count over the hand-written per-record floor, by wall time."""
+    """pymr's per-record word count over the hand-written per-record floor, as many
+    workers as the floor has processes."""
     floor = next((r.measurement for r in rows if r.system == "floor" and r.measurement), None)
     if floor is None:
         return []
     lines = [f"- `{r.system}` / `floor` ({PROCESSES} processes): **{r.measurement.wall_s / floor.wall_s:.2f}×** "
              f"wall ({r.measurement.wall_s:.2f} s / {floor.wall_s:.2f} s), "
              f"{r.measurement.cpu_s / floor.cpu_s:.2f}× CPU"
-             for r in rows if r.task == "wordcount" and pymr_kind(r.system) == "pymr" and r.measurement]
+             for r in rows if r.task == "wordcount" and r.system == f"pymr-{PROCESSES}" and r.measurement]
     return lines + [""]
 
 
