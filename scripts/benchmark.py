@@ -16,7 +16,7 @@ against the single-process plain-Python baseline:
                 baseline's ``list.sort()``.
 
 * ``rounds``    the fixed cost of a step: ``jobs/pagerank.py`` on a 5-node graph with 2
-                and with 12 rounds (``--tolerance 0``); seconds per extra round (pymr only).
+                and with 12 rounds (``--tolerance 0``), medians of 5; seconds per extra round (pymr only).
 
 Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and ``pymr-2``
 (``pymr submit`` in local mode with 1 or 2 workers and as many reducers; any
@@ -859,8 +859,9 @@ def run_rounds(info: Any, systems: list[str], args: argparse.Namespace, workdir:
             argv = [args.pymr_python, "-m", "pymr", "submit", str(EXAMPLE_JOBS / "pagerank.py"), info.path, "-o", out,
                     "--workers", system.rsplit("-", 1)[1], "-q", "--overwrite", "--iterations", str(rounds),
                     "--tolerance", "0"]
-            runs = [measure(RunSpec(argv, out, "tsv", env=dict(args.pymr_env)), args.timeout,
-                            os.path.join(workdir, "log.txt"), cwd=workdir) for _ in range(max(args.repeat, 3))]
+            spec = RunSpec(argv, out, "tsv", env=dict(args.pymr_env))
+            runs = [measure(spec, args.timeout, os.path.join(workdir, "log.txt"), cwd=workdir)
+                    for _ in range(max(args.repeat, STARTUP_REPEAT))]
             failed = next((m.error for m in runs if m.error), "") or _rounds_problem(out, rounds)
             if failed:
                 row.error = failed
