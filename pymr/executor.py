@@ -139,27 +139,20 @@ class Executor:
 def _fork(child: socket.socket, parent: socket.socket) -> _ForkedProcess:
     """Fork an executor that runs ``_main`` on ``child``; it closes every pipe end of
     this process (its siblings' included), so a pipe's EOF still means its peer is gone."""
+    from .forkserver import fork_child
+
     worker_pid = os.getpid()
-    pid = os.fork()
-    if pid:
-        return _ForkedProcess(pid)
-    code = 1
-    try:
+
+    def run() -> int:
         parent.close()
         for fd in _parent_ends:
             os.close(fd)
         _parent_ends.clear()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _main(Connection(child.detach()), worker_pid)
-        code = 0
-    except BaseException:
-        import traceback
+        return 0
 
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    return _ForkedProcess(fork_child(run))
 
 
 class _ForkedProcess:

@@ -30,6 +30,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -117,7 +118,9 @@ def serve(conn: Connection) -> None:
         _stop(children)
 
 
-def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[Any]) -> int:
+def fork_child(run: Callable[[], int]) -> int:
+    """Fork: the parent gets the child's pid; the child runs ``run`` and exits with what
+    it returns (1, its traceback printed, if it raises), never going back to the caller."""
     with warnings.catch_warnings():
         # Python 3.12+ warns of fork() in a process with threads. The only threads here are
         # the libraries' own (jemalloc's, OpenBLAS's), which reset themselves at a fork.
@@ -127,6 +130,17 @@ def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[A
         return pid
     code = 1
     try:
+        code = run()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[Any]) -> int:
+    def run() -> int:
         os.setsid()  # each worker in a session of its own, as a worker started by exec would be
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -134,13 +148,9 @@ def _fork_worker(worker_id: str, options: dict[str, Any], close_in_child: list[A
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for handle in close_in_child:
             handle.close()
-        code = _run_worker(worker_id, options)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        return _run_worker(worker_id, options)
+
+    return fork_child(run)
 
 
 def _run_worker(worker_id: str, options: dict[str, Any]) -> int:
