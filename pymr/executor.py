@@ -13,13 +13,14 @@ mode's fork server (``pymr.forkserver``) forks its first executors instead, befo
 creates its ZeroMQ context, so they inherit neither a context nor an Arrow thread pool
 and import nothing; an executor that replaces one is always a fresh process.
 
+An executor talks to its worker over a socket pair wrapped in a ``multiprocessing``
+connection: the worker's settings first, then ``("task", task, blob_or_None)`` in,
+``("done", result)`` or ``("failed", error, pickled_exception)`` out. Job code arrives
+once per executor per job. An executor exits when its worker disappears.
+
 Arrow's thread pools in an executor hold ``PYMR_ARROW_THREADS`` threads (default 1: an
 executor runs one task at a time, and a machine's executors together already keep its
-cores busy; Arrow's own default is one thread per core in every executor). It talks to its worker over a socket pair wrapped
-in a ``multiprocessing`` connection: the worker's settings first, then
-``("task", task, blob_or_None)`` in, ``("done", result)`` or
-``("failed", error, pickled_exception)`` out. Job code arrives once per executor per
-job. An executor exits when its worker disappears.
+cores busy; Arrow's own default is one thread per core in every executor).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 processes on this machine), and cluster (submit to a running coordinator).
 
 Local mode is cluster mode in miniature: the coordinator runs in a thread of this
-process, the workers are fresh ``python -m pymr worker`` processes (never forked, so no
-ZeroMQ context or Arrow thread pool is inherited), and the job is submitted through the
-same client protocol a remote ``pymr submit`` uses. A worker process that dies is
+process, the workers are forked by a fork server started fresh for the run
+(``pymr.forkserver``: never forked from this process, so no ZeroMQ context, Arrow
+thread pool or user state is inherited), and the job is submitted through the same
+client protocol a remote ``pymr submit`` uses. A worker process that dies is
 reported to the coordinator at once and replaced. Everything started is stopped when
 the run ends, however it ends.
 """
