@@ -14,9 +14,9 @@ against the single-process plain-Python baseline:
                 default 64M). Output must be totally ordered, hold every input record
                 (count and order-independent CRC-32 sum) and be byte-identical to the
                 baseline's ``list.sort()``.
-
 * ``rounds``    the fixed cost of a step: ``jobs/pagerank.py`` on a 5-node graph with 2
-                and with 22 rounds (``--tolerance 0``), medians of 5; seconds per extra round (pymr only).
+                and with 22 rounds (``--tolerance 0``), medians of 5; seconds per
+                extra round (pymr only).
 
 Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and ``pymr-2``
 (``pymr submit`` in local mode with 1 or 2 workers and as many reducers; any
