@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import JobCancelled, JobFailed, JobScriptError, PymrError
+from .code import importable
 from .inputs import parse_size
 from .job import OUTPUT_FORMATS, Job, Option, load_job_class
 from .errors import describe_error
@@ -41,15 +42,29 @@ SIZE = SizeType()
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pymr")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v: info, -vv: debug). Lines start with UTC time, role and pid.")
 def main(verbose: int) -> None:
     """pymr: MapReduce batch processing for Python.
 
     Write a job script with a pymr.Job subclass, then run it with `pymr submit`,
     on this machine (several worker processes) or on a cluster.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="pymr %(name)s: %(levelname)s: %(message)s")
+    role = ROLES.get(click.get_current_context().invoked_subcommand or "", "pymr")
+    configure_logging(role, logging.WARNING - 10 * min(verbose, 2))
+
+
+ROLES = {"submit": "client", "worker": "worker", "coordinator": "coordinator", "keygen": "keygen"}
+
+
+def configure_logging(role: str, level: int) -> None:
+    """Log lines that can be merged across machines: UTC ISO time, role and pid, level, logger."""
+    formatter = logging.Formatter(f"%(asctime)s.%(msecs)03dZ {role}[%(process)d] %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 # -- submit -----------------------------------------------------------------------------------
@@ -60,7 +75,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
     return params + [
         click.Argument(["inputs"], nargs=-1, required=True, metavar="INPUT..."),
         click.Option(["-o", "--output"], required=True, metavar="DIR",
-                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite)."),
+                     help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite, "
+                          "nor lie in an input folder unless its name starts with _)."),
         click.Option(["--workers", "-w"], type=click.IntRange(min=1), default=None,
                      help="Worker processes in local mode [default: number of CPU cores]."),
         click.Option(["--reducers", "-r"], type=click.IntRange(min=1), default=None,
@@ -78,6 +94,11 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Submit to a running coordinator (tcp://HOST:PORT) instead of local mode [env PYMR_COORDINATOR]."),
         click.Option(["--secret-file"], metavar="FILE", envvar="PYMR_SECRET_FILE", default=None,
                      help="The cluster key (from `pymr keygen`) for --coordinator [env PYMR_SECRET_FILE]."),
+        click.Option(["--reconnect-timeout"], type=click.FloatRange(min=0), default=120.0, show_default=True,
+                     envvar="PYMR_RECONNECT_TIMEOUT", metavar="SECONDS",
+                     help="With --coordinator: how long to keep trying to reach a coordinator that went away "
+                          "(restarted with --state-dir, it resumes the job and this command follows it to the "
+                          "end) [env PYMR_RECONNECT_TIMEOUT]."),
         click.Option(["--job", "job_name"], metavar="NAME", default=None,
                      help="The Job class to run, when the script defines several."),
         click.Option(["--input-format"], metavar="NAME", default=None,
@@ -88,6 +109,10 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--file", "files"], multiple=True, metavar="PATH",
                      help="A small file or folder to ship to every task, read there at self.files[NAME] "
                           "(repeat for more)."),
+        click.Option(["--py-files", "py_files"], multiple=True, metavar="PATH",
+                     help="A module the job imports that is not beside JOB.py: a .py file, a package folder or "
+                          "a .zip, shipped to every task (repeat for more). Modules beside JOB.py ship by "
+                          "themselves; installed packages must be installed on the workers."),
         click.Option(["--sort-buffer"], type=SIZE, default=None,
                      help="Map output held in memory before spilling to disk, per task [default: 128M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
@@ -120,6 +145,7 @@ class SubmitCommand(click.Command):
         if script is not None and os.path.isfile(script):
             name = _value_after(args, "--job")
             try:
+                importable(_values_after(args, "--py-files"))  # the script may import from them
                 job_class = load_job_class(script, name)
             except JobScriptError as exc:
                 raise click.exceptions.Exit(_fail(str(exc), exc.exit_code)) from None
@@ -129,12 +155,18 @@ class SubmitCommand(click.Command):
 
 
 def _value_after(args: list[str], flag: str) -> str | None:
+    values = _values_after(args, flag)
+    return values[0] if values else None
+
+
+def _values_after(args: list[str], flag: str) -> list[str]:
+    values = []
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+            values.append(args[i + 1])
+        elif arg.startswith(flag + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
 
 
 def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs: Any) -> None:
@@ -152,7 +184,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
-        input_format=kwargs["input_format"], files=list(kwargs["files"]),
+        input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
+        reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
     )
     if not settings["inline"] and not settings["coordinator"]:
         from . import forkserver
@@ -166,7 +199,8 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
                          on_progress=progress, **settings)
     except KeyboardInterrupt:
         _end_progress(progress)
-        sys.exit(_fail("interrupted: the job was cancelled and its output removed", 130))
+        what = "the old output kept" if kwargs["overwrite"] else "its output removed"
+        sys.exit(_fail(f"interrupted: the job was cancelled and {what}", 130))
     except JobCancelled as exc:
         _end_progress(progress)
         sys.exit(_fail(str(exc), exc.exit_code))
@@ -232,7 +266,7 @@ def submit_job_main(job_class: type[Job], argv: Sequence[str] | None = None) -> 
     command = click.Command(job_class.__name__, context_settings=CONTEXT, params=params,
                             callback=lambda **kw: _submit(job_class, job_name=None, **kw),
                             help=(job_class.__doc__ or f"Run {job_class.__name__}.").strip())
-    logging.basicConfig(level=logging.WARNING, format="pymr %(name)s: %(levelname)s: %(message)s")
+    configure_logging("client", logging.WARNING)
     command.main(args=list(argv) if argv is not None else None, prog_name=os.path.basename(sys.argv[0]))
 
 
@@ -257,6 +291,15 @@ class ProgressDisplay:
         elif phase != self.last and time.monotonic() - self.last_s >= 1.0:
             self.stream.write(line + "\n")
             self.last, self.last_s = phase, time.monotonic()
+
+    def notice(self, text: str) -> None:
+        """A line about the job's connection (lost, found again), not overwritten by progress."""
+        if self.tty:
+            self.stream.write("\r" + f"pymr: {text}".ljust(len(self.last)) + "\n")
+            self.last = ""
+        else:
+            self.stream.write(f"pymr: {text}\n")
+        self.stream.flush()
 
     def end(self) -> None:
         if self.tty and self.last:
@@ -330,8 +373,9 @@ def _key_or_exit(secret_file: str | None, address: str, what: str):
 @click.option("--data-dir", envvar="PYMR_DATA_DIR", type=click.Path(file_okay=False), default=None,
               help="Where map outputs are kept [default: a new temporary folder] [env PYMR_DATA_DIR].")
 @click.option("--host", envvar="PYMR_HOST", default=None, metavar="ADDR",
-              help="The address other workers reach this one at, to fetch map outputs "
-                   "[default: 127.0.0.1 without a secret, else this host's address] [env PYMR_HOST].")
+              help="The address other workers reach this one at, to fetch map outputs; its shuffle server "
+                   "listens there and nowhere else (IPv6: ::1) [default: 127.0.0.1 without a secret, else this "
+                   "host's address] [env PYMR_HOST].")
 @click.option("--worker-id", default=None, help="A name for this worker [default: host-pid-random].")
 @click.option("--stale-job-age", type=click.FloatRange(min=0), default=24 * 3600.0, show_default=True,
               envvar="PYMR_STALE_JOB_AGE", metavar="SECONDS",
@@ -357,7 +401,7 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     try:
         service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
                          stale_job_age_s=stale_job_age)
-    except PymrError as exc:  # e.g. a bad PYMR_ARROW_THREADS
+    except PymrError as exc:  # the address (not this machine's, unknown name, ...), PYMR_ARROW_THREADS
         sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "
@@ -366,28 +410,42 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
         code = service.run()
     except KeyboardInterrupt:
         code = 0
+    except PymrError as exc:  # the coordinator's address is not one
+        code = _fail(str(exc), exc.exit_code)
     sys.exit(code)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, envvar="PYMR_BIND", metavar="ADDR",
-              help="Address to listen on [env PYMR_BIND]; non-loopback addresses need --secret-file.")
+              help="Address to listen on, e.g. tcp://[::1]:5555 for IPv6 [env PYMR_BIND]; non-loopback "
+                   "addresses need --secret-file.")
 @click.option("--secret-file", envvar="PYMR_SECRET_FILE", metavar="FILE", default=None, help=SECRET_HELP)
 @click.option("--worker-timeout", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat after which a worker is taken for dead (heartbeats: every 1 s).")
-def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> None:
+@click.option("--state-dir", envvar="PYMR_STATE_DIR", metavar="DIR", default=None,
+              help="Keep the cluster's state (jobs, task commits, finished jobs) in an SQLite database in DIR, so "
+                   "that a coordinator started again on it resumes the jobs that were running [env PYMR_STATE_DIR]. "
+                   "Without it, a coordinator that stops loses its running jobs.")
+def coordinator(bind: str, secret_file: str | None, worker_timeout: float, state_dir: str | None) -> None:
     """Run a coordinator that accepts jobs and workers until Ctrl-C or SIGTERM.
 
-    Several jobs may run at once; tasks go to workers oldest job first. Stopping the
-    coordinator cancels its running jobs (their output is removed); workers wait
-    for it to come back.
+    Several jobs may run at once; tasks go to workers oldest job first. Without
+    --state-dir, stopping the coordinator cancels its running jobs (what they wrote is
+    removed; the old output of an --overwrite job is kept); with it, they resume when a
+    coordinator starts again on the same --state-dir, and the `pymr submit` processes
+    waiting for them follow them to the end. Workers wait for the coordinator to come back.
     """
     import signal
 
     from .coordinator import Coordinator
 
     key = _key_or_exit(secret_file, bind, "coordinator")
-    service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key)
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # jobs, workers and failures are this service's news
+        logging.getLogger("pymr.coordinator").setLevel(logging.INFO)
+    try:
+        service = Coordinator(bind, worker_timeout_s=worker_timeout, key=key, state_dir=state_dir)
+    except PymrError as exc:  # the address (in use, unknown name, ...), the state dir
+        sys.exit(_fail(str(exc), exc.exit_code))
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     click.echo(f"pymr coordinator listening on {service.address}", err=True)
     try:
@@ -399,7 +457,7 @@ def coordinator(bind: str, secret_file: str | None, worker_timeout: float) -> No
 @main.command(context_settings=CONTEXT)
 @click.argument("path", metavar="FILE", required=False)
 @click.option("-o", "--output", "output", metavar="FILE", default=None, help="The key file (instead of FILE).")
-@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (a symbolic link itself, not its target).")
 def keygen(path: str | None, output: str | None, force: bool) -> None:
     """Create a cluster key FILE (mode 0600) for --secret-file.
 

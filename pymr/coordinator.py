@@ -42,6 +42,7 @@ sent once per worker and version, not from a list of every map in every ASSIGN.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import socket
 import sys
@@ -64,7 +65,9 @@ from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
-from .security import ClusterKey, Security
+from .security import ClusterKey, Security, listen
+from .state import StateStore, StoredJob
+from .state import TaskCommit as StoredCommit
 
 log = logging.getLogger("pymr.coordinator")
 POLL_MS = 100
@@ -79,6 +82,8 @@ STOP_WAIT_S = 10.0  # how long an ended job waits for its cancelled attempts to 
 EXCLUDE_FOR_S = 600.0  # a worker excluded by several jobs gets no task of any job for this long
 EXCLUDING_JOBS = 2  # ... by this many jobs within EXCLUDE_WINDOW_S
 EXCLUDE_WINDOW_S = 3600.0
+COMMIT_EVERY_S = 0.05  # task commits are written at most this often, together (with a state dir)
+RECOVERY_GRACE_S = 3.0  # after a restart, how long maps wait for the workers holding their outputs
 MISSING_BLOB = "MissingBlob"  # a worker got an ASSIGN without the code or table sent before it
 
 
@@ -126,6 +131,10 @@ class ActiveJob:
     map_table_version: int = 0
     excluded_workers: list[str] = field(default_factory=list)
     submitted_unix_s: float = field(default_factory=time.time)
+    committed_before: dict[str, set[int]] = field(default_factory=dict)  # (recovery) tasks committed before it
+    reclaimable: dict[str, tuple[int, str, dict[str, Any]]] = field(default_factory=dict)  # (recovery) map
+    # attempt id -> (map index, its worker, its result): committed before a restart, done again once
+    # that worker registers holding it
 
     @property
     def job_id(self) -> str:
@@ -137,17 +146,23 @@ class Coordinator:
 
     def __init__(self, bind: str = "tcp://127.0.0.1:*", worker_timeout_s: float = proto.WORKER_TIMEOUT_S,
                  key: ClusterKey | None = None, stop_wait_s: float = STOP_WAIT_S,
-                 exclude_for_s: float = EXCLUDE_FOR_S):
+                 exclude_for_s: float = EXCLUDE_FOR_S, state_dir: str | None = None):
+        self.store = StateStore(state_dir) if state_dir else None  # first: a refusal must touch nothing
         self.worker_timeout_s = worker_timeout_s
         self.stop_wait_s = stop_wait_s
         self.exclude_for_s = exclude_for_s
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)))
+        self.socket = self.security.server(proto.configure(self.context.socket(zmq.ROUTER)),
+                                           new_connections=proto.MAX_NEW_CONNECTIONS)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # fail loudly on vanished peers
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes over its id
-        self.socket.bind(bind)
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            self.address = listen(self.socket, bind)  # AddressError: port in use, unknown name, ...
+        except BaseException:
+            if self.store is not None:
+                self.store.close()
+            raise
         self.workers: dict[str, WorkerInfo] = {}
         self.free: dict[str, WorkerInfo] = {}  # workers with a free slot, not excluded
         self.eligible: dict[str, WorkerInfo] = {}  # workers not excluded cluster-wide
@@ -155,6 +170,7 @@ class Coordinator:
         self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job id -> report, newest last
         self.submissions: dict[str, str] = {}  # request id -> job id, so a resent submit is not run twice
         self._dispatch_wanted = False
+        self._drained_s = time.monotonic()  # when the socket last had nothing left to read
         self._timers: dict[str, float] = {}
         self._stop = threading.Event()
         self._wake_read, self._wake_write = socket.socketpair()  # wakes the loop: stop(), background work done
@@ -162,6 +178,15 @@ class Coordinator:
         self._wake_write.setblocking(False)
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymr-coordinator-io")
+        self._commits: dict[str, list[tuple[sched.Task, sched.Attempt, dict[str, Any]]]] = {}  # to write, by job
+        self._queued_commits: dict[str, tuple[ActiveJob, list]] = {}  # handed to the background thread
+        self._queued_lock = threading.Lock()
+        self._write_scheduled = False
+        self._last_write_s = 0.0
+        self._recovering_until_s = 0.0
+        self._awaited: set[str] = set()  # (recovery) workers that held committed map outputs, not yet back
+        if self.store is not None:
+            self._recover()
 
     # -- loop ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -205,12 +230,14 @@ class Coordinator:
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self._drained_s = time.monotonic()
                 return
             self._handle_frames(frames)
 
     def _handle_frames(self, frames: list[bytes]) -> None:
         """Decode, check and handle one message; whatever is wrong with it is logged and it is dropped."""
-        identity, kind = frames[0], "?"
+        identity = frames[0]
+        kind = frames[2][:32].decode("utf-8", "replace") if len(frames) > 2 else "?"  # for the log
         try:
             msg = proto.unpack(frames[1:])
             kind = msg.kind
@@ -269,6 +296,7 @@ class Coordinator:
         return True
 
     def _run_timers(self) -> None:
+        self._write_commits()
         now = time.monotonic()
         if self._due("expire", EXPIRE_EVERY_S, now):
             self._expire_workers(now)
@@ -290,7 +318,10 @@ class Coordinator:
                 result, error = None, exc
             self._completions.put(lambda: then(result, error))
             self._wake()
-        self._background.submit(run)
+        try:
+            self._background.submit(run)
+        except RuntimeError:  # shutting down (the thread is gone): run it here, in order still
+            run()
 
     def _run_completions(self) -> None:
         while True:
@@ -331,6 +362,10 @@ class Coordinator:
         worker.host, worker.shuffle_address = body.get("host"), body.get("shuffle_address")
         worker.jobs_loaded = {j for j in body.get("jobs_loaded", []) if j in self.jobs}
         worker.jobs_held = {j for j in body.get("jobs", []) if j in self.jobs} | worker.jobs_loaded
+        self._reclaim_outputs(worker, body.get("map_outputs", []))
+        self._awaited.discard(worker_id)
+        if not self._awaited:  # every worker that held outputs is back: no need to wait longer
+            self._recovering_until_s = 0.0
         forget = sorted({*body.get("jobs", []), *body.get("jobs_loaded", [])} - set(self.jobs))
         kill = sorted(reported - set(worker.running))
         self._send(identity, proto.WELCOME, {"heartbeat_s": proto.HEARTBEAT_INTERVAL_S, "forget": forget,
@@ -371,8 +406,12 @@ class Coordinator:
         self._lose_worker(msg.body["worker_id"], msg.body.get("reason", "its process died"))
 
     def _expire_workers(self, now: float) -> None:
+        """Lose the workers silent for ``worker_timeout_s``. Silence is counted up to the
+        last time every queued message was read: a heartbeat waiting in our own queue
+        (we are busy, not the worker dead) is no silence."""
+        caught_up_s = self._drained_s if self.socket.poll(0) else now
         for worker in list(self.workers.values()):
-            if now - worker.last_seen_s > self.worker_timeout_s:
+            if caught_up_s - worker.last_seen_s > self.worker_timeout_s:
                 self._lose_worker(worker.worker_id, f"no heartbeat for {self.worker_timeout_s:g} s")
             elif worker.excluded_until_s and worker.excluded_until_s <= now:
                 worker.excluded_until_s = 0.0
@@ -406,7 +445,7 @@ class Coordinator:
             self.free.pop(worker.worker_id, None)
 
     def _on_task_done(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
-        active = self._attempt_of(worker, msg)
+        active = self._attempt_of(identity, worker, msg)
         if active is None:
             return
         result = _slim_result(msg.body["result"])
@@ -415,7 +454,7 @@ class Coordinator:
         self._apply(active, sched.finish(active.run, msg.body["attempt_id"], result, time.monotonic()))
 
     def _on_task_failed(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
-        active = self._attempt_of(worker, msg)
+        active = self._attempt_of(identity, worker, msg)
         if active is None:
             return
         attempt_id, error = msg.body["attempt_id"], msg.body["error"]
@@ -443,7 +482,7 @@ class Coordinator:
         if worker is not None and active is not None and active.stopping.get(msg.body["attempt_id"]) == worker.worker_id:
             self._stopped(active, msg.body["attempt_id"])
 
-    def _attempt_of(self, worker: WorkerInfo | None, msg: proto.Message) -> ActiveJob | None:
+    def _attempt_of(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> ActiveJob | None:
         """The running job of the attempt a result is about (the attempt is freed from
         its worker); None if the sender is not the worker the attempt was given to."""
         attempt_id = msg.body["attempt_id"]
@@ -452,9 +491,13 @@ class Coordinator:
         self._release_stopping(attempt_id)
         active = self._job_of_attempt(attempt_id)
         found = active.run.attempts_by_id.get(attempt_id) if active is not None else None
-        if worker is None or found is None or found[1].worker_id != worker.worker_id:
+        if worker is None:  # a worker of an earlier coordinator (we restarted): register first
+            log.info("ignored %s for attempt %s from an unregistered peer", msg.kind, attempt_id)
+            self._send(identity, proto.REFUSED, {"error": "unknown worker: register first", "reregister": True})
+            return None
+        if found is None or found[1].worker_id != worker.worker_id:
             log.info("ignored %s for attempt %s from %s: not an attempt it runs", msg.kind, attempt_id,
-                     worker.worker_id if worker else "an unregistered peer")
+                     worker.worker_id)
             return None
         return active
 
@@ -481,8 +524,13 @@ class Coordinator:
             while len(self.submissions) > MAX_REMEMBERED_SUBMISSIONS:
                 self.submissions.pop(next(iter(self.submissions)))
         code = msg.blobs[0]
-        self._in_background(lambda: _plan_job(job_id, spec),
-                            lambda planned, error: self._planned(identity, job_id, spec, code, planned, error))
+
+        def plan() -> tuple[list[dict[str, Any]], OutputCommitter]:
+            planned = _plan_job(job_id, spec)
+            if self.store is not None:  # durable before the client hears ACCEPTED
+                self.store.add_job(job_id, dict(spec, splits=planned[0]), code, request_id, time.time())
+            return planned
+        self._in_background(plan, lambda planned, error: self._planned(identity, job_id, spec, code, planned, error))
 
     def _planned(self, identity: bytes, job_id: str, spec: dict[str, Any], code: bytes,
                  planned: tuple[list[dict[str, Any]], OutputCommitter] | None, error: BaseException | None) -> None:
@@ -507,6 +555,21 @@ class Coordinator:
         if active is not None:
             self._apply(active, sched.cancel(active.run, msg.body.get("reason", "cancelled by the user")))
 
+    def _on_watch(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
+        """A client follows a job by its id (its own after a restart, or one submitted
+        elsewhere): it becomes the job's client and hears where the job is now. The
+        answer carries ``watch`` so the client can tell it from progress sent before."""
+        job_id = msg.body["job_id"]
+        active = self.jobs.get(job_id)
+        if active is not None:
+            active.client = identity
+            self._send(identity, proto.PROGRESS, {"job_id": job_id, "elapsed_s": time.monotonic() - active.started_s,
+                                                  "watch": True, **active.run.counts()})
+        elif job_id in self.finished:
+            self._send(identity, proto.FINISHED, self.finished[job_id])
+        else:
+            self._send(identity, proto.REJECTED, {"job_id": job_id, "error": "unknown job", "type": "ClusterError"})
+
     def _send_progress(self) -> None:
         now = time.monotonic()
         for active in self.jobs.values():
@@ -522,8 +585,9 @@ class Coordinator:
     def _dispatch(self) -> None:
         """Give runnable tasks to workers with free slots, oldest job first; only when
         something changed since the last time."""
-        if not self._dispatch_wanted:
+        if not self._dispatch_wanted or time.monotonic() < self._recovering_until_s:
             return
+        self._write_commits()
         self._dispatch_wanted = False
         now = time.monotonic()
         for active in list(self.jobs.values()):
@@ -596,9 +660,8 @@ class Coordinator:
         """Carry out what a transition asks for."""
         for effect in effects:
             if effect.kind == "commit_task" and effect.task is not None and effect.attempt is not None:
-                if effect.task.kind == "reduce" or active.run.map_only:
-                    self._commit_task(active, effect.task, effect.attempt.attempt_id, effect.detail["files"])
-                else:
+                self._commits.setdefault(active.job_id, []).append((effect.task, effect.attempt, effect.detail))
+                if effect.task.kind == "map" and not active.run.map_only:
                     self._map_outputs_changed(active)
             elif effect.kind == "discard" and effect.attempt is not None:
                 attempt_id = effect.attempt.attempt_id
@@ -610,14 +673,65 @@ class Coordinator:
         self._dispatch_wanted = True
         if any(effect.kind in ("job_succeeded", "job_failed") for effect in effects):
             active.ended_s = time.monotonic()  # after the cancels above, so it waits for them
-            self._finish_ended_jobs()
 
-    def _commit_task(self, active: ActiveJob, task: sched.Task, attempt_id: str, files: list[str]) -> None:
-        def committed(_: Any, error: BaseException | None) -> None:
-            if error is not None:
-                where = sched.task_description(task)
-                self._apply(active, sched.abort(active.run, f"committing {where} failed: {error}"))
-        self._in_background(lambda: active.committer.commit_task(attempt_id, files), committed)
+    def _write_commits(self) -> None:
+        """Hand this pass's task commits to the background thread, which records them in the
+        state database (durable) and only then moves committed files into place. Anything
+        that acts on a commit (a job commit, a reduce's rename) runs after it on that same
+        thread, so the write-ahead rule holds without the loop ever waiting for an fsync.
+        Commits that queue up while a write is under way (or within ``COMMIT_EVERY_S``) go
+        in the next one together: one transaction, one fsync. Called before timers and
+        dispatch."""
+        if not self._commits:
+            return
+        commits, self._commits = self._commits, {}
+        with self._queued_lock:
+            for job_id, done in commits.items():
+                if (active := self.jobs.get(job_id)) is not None:
+                    self._queued_commits.setdefault(job_id, (active, []))[1].extend(done)
+            if self._write_scheduled:
+                return
+            self._write_scheduled = True
+        self._in_background(self._record_queued, self._recorded)
+
+    def _record_queued(self) -> list[tuple[ActiveJob, str]]:
+        """(On the background thread.) Take every queued commit and record it."""
+        if self.store is not None:
+            time.sleep(max(0.0, self._last_write_s + COMMIT_EVERY_S - time.monotonic()))
+        with self._queued_lock:
+            work, self._queued_commits = list(self._queued_commits.values()), {}
+            self._write_scheduled = False
+        self._last_write_s = time.monotonic()
+        return self._record(work)
+
+    def _record(self, work: list[tuple[ActiveJob, list]]) -> list[tuple[ActiveJob, str]]:
+        """(On the background thread.) Record, then carry out, task commits; returns the
+        jobs that must fail, with why."""
+        failed = []
+        for active, done in work:
+            if self.store is not None:
+                try:
+                    self.store.commit_tasks(active.job_id, [
+                        StoredCommit(task.kind, task.index, attempt.attempt_id, attempt.worker_id, _storable(result))
+                        for task, attempt, result in done])
+                except PymrError as exc:
+                    failed.append((active, str(exc)))
+                    continue
+            for task, attempt, result in done:
+                if task.kind == "reduce" or active.run.map_only:
+                    try:
+                        active.committer.commit_task(attempt.attempt_id, result["files"])
+                    except OSError as exc:
+                        failed.append((active, f"committing {sched.task_description(task)} failed: {exc}"))
+                        break
+        return failed
+
+    def _recorded(self, failed: list[tuple[ActiveJob, str]] | None, error: BaseException | None) -> None:
+        for active, why in failed or []:
+            log.error("job %s: %s", active.job_id, why)
+            self._apply(active, sched.abort(active.run, why))
+        if error is not None:
+            log.error("recording task commits failed", exc_info=error)
 
     def _exclude(self, active: ActiveJob, worker_id: str, failures: int) -> None:
         """A job stopped giving tasks to a worker; several jobs that did make it excluded
@@ -689,6 +803,11 @@ class Coordinator:
     def _job_closed(self, active: ActiveJob) -> None:
         run = active.run
         report = job_report(active)
+        if self.store is not None:
+            try:
+                self.store.end_job(run.job_id, run.state.value, run.error, report)
+            except PymrError as exc:  # the job resumes (and ends again) when the coordinator restarts
+                log.error("job %s: %s", run.job_id, exc)
         self._send(active.client, proto.PROGRESS,
                    {"job_id": run.job_id, "elapsed_s": time.monotonic() - active.started_s, **run.counts()})
         self._send(active.client, proto.FINISHED, report)
@@ -706,7 +825,10 @@ class Coordinator:
             "job %s %s%s", run.job_id, run.state.value, f": {run.error}" if run.error else "")
 
     def _shutdown(self) -> None:
+        self._write_commits()
         for active in list(self.jobs.values()):
+            if self.store is not None:
+                break  # with a state dir, running jobs resume when a coordinator starts on it again
             if not active.closing:
                 self._apply(active, sched.cancel(active.run, "the coordinator stopped"))
         self._finish_ended_jobs(force=True)  # no loop is left to wait for workers in
@@ -718,6 +840,72 @@ class Coordinator:
         self.context.destroy(linger=0)
         self._wake_read.close()
         self._wake_write.close()
+        if self.store is not None:
+            self.store.close()
+
+    # -- recovery ----------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Resume the jobs an earlier coordinator on this state dir left running: their
+        committed reduces stay committed; their committed maps stay done if the worker
+        holding the output registers with it (``_reclaim_outputs``) within a grace period."""
+        assert self.store is not None
+        for record in reversed(self.store.finished_jobs(MAX_FINISHED)):
+            if record.get("report"):
+                self.finished[record["job_id"]] = record["report"]
+        stored_jobs = self.store.running_jobs()
+        for stored in stored_jobs:
+            try:
+                self._resume(stored)
+            except Exception as exc:  # one job that cannot resume must not stop the others
+                log.error("job %s cannot resume: %s: %s", stored.job_id, type(exc).__name__, exc)
+        self._awaited = {worker_id for active in self.jobs.values() for _, worker_id, _ in active.reclaimable.values()}
+        if self._awaited:  # maps wait (a little) for the workers holding their outputs, not run again at once
+            self._recovering_until_s = time.monotonic() + RECOVERY_GRACE_S
+
+    def _resume(self, stored: StoredJob) -> None:
+        spec = dict(stored.spec)
+        splits = spec.pop("splits")
+        storage.configure(spec.get("filesystems"))
+        run = sched.new_job(stored.job_id, spec.get("name", "job"), splits,
+                            (spec.get("reducers") or 1) if spec.get("has_reducer") else 0,
+                            spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS,
+                            speculative=spec.get("speculative", True),
+                            exclude_after=spec.get("exclude_after") or sched.DEFAULT_EXCLUDE_AFTER)
+        run.attempt_offset = 1000 * self.store.count_restart(stored.job_id)
+        active = ActiveJob(run, spec, stored.code, output_committer(spec["output"], stored.job_id), b"",
+                           time.monotonic(), submitted_unix_s=stored.submitted_unix_s)
+        for commit in stored.tasks:
+            active.committed_before.setdefault(commit.kind, set()).add(commit.index)
+            tasks = run.maps if commit.kind == "map" else run.reduces
+            result = dict(commit.result, counters=_counters_from_json(commit.result.get("counters")))
+            if commit.kind == "reduce" or run.map_only:
+                _recover_task_commit(active.committer, commit.attempt_id, result.get("files", []))
+                sched.restore(run, tasks[commit.index], commit.attempt_id, commit.worker_id, result)
+            else:
+                active.reclaimable[commit.attempt_id] = (commit.index, commit.worker_id, result)
+        if stored.client_id:
+            self.submissions[stored.client_id] = stored.job_id
+        self.jobs[stored.job_id] = active
+        done = run.counts()
+        log.warning("job %s (%s) resumed: %d of %d reduces and %d of %d maps committed before the restart "
+                    "(maps count once their worker is back)", run.job_id, run.name, done["reduces_done"],
+                    done["reduces_total"], len(active.reclaimable), len(run.maps))
+        self._apply(active, sched.finish_restored(run))
+
+    def _reclaim_outputs(self, worker: WorkerInfo, held: list[str]) -> None:
+        """A worker registered holding map outputs (attempt ids): the committed ones count
+        as done again, as they were before the restart."""
+        for attempt_id in held:
+            active = self._job_of_attempt(attempt_id)
+            found = active.reclaimable.pop(attempt_id, None) if active is not None else None
+            if found is None:
+                continue
+            index, worker_id, result = found
+            if worker_id == worker.worker_id and sched.restore(active.run, active.run.maps[index], attempt_id,
+                                                               worker_id, result):
+                worker.jobs_held.add(active.job_id)
+                self._map_outputs_changed(active)
+                self._apply(active, sched.finish_restored(active.run))
 
 
 def _plan_job(job_id: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], OutputCommitter]:
@@ -729,6 +917,29 @@ def _plan_job(job_id: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], 
         require_record_batches(splits)
     committer.setup(bool(spec.get("overwrite")))
     return [s.to_dict() for s in splits], committer
+
+
+def _storable(result: dict[str, Any]) -> dict[str, Any]:
+    """A task's result as the state database keeps it (a map's packed counters unpacked)."""
+    counters: dict[str, dict[str, int]] = {}
+    for group, name, amount in _counter_items(result.get("counters")):
+        counters.setdefault(group, {})[name] = amount
+    return dict(result, counters=counters)
+
+
+def _counters_from_json(counters: Any) -> dict[str, dict[str, int]]:
+    return counters if isinstance(counters, dict) else {}
+
+
+def _recover_task_commit(committer: OutputCommitter, attempt_id: str, files: list[str]) -> None:
+    """Redo a task commit the database recorded: the files were moved, or are still in
+    the attempt's folder if the coordinator died in between."""
+    committer.recover_task(attempt_id, files)
+    if storage.is_remote(committer.output_dir):
+        return
+    for name in files:
+        if os.path.exists(os.path.join(committer.attempt_dir(attempt_id), name)):
+            committer.commit_task(attempt_id, [name])
 
 
 def _log_error(_: Any, error: BaseException | None) -> None:
@@ -788,7 +999,23 @@ def job_report(active: ActiveJob) -> dict[str, Any]:
                   (("read", "map input bytes"), ("shuffled", "shuffle bytes"), ("written", "output bytes"))},
         "largest_reduce_partitions": _largest_partitions(run.reduces),
         "counters": counters,
+        **({"resumed": _resumed(active)} if active.committed_before else {}),
     }
+
+
+def _resumed(active: ActiveJob) -> dict[str, Any]:
+    """What a resumed job kept of the work committed before the coordinator restarted, and
+    what of it ran again (maps whose worker did not come back with their output)."""
+    run = active.run
+    kept: dict[str, int] = {}
+    rerun: dict[str, list[int]] = {}
+    for kind, indices in active.committed_before.items():
+        tasks = run.maps if kind == "map" else run.reduces
+        again = [i for i in sorted(indices) if tasks[i].winner is not None
+                 and int(tasks[i].winner.attempt_id.rsplit("-", 1)[1]) >= run.attempt_offset]
+        kept[kind] = len(indices) - len(again)
+        rerun[kind] = again
+    return {"restarts": run.attempt_offset // 1000, "kept": kept, "ran_again": rerun}
 
 
 def _phase_times(tasks: list[sched.Task]) -> dict[str, Any]:

@@ -211,7 +211,7 @@ def _main(conn: Connection, parent_pid: int) -> None:
                 return
             if message[0] == "forget":
                 jobs.pop(message[1], None)
-                shutil.rmtree(folders.pop(message[1], ""), ignore_errors=True)
+                _forget_folder(folders.pop(message[1], ""))
                 continue
             reply = _run_one(message[1], message[2], jobs, folders, settings)
             try:
@@ -222,12 +222,21 @@ def _main(conn: Connection, parent_pid: int) -> None:
             gc.collect()
     finally:
         for folder in folders.values():
-            shutil.rmtree(folder, ignore_errors=True)
+            _forget_folder(folder)
+
+
+def _forget_folder(folder: str) -> None:
+    """Delete a job's folder (modules, side files) and take it off ``sys.path``."""
+    from .code import forget_job
+
+    if folder:
+        forget_job(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict[str, str],
              settings: dict[str, Any]) -> tuple[Any, ...]:
-    from .code import load_job, write_side_files
+    from .code import load_job
     from .errors import describe_error, pickle_exception
     from .fetch import FetchFailed
     from .tasks import run_task
@@ -242,15 +251,25 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
             os.makedirs(base, exist_ok=True)
         tempfile.tempdir = base
         if blob is not None:
-            job_class, options, files = load_job(blob)
-            folders[job_id] = tempfile.mkdtemp(prefix="files-")
-            jobs[job_id] = (job_class, options, write_side_files(files, folders[job_id]))
-        job_class, options, paths = jobs[job_id]
+            folders[job_id] = tempfile.mkdtemp(prefix="job-")
+            try:
+                jobs[job_id] = load_job(blob, folders[job_id])
+            except BaseException as exc:  # the same for every task of the job: it fails at once
+                jobs[job_id] = _code_load_error(exc)
+        loaded = jobs.get(job_id)
+        if loaded is None:  # (the worker sends a job's code once per executor, with its first task)
+            loaded = {"type": "ClusterError", "message": f"job {job_id}: its code never reached this executor",
+                      "traceback": "", "fatal": True}
+        if isinstance(loaded, dict):
+            return ("failed", loaded, b"")
+        job_class, options, paths = loaded
         return ("done", run_task(job_class, options, task, settings=settings, files=paths))
     except BaseException as exc:  # the user's exception, reported with its own traceback
         error = describe_error(exc)
         if isinstance(exc, FetchFailed):
             error["fetch_failed"] = exc.map_index
+        if getattr(exc, "fatal", False):  # retrying cannot help (an input changed): the job fails now
+            error["fatal"] = True
         return ("failed", error, pickle_exception(exc))
 
 
@@ -261,6 +280,20 @@ def _size_arrow_pools(threads: int) -> None:
 
     pa.set_cpu_count(threads)
     pa.set_io_thread_count(threads)
+
+
+def _code_load_error(exc: BaseException) -> dict[str, Any]:
+    """The error every task of a job whose code cannot load reports: ``fatal``, so the
+    job fails at once instead of after ``max_attempts`` tries of each task."""
+    from .errors import describe_error
+
+    error = describe_error(exc)
+    if isinstance(exc, ImportError):
+        error["message"] += ("; the job's code could not be loaded on this worker: ship the module with "
+                             "--py-files PATH (a .py file, a package folder or a .zip), or install it there")
+    else:
+        error["message"] = f"the job's code could not be loaded on this worker: {error['message']}"
+    return dict(error, fatal=True)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

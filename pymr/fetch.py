@@ -28,8 +28,8 @@ from typing import Any
 import zmq
 
 from . import protocol as proto
-from .errors import PymrError
-from .security import Security
+from .errors import AddressError, PymrError
+from .security import Security, connect, listen, tcp_address
 
 # pyarrow is imported where it is used: a worker process that only schedules and
 # serves should start fast.
@@ -57,11 +57,12 @@ class ShuffleServer:
     def __init__(self, context: zmq.Context, security: Security, advertise_host: str, data_dir: str):
         self.data_dir = os.path.realpath(data_dir)
         self.socket = security.server(proto.configure(context.socket(zmq.ROUTER)))
-        try:
-            port = self.socket.bind_to_random_port(f"tcp://{advertise_host}")
-        except zmq.ZMQError:  # the advertised address is not one of ours (NAT): listen on all
-            port = self.socket.bind_to_random_port("tcp://*")
-        self.address = f"tcp://{advertise_host}:{port}"
+        try:  # on the advertised address only: "*" would serve map outputs on every interface
+            port = listen(self.socket, tcp_address(advertise_host, "*")).rsplit(":", 1)[1]
+        except AddressError:
+            self.socket.close(linger=0)
+            raise
+        self.address = tcp_address(advertise_host, port)
         self._files: OrderedDict[str, Any] = OrderedDict()  # open, memory-mapped map outputs
 
     def handle_all(self) -> None:
@@ -153,7 +154,7 @@ class RemoteRunReader:
         self.path = path
         self.map_index = map_index
         self.socket = security.client(proto.configure(context.socket(zmq.DEALER)))
-        self.socket.connect(address)
+        connect(self.socket, address)
         reply = self._request([proto.pack(proto.FETCH_INDEX, {"path": path})], expect=1)[0]
         self.index = reply.body["index"]
         self.schema = pa.ipc.read_schema(pa.py_buffer(reply.blobs[0]))

@@ -14,12 +14,14 @@ still reduces in bounded memory.
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
 from operator import itemgetter
+from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -61,14 +63,50 @@ def single_groups(groups: Iterable[tuple[Any, Iterator[Any]]]) -> Iterator[Block
         yield [key], [values]
 
 
-def apply_per_key(function: Callable[[Any, Iterator[Any]], Iterable[Any] | None], blocks: Iterable[Block],
+def apply_per_key(function: Callable[[Any, Iterator[Any]], Iterable[Any]], blocks: Iterable[Block],
                   who: str) -> Iterator[tuple[list[Any], list[Any]]]:
     """``function(key, values)`` for every key, its pairs as ``(keys, values)`` lists of
-    at most ``PAIRS_PER_CHUNK``; a result of ``None`` gives no pairs (as ``or ()``)."""
+    at most ``PAIRS_PER_CHUNK``; a result of ``None`` (a forgotten ``yield``) is an error."""
     for keys, values in blocks:
-        pairs = chain.from_iterable(filter(None, map(function, keys, values)))
-        while chunk := list(islice(pairs, PAIRS_PER_CHUNK)):
-            yield columns_of(chunk, who)
+        pairs = chain.from_iterable(map(function, keys, values))
+        try:
+            while chunk := list(islice(pairs, PAIRS_PER_CHUNK)):
+                yield columns_of(chunk, who)
+        except TypeError as exc:
+            if exc.__traceback__ is not None and exc.__traceback__.tb_next is None and str(exc) == _NONE_ITERATED:
+                raise returned_none(who) from None  # chain.from_iterable, right here, was given None
+            if str(exc).startswith(f"{who} must yield"):
+                raise exc.with_traceback(definition_traceback(function))
+            raise
+
+
+_NONE_ITERATED = "'NoneType' object is not iterable"
+
+
+def returned_none(who: str) -> TypeError:
+    """The error for a map, combine or reduce that returned None instead of pairs."""
+    kind = who.rsplit(".", 1)[-1]
+    kind = kind if kind in ("map", "combine", "reduce") else "function"
+    return TypeError(f"{who} returned None; a {kind} must yield (key, value) pairs or return an iterable of them")
+
+
+def definition_traceback(function: Callable) -> TracebackType | None:
+    """A traceback entry at the first line of a user's generator function, so an error
+    about what it yielded points at the user's code (the generator that yielded it is
+    gone by the time a block of pairs is checked). Nothing of the function runs."""
+    if not inspect.isgeneratorfunction(function):
+        return None
+    try:
+        frame = function(None, iter(())).gi_frame
+    except TypeError:  # another signature
+        return None
+    return TracebackType(None, frame, 0, frame.f_lineno)
+
+
+def yielded_at(generator: Any) -> TracebackType | None:
+    """A traceback entry at the ``yield`` where a suspended user generator stopped."""
+    frame = getattr(generator, "gi_frame", None)
+    return None if frame is None else TracebackType(None, frame, max(frame.f_lasti, 0), frame.f_lineno)
 
 
 def function_name(function: Callable) -> str:

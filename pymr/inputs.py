@@ -20,14 +20,14 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from itertools import accumulate, chain, islice, repeat
 from operator import add
 from typing import IO, Any
 
 from . import storage
-from .errors import BadRecordError, InputError
+from .errors import BadRecordError, InputChanged, InputError
 
 
 def _zstd_open(raw: IO[bytes], mode: str = "rb") -> IO[bytes]:
@@ -55,6 +55,8 @@ class Split:
     compressed: bool = False
     format: str = "text"
     state: dict[str, Any] | None = None
+    file_size: int | None = None  # the whole file's, when the splits were planned (``unchanged_input``)
+    file_mtime_ns: int | None = None
 
     def describe(self) -> str:
         if self.compressed:
@@ -63,12 +65,13 @@ class Split:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "start": self.start, "end": self.end, "compressed": self.compressed,
-                "format": self.format, "state": self.state}
+                "format": self.format, "state": self.state, "file_size": self.file_size,
+                "file_mtime_ns": self.file_mtime_ns}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Split:
         return cls(data["path"], int(data["start"]), int(data["end"]), bool(data["compressed"]),
-                   data.get("format", "text"), data.get("state"))
+                   data.get("format", "text"), data.get("state"), data.get("file_size"), data.get("file_mtime_ns"))
 
 
 class InputFormat:
@@ -181,10 +184,40 @@ def plan_splits(inputs: Sequence[str], split_size: int, default_format: str | No
         for path in resolve_inputs([pattern]):
             paths += 1
             fmt = input_format(format_for_path(path, forced or default_format))
-            splits.extend(fmt.splits(path, split_size))
+            size, mtime_ns = storage.stat(path) or (None, None)  # before the splits are cut: a change after is seen
+            splits.extend(replace(split, file_size=size, file_mtime_ns=mtime_ns)
+                          for split in fmt.splits(path, split_size))
     if not splits:
         raise InputError(f"input is empty: {paths} file(s), all of 0 bytes")
     return splits
+
+
+@contextmanager
+def unchanged_input(split: Split) -> Iterator[None]:
+    """Run a task over ``split``, failing it with ``InputChanged`` if the file's size or
+    mtime differs, before or after, from when the splits were planned: a file truncated
+    or rewritten while the job runs would otherwise give a partial result that looks whole.
+    A task's own error is put down to the change when the file changed under it."""
+    _check_unchanged(split)
+    try:
+        yield
+    except Exception as exc:
+        _check_unchanged(split, exc)
+        raise
+    _check_unchanged(split)
+
+
+def _check_unchanged(split: Split, cause: Exception | None = None) -> None:
+    if split.file_size is None:  # a split made outside plan_splits
+        return
+    found = storage.stat(split.path)
+    if found is None:
+        raise InputChanged(f"input {split.path} changed while the job ran: it is gone") from cause
+    size, mtime_ns = found
+    if size != split.file_size or (split.file_mtime_ns is not None and mtime_ns != split.file_mtime_ns):
+        what = f"{split.file_size} bytes, now {size}" if size != split.file_size else "same size, newer mtime"
+        raise InputChanged(f"input {split.path} changed while the job ran ({what}); run the job again on "
+                           "input that stays as it is") from cause
 
 
 def split_format_prefix(given: str) -> tuple[str | None, str]:
@@ -236,6 +269,48 @@ def resolve_inputs(patterns: Sequence[str]) -> list[str]:
     if not unique:
         raise InputError(f"no input files found in: {', '.join(patterns)}")
     return unique
+
+
+def check_output_apart(inputs: Sequence[str], output: str) -> None:
+    """Refuse an output folder that an input would list (a rerun with ``--overwrite``
+    would read the old output while moving it away), or that holds an input.
+
+    ``inputs`` and ``output`` as ``runners.job_spec`` makes them (absolute, or URIs). An
+    output inside an input folder is fine under a hidden name (``_out``, ``.out``),
+    which folder inputs and globs skip.
+    """
+    out = _segments(output)
+    for given in inputs:
+        pattern = split_format_prefix(given)[1]
+        parts = _segments(pattern)
+        literal = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+        if out[:literal] == parts[:literal] and _may_list(parts[literal:], out[literal:]):
+            raise InputError(f"the output folder {storage.display(output)} is inside the input "
+                             f"{storage.display(pattern)}: a later run would read the job's own output. Write the "
+                             "output elsewhere, or under a name that starts with _ (input folders skip such names)")
+        if parts[:len(out)] == out:
+            raise InputError(f"the input {storage.display(pattern)} is inside the output folder "
+                             f"{storage.display(output)}, which the job replaces; write the output elsewhere")
+
+
+def _segments(path: str) -> list[str]:
+    if storage.is_remote(path):
+        return path.rstrip("/").split("/")
+    return os.path.realpath(path).split(os.sep)
+
+
+def _may_list(pattern: list[str], names: list[str]) -> bool:
+    """Whether the input glob segments ``pattern`` could list a file at or below the path
+    ``names`` (both taken below the glob's literal folder)."""
+    if not names:
+        return True
+    if not pattern:  # a folder above: walked, hidden names skipped
+        return not any(map(_hidden, names))
+    if _hidden(names[0]):
+        return False
+    if pattern[0] == "**":
+        return _may_list(pattern[1:], names) or _may_list(pattern, names[1:])
+    return fnmatchcase(names[0], pattern[0]) and _may_list(pattern[1:], names[1:])
 
 
 def _glob(pattern: str) -> list[str]:

@@ -50,10 +50,12 @@ class Option:
 
     @property
     def attr(self) -> str:
+        """The name the value is read by: ``self.options.min_count`` for ``min-count``."""
         return self.name.lstrip("-").replace("-", "_")
 
     @property
     def flag(self) -> str:
+        """The command-line flag: ``--min-count`` for ``min_count``."""
         return "--" + self.name.lstrip("-").replace("_", "-")
 
 
@@ -161,22 +163,27 @@ class Job:
     # -- running -------------------------------------------------------------------------
     @classmethod
     def has_reducer(cls) -> bool:
+        """Whether the job reduces (``reduce``, ``reduce_batch`` or ``aggregate``); else it is map-only."""
         return cls.reduce is not Job.reduce or cls.reduce_batch is not Job.reduce_batch or cls.aggregate is not None
 
     @classmethod
     def has_combiner(cls) -> bool:
+        """Whether the job defines ``combine``."""
         return cls.combine is not Job.combine
 
     @classmethod
     def has_map_batch(cls) -> bool:
+        """Whether the job defines ``map_batch`` (used instead of ``map``)."""
         return cls.map_batch is not Job.map_batch
 
     @classmethod
     def has_reduce_batch(cls) -> bool:
+        """Whether the job defines ``reduce_batch``."""
         return cls.reduce_batch is not Job.reduce_batch
 
     @classmethod
     def has_custom_partition(cls) -> bool:
+        """Whether the job overrides ``partition``."""
         return cls.partition is not Job.partition
 
     def steps(self) -> Sequence[Step] | None:
@@ -185,6 +192,7 @@ class Job:
 
     @classmethod
     def has_steps(cls) -> bool:
+        """Whether the job overrides ``steps`` (a multi-step job)."""
         return cls.steps is not Job.steps
 
     @classmethod
@@ -193,7 +201,10 @@ class Job:
 
         ``settings``: ``workers``, ``reducers``, ``split_size``, ``output_format``,
         ``inline``, ``overwrite``, ``coordinator``, ``skip_bad_records``, ``options``
-        (a dict of job option values), ``quiet`` (default True).
+        (a dict of job option values, checked as the command line checks them),
+        ``files`` (side files), ``py_files`` (modules to ship, as ``--py-files``),
+        ``quiet`` (default True). Without ``output`` the result goes to a new temporary
+        folder (``jsonl``), which is removed if the run fails.
         """
         from .runners import run_job
 
@@ -244,6 +255,7 @@ class Step:
 
     @property
     def has_reduce(self) -> bool:
+        """Whether the step reduces (``reduce`` or ``aggregate``); else it is map-only."""
         return self.reduce is not None or self.aggregate is not None
 
 
@@ -348,6 +360,9 @@ def _import_script(script: Path):
         raise JobScriptError(f"{script}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    folder = str(script.resolve().parent)
+    if folder not in sys.path:  # as ``python job.py`` does: modules beside the script import
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -357,8 +372,10 @@ def _import_script(script: Path):
         del sys.modules[module_name]
         if isinstance(exc, KeyboardInterrupt):
             raise
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
-        raise JobScriptError(f"{script}: failed to import:\n{detail.rstrip()}") from None
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)).rstrip()
+        if isinstance(exc, ModuleNotFoundError):
+            detail += "\n(modules beside the script are found; name others with --py-files PATH, or install them)"
+        raise JobScriptError(f"{script}: failed to import:\n{detail}") from None
     # The worker has no copy of the script: ship its functions and classes by value.
     cloudpickle.register_pickle_by_value(module)
     return module

@@ -133,7 +133,8 @@ def _item(check: Check, value: Any, where: str) -> Any:
 
 # -- the kinds ----------------------------------------------------------------------------------
 VERSIONS = mapping(text(64), text(64), 16)
-IDS = listing(text(ID), 100_000)
+MAX_IDS = 100_000
+IDS = listing(text(ID), MAX_IDS)
 LOCATION = record({"path": text(PATH)}, {"host": optional(text(255)), "address": optional(text(300))})
 COUNTERS = mapping(text(ID), mapping(text(ID), integer(-2**62), 10_000), 1000)
 RESULT = record(optional_fields={
@@ -175,6 +176,7 @@ TO_COORDINATOR: dict[str, Check] = {
     proto.REGISTER: record({"slots": integer(1, 4096)}, {
         "versions": VERSIONS, "pid": integer(), "host": text(255), "shuffle_address": text(300),
         "incarnation": text(64), "running": IDS, "seq": integer(), "jobs": IDS, "jobs_loaded": IDS,
+        "map_outputs": IDS,
     }),
     proto.HEARTBEAT: record(optional_fields={"running": IDS, "seq": integer()}),
     proto.TASK_DONE: record({**JOB_ATTEMPT, "result": RESULT}),
@@ -183,6 +185,7 @@ TO_COORDINATOR: dict[str, Check] = {
     proto.BYE: record(),
     proto.SUBMIT: record({"spec": SPEC}, {"request_id": text(64), "versions": VERSIONS}),
     proto.CANCEL_JOB: record({"job_id": text(ID)}, {"reason": text(TEXT)}),
+    proto.WATCH: record({"job_id": text(ID)}),
     proto.WORKER_LOST: record({"worker_id": text(ID)}, {"reason": text(TEXT)}),
 }
 

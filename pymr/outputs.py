@@ -13,6 +13,7 @@ are deleted). The job commit moves every committed part into ``OUT``, removes
 ``OUT``, it removes ``OUT`` too. With ``overwrite``, what ``OUT`` held is moved aside
 to ``OUT/_temporary/<job_id>/previous/`` when the job starts (renames, no copy) and
 deleted by the job commit; a failed job puts it back as it was, ``_SUCCESS`` included.
+A job commit that fails (a full disk) deletes what it published and does the same.
 
 ``OUT`` may be a URI (``storage``). Where files rename atomically (HDFS) the protocol
 is the same. An object store (S3, GCS, Azure) has no rename, so ``RemoteCommitter``
@@ -27,10 +28,14 @@ leaves it as it was. But the copies are many requests, not one rename
 each: a job commit that dies halfway (the coordinator killed) leaves some final parts
 without ``_SUCCESS``, so a reader must check ``_SUCCESS`` first. Part writers write a
 remote part to a local file and upload it whole when it is closed.
+
+On either kind of folder, a job commit that died can be run again and finishes: it
+keeps its plan in ``_temporary`` (see ``OutputCommitter``).
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import logging
@@ -194,6 +199,20 @@ def format_jsonl(key: Any, value: Any) -> str:
 FORMATTERS = {"text": format_text, "jsonl": format_jsonl}
 
 
+def _name_bytes(error: UnicodeEncodeError) -> tuple[bytes, int]:
+    """Lone surrogates in text output: those that ``surrogateescape`` made of a name's
+    undecodable bytes (U+DC80..U+DCFF) as those bytes again, any other as ``\\udXXX``."""
+    chars = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else
+                    c.encode("ascii", "backslashreplace") for c in chars), error.end
+
+
+codecs.register_error("pymr.name_bytes", _name_bytes)
+# what a str that UTF-8 cannot hold (a file name that is not UTF-8) becomes in each format:
+# text, the name's own bytes; JSON lines, the escape \udcXX, which JSON reads back as the same str
+UNENCODABLE = {"text": "pymr.name_bytes", "jsonl": "backslashreplace"}
+
+
 class PartWriter:
     """Writes one part file of pairs in an output format, counting records and bytes."""
 
@@ -201,7 +220,8 @@ class PartWriter:
         self.path = path
         self.format = FORMATTERS[output_format]
         self.records = 0
-        self._file: IO[str] = open(path, "w", encoding="utf-8", newline="\n", buffering=1024 * 1024)
+        self._file: IO[str] = open(path, "w", encoding="utf-8", errors=UNENCODABLE[output_format], newline="\n",
+                                   buffering=1024 * 1024)
 
     def write(self, key: Any, value: Any) -> None:
         self._file.write(self.format(key, value))
@@ -262,9 +282,9 @@ def _text_table(keys: list[Any], values: list[Any]) -> Any:
         return None
     try:
         value_array = pa.array(values, pa.large_string() if value_types == {str} else pa.int64())
-    except OverflowError:
+        return pa.table({"key": pa.array(keys, pa.large_string()), "value": value_array})
+    except (OverflowError, UnicodeEncodeError):  # a str that is not UTF-8 (a file name): formatted in Python
         return None
-    return pa.table({"key": pa.array(keys, pa.large_string()), "value": value_array})
 
 
 def _text_in_arrow(table: Any) -> bool:
@@ -298,8 +318,29 @@ def _maybe_json(text: str) -> Any:
 
 
 # -- committer -----------------------------------------------------------------------------
+MANIFEST = "_COMMIT.json"  # in the job's temporary folder: what the job commit publishes, final name -> file
+COMMIT_FAULT_ENV = "PYMR_TEST_COMMIT_FAULT"
+
+
 class OutputCommitter:
-    """Owns one job's output folder: attempt folders, task commits, job commit and abort."""
+    """Owns one job's output folder: attempt folders, task commits, job commit and abort.
+
+    The job commit can be run again, by a fresh committer of the same folder and job id
+    (a restarted coordinator), after it died at any point: it reads how far it got from
+    the folder itself, finishes, and leaves the same folder, ``_SUCCESS`` last. Its steps:
+
+    1. plan: give Parquet parts one schema, then write ``MANIFEST`` (final name -> the
+       committed file). A rerun that finds the manifest publishes what it lists.
+    2. publish each part under its final name; a rerun skips a part whose file is gone
+       and whose final name exists (it was moved).
+    3. write ``_REPORT.json``; a rerun that finds this job's id in it skips 1 to 3.
+    4. delete ``_temporary`` (the replaced output with it), then move ``_SUCCESS``,
+       written empty into the job's folder in step 1, to ``OUT``.
+
+    Everything that needs disk space happens before step 4, so a job commit that fails
+    (a full disk) can be aborted: ``abort_job`` deletes what it published and puts the
+    replaced output back.
+    """
 
     def __init__(self, output_dir: str, job_id: str):
         self.output_dir = os.path.abspath(output_dir)
@@ -353,37 +394,121 @@ class OutputCommitter:
         return os.path.join(self.job_temp, attempt_id)
 
     def commit_task(self, attempt_id: str, files: list[str]) -> None:
-        """Move an attempt's files into ``committed/``: the one commit of its task."""
+        """Move an attempt's files into ``committed/``: the one commit of its task (again
+        after a restart: files already moved are left as they are)."""
         source = self.attempt_dir(attempt_id)
         for name in files:
-            os.replace(os.path.join(source, name), os.path.join(self.committed, name))
+            _move_once(os.path.join(source, name), os.path.join(self.committed, name))
         shutil.rmtree(source, ignore_errors=True)
+
+    def recover_task(self, attempt_id: str, files: list[str]) -> None:
+        """Tell a fresh committer (after a restart) of a task commit made before: nothing
+        to do here, where the commit is a rename on disk."""
 
     def discard_attempt(self, attempt_id: str) -> None:
         shutil.rmtree(self.attempt_dir(attempt_id), ignore_errors=True)
 
     def commit_job(self, report: dict[str, Any]) -> None:
-        """Publish every committed part, the report, then ``_SUCCESS``."""
-        _unify_parquet([os.path.join(self.committed, name) for name in os.listdir(self.committed)])
-        for name in sorted(os.listdir(self.committed)):
-            os.replace(os.path.join(self.committed, name), os.path.join(self.output_dir, name))
-        write_report(self.output_dir, report)
+        """Publish every committed part, the report, then ``_SUCCESS``; see the class docstring."""
+        if not self._report_is_this_jobs():
+            parts = self._commit_plan()
+            self._publish(parts)
+            write_report(self.output_dir, report)
+            _fault_point("report")
+        self._finish()
+
+    def _report_is_this_jobs(self) -> bool:
+        """Whether ``OUT/_REPORT.json`` is this job's: its parts are all published."""
+        try:
+            with storage.open_input(storage.join(self.output_dir, REPORT)) as f:
+                return json.load(f).get("job_id") == self.job_id
+        except (OSError, ValueError, AttributeError):  # none yet, or another job's (replaced, or garbled)
+            return False
+
+    def _commit_plan(self) -> dict[str, str]:
+        """Final name -> committed file: from the manifest of an earlier run, or made and written now."""
+        manifest = storage.join(self.job_temp, MANIFEST)
+        if storage.kind(manifest) == "file":
+            with storage.open_input(manifest) as f:
+                return json.load(f)
+        parts = self._committed_parts()
+        if not parts:
+            raise FileNotFoundError(f"job {self.job_id} has nothing to commit: no committed part in "
+                                    f"{storage.display(self.job_temp)}")
+        _unify_parquet(list(parts.values()))
+        self._prepare_publishing()
+        _fault_point("prepared")
+        storage.write_bytes(manifest, json.dumps(parts, sort_keys=True).encode())
+        _fault_point("plan")
+        return parts
+
+    def _committed_parts(self) -> dict[str, str]:
+        return {name: os.path.join(self.committed, name) for name in storage.listdir(self.committed)}
+
+    def _prepare_publishing(self) -> None:
+        """Before the plan is written: what a rerun must not do again once it exists."""
+        storage.write_bytes(os.path.join(self.job_temp, SUCCESS), b"")  # the space _SUCCESS needs, taken now
+
+    def _publish(self, parts: dict[str, str]) -> None:
+        for number, name in enumerate(sorted(parts), 1):
+            _move_once(parts[name], storage.join(self.output_dir, name))
+            _fault_point(f"part-{number}")
+
+    def _finish(self) -> None:
+        """Past the point of no return: drop ``_temporary`` (and the replaced output), then ``_SUCCESS``."""
+        staged = os.path.join(self.job_temp, SUCCESS)
+        for name in storage.listdir(self.job_temp):
+            if name != SUCCESS:
+                storage.delete(os.path.join(self.job_temp, name))
+        _fault_point("temporary")
+        final = os.path.join(self.output_dir, SUCCESS)
+        if os.path.exists(staged):
+            os.replace(staged, final)
+        elif not os.path.exists(final):
+            storage.write_bytes(final, b"")
         self._remove_temporary()
-        storage.write_bytes(os.path.join(self.output_dir, SUCCESS), b"")
 
     def abort_job(self) -> None:
         """Leave nothing that looks like this job's output: no parts, no ``_SUCCESS``;
         the output it was to replace is back as it was."""
+        self._unpublish()
         self._restore_output()
         self._remove_temporary()
         if self.created_output and os.path.isdir(self.output_dir) and not os.listdir(self.output_dir):
             os.rmdir(self.output_dir)
+
+    def _unpublish(self) -> None:
+        """Delete the final files of a job commit that failed (those its manifest lists, and its report)."""
+        manifest = storage.join(self.job_temp, MANIFEST)
+        if storage.kind(manifest) != "file":
+            return
+        with storage.open_input(manifest) as f:
+            names = list(json.load(f))
+        if self._report_is_this_jobs():
+            names += [REPORT, SUCCESS]
+        for name in names:
+            storage.delete(storage.join(self.output_dir, name))
 
     def _remove_temporary(self) -> None:
         shutil.rmtree(self.job_temp, ignore_errors=True)
         temporary = os.path.dirname(self.job_temp)
         if os.path.isdir(temporary) and not os.listdir(temporary):
             os.rmdir(temporary)
+
+
+def _move_once(source: str, target: str) -> None:
+    """Rename ``source`` to ``target``, or nothing if an earlier run did."""
+    if storage.kind(source) == "file":
+        storage.move(source, target)
+    elif storage.kind(target) != "file":
+        raise FileNotFoundError(f"committed part {storage.display(source)} is missing")
+
+
+def _fault_point(point: str) -> None:
+    """A test-only fault at a named point of the job commit: ``PYMR_TEST_COMMIT_FAULT=POINT``
+    ends the process there at once, as ``kill -9`` would."""
+    if os.environ.get(COMMIT_FAULT_ENV) == point:
+        os._exit(99)
 
 
 def _visible_entries(output_dir: str) -> list[str]:
@@ -406,9 +531,16 @@ class RemoteCommitter(OutputCommitter):
     records the attempt's files, ``commit_job`` copies them to their final names. Its
     methods that only clean up log a failure rather than raise it (as the local one
     ignores errors there), since the coordinator calls them in its event loop.
+
+    A rerun of the job commit works as ``OutputCommitter``'s, with two differences: on
+    an object store ``commit_task`` keeps what it records in memory, so a fresh
+    committer must be told every task commit again (``recover_task``, no I/O) before its
+    ``commit_job``; and the output being replaced is deleted before the
+    plan is written, so a rerun deletes it again only if no part was copied yet.
     """
 
     COPY_THREADS = 16  # copies of the job commit in flight at once
+    REPLACING = "_REPLACING"  # in the job's temporary folder: the job commit deletes the output there
 
     def __init__(self, output_dir: str, job_id: str):  # no I/O here: that starts in setup()
         self.output_dir = output_dir
@@ -418,8 +550,6 @@ class RemoteCommitter(OutputCommitter):
         self.created_output = False
         self._renames: bool | None = None
         self._published: dict[str, str] = {}  # final name -> the committed attempt's file
-        self._written: list[str] = []  # final files the job commit made, removed if it fails
-        self.replacing = False  # the output holds an earlier job's files, which the job commit deletes
 
     @property
     def renames(self) -> bool:
@@ -432,18 +562,18 @@ class RemoteCommitter(OutputCommitter):
         found = storage.kind(self.output_dir)
         if found in ("file", "other"):
             raise OutputExistsError(f"output path exists and is not a folder: {where}")
-        if found == "dir":
-            if set(storage.listdir(self.output_dir)) - {TEMPORARY}:
-                if not overwrite:
-                    raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
-                self.replacing = True  # deleted by the job commit: a job that fails leaves it as it was
-        elif not storage.container_exists(self.output_dir):
-            raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
-        else:
+        replacing = found == "dir" and bool(set(storage.listdir(self.output_dir)) - {TEMPORARY})
+        if replacing and not overwrite:
+            raise OutputExistsError(f"output folder already exists: {where} (use --overwrite to replace it)")
+        if found is None:
+            if not storage.container_exists(self.output_dir):
+                raise StorageError(f"cannot write {where}: the bucket {where.split('/')[2]!r} does not exist")
             storage.makedirs(self.output_dir)
             self.created_output = True
         if self.renames:
             storage.makedirs(self.committed)
+        if replacing:  # deleted by the job commit: a job that fails leaves it as it was
+            storage.write_bytes(storage.join(self.job_temp, self.REPLACING), b"")
 
     def attempt_dir(self, attempt_id: str) -> str:
         return storage.join(self.job_temp, attempt_id)
@@ -454,29 +584,39 @@ class RemoteCommitter(OutputCommitter):
             self._published.update((name, storage.join(source, name)) for name in files)
             return
         for name in files:
-            storage.move(storage.join(source, name), storage.join(self.committed, name))
+            _move_once(storage.join(source, name), storage.join(self.committed, name))
         self._quietly(storage.delete, source)
+
+    def recover_task(self, attempt_id: str, files: list[str]) -> None:
+        if not self.renames:  # the task commits an object store's committer holds in memory
+            self.commit_task(attempt_id, files)
 
     def discard_attempt(self, attempt_id: str) -> None:
         self._quietly(storage.delete, self.attempt_dir(attempt_id))
 
-    def commit_job(self, report: dict[str, Any]) -> None:
+    def _committed_parts(self) -> dict[str, str]:
         if self.renames:
-            parts = {name: storage.join(self.committed, name) for name in storage.listdir(self.committed)}
-        else:
-            parts = dict(self._published)
-        _unify_parquet(list(parts.values()))
-        if self.replacing:
+            return {name: storage.join(self.committed, name) for name in storage.listdir(self.committed)}
+        return dict(self._published)
+
+    def _prepare_publishing(self) -> None:
+        if storage.kind(storage.join(self.job_temp, self.REPLACING)) == "file":
             self._delete_replaced()
-        publish = storage.move if self.renames else storage.copy
-        self._written = [storage.join(self.output_dir, name) for name in sorted(parts)] + [
-            storage.join(self.output_dir, REPORT)]
-        with ThreadPoolExecutor(self.COPY_THREADS) as pool:
-            for done in [pool.submit(publish, parts[name], storage.join(self.output_dir, name))
+
+    def _publish(self, parts: dict[str, str]) -> None:
+        if self.renames:
+            super()._publish(parts)
+            return
+        with ThreadPoolExecutor(self.COPY_THREADS) as pool:  # the sources stay until the report is written
+            for done in [pool.submit(storage.copy, parts[name], storage.join(self.output_dir, name))
                          for name in sorted(parts)]:
                 done.result()  # the first failure fails the job commit (and abort_job removes what it made)
-        write_report(self.output_dir, report)
-        self._remove_temporary()
+        _fault_point("part-1")
+
+    def _finish(self) -> None:
+        storage.delete(self.job_temp)
+        _fault_point("temporary")
+        self._quietly(_delete_if_empty, storage.join(self.output_dir, TEMPORARY))
         storage.write_bytes(storage.join(self.output_dir, SUCCESS), b"")
 
     def _delete_replaced(self) -> None:
@@ -488,8 +628,7 @@ class RemoteCommitter(OutputCommitter):
 
     def abort_job(self) -> None:
         """Remove ``_temporary``, and the final files of a job commit that failed."""
-        for path in self._written:
-            self._quietly(storage.delete, path)
+        self._quietly(lambda _: self._unpublish(), self.output_dir)
         self._remove_temporary()
         if self.created_output:
             self._quietly(_delete_if_empty, self.output_dir)
@@ -527,32 +666,100 @@ def _unify_parquet(parts: list[str]) -> None:
 
 # -- results -------------------------------------------------------------------------------
 class JobResult:
-    """A finished job: its output folder, counters and report; iterate it for ``(key, value)``."""
+    """A finished job: its output folder, counters and report; iterate it for ``(key, value)``.
+
+    Pairs come back as the output format keeps them: ``jsonl`` and ``parquet`` give keys
+    and values their JSON types back, and a key that was a tuple comes back a tuple
+    (JSON has only arrays; a key cannot be a list, so an array key was a tuple); a
+    value that was a tuple comes back a list. ``text`` gives each key as its text (a
+    tuple key as the text of a JSON array) and a value that is valid JSON decoded.
+    """
 
     def __init__(self, output_dir: str, output_format: str, counters: dict[str, dict[str, int]], report: dict):
+        #: the folder (or URI) the part files are in
         self.output_dir = output_dir
+        #: ``text``, ``jsonl`` or ``parquet``
         self.output_format = output_format
+        #: ``{group: {name: total}}``, the framework's (group ``pymr``) and the job's own
         self.counters = counters
+        #: the job's report, as written to ``_REPORT.json``: tasks, attempts, times, counters
         self.report = report
 
     def part_files(self) -> list[str]:
+        """The output's part files (paths or URIs), in part order."""
         names = sorted(n for n in storage.listdir(self.output_dir) if n.startswith("part-"))
         return [storage.join(self.output_dir, n) for n in names]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """Every output pair, part file by part file (read from the files, not held in memory)."""
         if self.output_format == "parquet":
             from .parquet_output import read_parquet_pairs
 
             for path in self.part_files():
-                yield from read_parquet_pairs(path)
+                for key, value in read_parquet_pairs(path):
+                    yield _tuple_key(key), value
             return
         for path in self.part_files():
-            with io.TextIOWrapper(storage.open_input(path), encoding="utf-8") as f:
+            # (surrogateescape: text output writes names that are not UTF-8 as their own bytes)
+            with io.TextIOWrapper(storage.open_input(path), encoding="utf-8", errors="surrogateescape") as f:
                 for line in f:
-                    yield parse_line(line, self.output_format)
+                    key, value = parse_line(line, self.output_format)
+                    yield (_tuple_key(key) if self.output_format == "jsonl" else key), value
+
+    def __len__(self) -> int:
+        """The number of output records (read from the part files, not from counters)."""
+        if self.output_format == "parquet":
+            import pyarrow.parquet as pq
+
+            total = 0
+            for path in self.part_files():
+                with storage.open_input(path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+            return total
+        total = 0
+        for path in self.part_files():
+            with storage.open_input(path) as f:
+                total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return total
+
+    def to_arrow(self) -> Any:
+        """Every pair as a ``pyarrow.Table`` of columns ``key`` and ``value``. A column whose
+        values Arrow cannot hold in one type (tuple keys, mixed types) is JSON text."""
+        import pyarrow as pa
+
+        keys: list[Any] = []
+        values: list[Any] = []
+        for key, value in self:
+            keys.append(key)
+            values.append(value)
+        return pa.table({"key": _arrow_column(keys), "value": _arrow_column(values)})
+
+    def to_pandas(self) -> Any:
+        """Every pair as a ``pandas.DataFrame`` of columns ``key`` and ``value`` (needs pandas,
+        which pymr does not install)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("JobResult.to_pandas() needs pandas (pip install pandas); to_arrow() does not") from None
+        return self.to_arrow().to_pandas()
 
     def counter(self, group: str, name: str) -> int:
+        """One counter's total (0 if it was never incremented)."""
         return self.counters.get(group, {}).get(name, 0)
 
     def __repr__(self) -> str:
         return f"JobResult(output_dir={self.output_dir!r})"
+
+
+def _tuple_key(key: Any) -> Any:
+    """A key read back from JSON: an array was a tuple (lists cannot be keys)."""
+    return tuple(map(_tuple_key, key)) if isinstance(key, list) else key
+
+
+def _arrow_column(items: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(items)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array([json.dumps(item, default=repr) for item in items], pa.string())

@@ -6,7 +6,8 @@ that does not fit fails the task) or inferred from the Python values, per column
 
 * all ``str`` → string; all ``bool`` → bool; all ``bytes`` → binary;
 * all ``int`` (within int64) → int64; ``int`` mixed with ``float``, or all ``float`` → float64;
-* anything else (tuples, lists, dicts, mixed kinds, ints beyond int64) → a JSON string,
+* anything else (tuples, lists, dicts, mixed kinds, ints beyond int64, and a ``str`` that
+  UTF-8 cannot hold, such as a file name with undecodable bytes) → a JSON string,
   listed in the file's schema metadata ``pymr.json_columns`` so ``read_parquet_pairs``
   decodes it (a tuple comes back as a list).
 
@@ -72,14 +73,21 @@ def infer_column(items: list[Any]) -> tuple[pa.Array, ColumnType]:
         if kind is int and all(_INT64[0] <= i <= _INT64[1] for i in items if i is not None):
             arrow = pa.int64()
         if arrow is not None:
-            return pa.array(items, arrow), ColumnType(arrow)
+            try:
+                return pa.array(items, arrow), ColumnType(arrow)
+            except UnicodeEncodeError:  # a str that is not UTF-8 (a file name): JSON escapes it
+                pass
     if kinds == {int, float} and all(_INT64[0] <= i <= _INT64[1] for i in items if type(i) is int):
         return pa.array([None if i is None else float(i) for i in items], pa.float64()), ColumnType(pa.float64())
     return json_array(items), ColumnType(JSON, True)
 
 
 def json_array(items: Iterable[Any]) -> pa.Array:
-    return pa.array([to_json(item) for item in items], JSON)
+    texts = [to_json(item) for item in items]
+    try:
+        return pa.array(texts, JSON)
+    except UnicodeEncodeError:  # lone surrogates (names that are not UTF-8) as the JSON escape \udcXX
+        return pa.array([text.encode("utf-8", "backslashreplace").decode("utf-8") for text in texts], JSON)
 
 
 def convert_column(array: pa.ChunkedArray | pa.Array, have: ColumnType, want: ColumnType) -> pa.ChunkedArray | pa.Array:

@@ -5,13 +5,19 @@ Every message is a list of ZeroMQ frames::
     [VERSION, kind, json_body, blob...]
 
 (the coordinator's ROUTER adds the peer identity in front). ``json_body`` is a UTF-8
-JSON object; blobs are opaque bytes (cloudpickled job code, pickled exceptions) that
-only a worker or client unpickles, never the coordinator. Control messages are small;
-bulk data never travels through the coordinator.
+JSON object; blobs are opaque bytes (cloudpickled job code, Arrow batches) that only a
+worker unpickles, never the coordinator or a client. Control messages are small; bulk
+data never travels through the coordinator.
+
+A part (the JSON body or a blob) longer than ``FRAME_BYTES`` travels as several frames:
+every frame but its last holds exactly ``FRAME_BYTES``, the last fewer (maybe none).
+ZeroMQ reads a whole frame before CURVE can tell who sent it, so the frame size is what
+a peer that never authenticates can make a process hold; a whole message is limited to
+``MAX_MESSAGE_BYTES``.
 
 Worker -> coordinator: REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE.
 Coordinator -> worker: WELCOME, REFUSED, ASSIGN, CANCEL, JOB_ENDED, SHUTDOWN, HEARTBEAT.
-Client -> coordinator: SUBMIT, CANCEL_JOB, WORKER_LOST, STOP.
+Client -> coordinator: SUBMIT, WATCH, CANCEL_JOB, WORKER_LOST, STOP.
 Coordinator -> client: ACCEPTED, REJECTED, PROGRESS, FINISHED.
 Reducer -> a worker's shuffle server: FETCH_INDEX, FETCH_BATCH; back: INDEX, BATCH, FETCH_ERROR.
 """
@@ -55,14 +61,20 @@ FETCH_BATCH = "fetch_batch"
 INDEX = "index"
 BATCH = "batch"
 FETCH_ERROR = "fetch_error"
+WATCH = "watch"  # a client follows a job by its id (after the coordinator restarted, or from elsewhere)
 
 KINDS = frozenset(
     {REGISTER, HEARTBEAT, TASK_DONE, TASK_FAILED, ATTEMPT_STOPPED, BYE, WELCOME, REFUSED, ASSIGN, CANCEL,
      JOB_ENDED, SHUTDOWN, SUBMIT, CANCEL_JOB, WORKER_LOST, STOP, ACCEPTED, REJECTED, PROGRESS, FINISHED,
-     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR}
+     FETCH_INDEX, FETCH_BATCH, INDEX, BATCH, FETCH_ERROR, WATCH}
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # job code can be large; control messages are tiny
+FRAME_BYTES = 256 * 1024  # what a stranger can make a process hold per connection (see configure)
+MAX_FRAMES = MAX_MESSAGE_BYTES // FRAME_BYTES + 64
+CURVE_OVERHEAD_BYTES = 1024  # a CURVE frame is its plain text plus a 33-byte header and tag
+HANDSHAKE_S = 10.0  # a connection that has not authenticated by then is dropped
+MAX_NEW_CONNECTIONS = 256  # connections a coordinator lets be in their handshake at once (security._NewConnectionLimit)
 HEARTBEAT_INTERVAL_S = 1.0
 WORKER_TIMEOUT_S = 10.0
 SEND_HWM = 10_000
@@ -77,31 +89,61 @@ class Message:
 
 
 def pack(kind: str, body: dict[str, Any] | None = None, *blobs: bytes) -> list[bytes]:
-    return [VERSION, kind.encode(), json.dumps(body or {}, separators=(",", ":")).encode(), *blobs]
+    parts = [json.dumps(body or {}, separators=(",", ":")).encode(), *blobs]
+    return [VERSION, kind.encode(), *(frame for part in parts for frame in _frames(part))]
+
+
+def _frames(part: bytes) -> list[bytes]:
+    if len(part) < FRAME_BYTES:
+        return [part]
+    view = memoryview(part)
+    return [view[start:start + FRAME_BYTES] for start in range(0, len(part) + 1, FRAME_BYTES)]
 
 
 def unpack(frames: list[bytes]) -> Message:
     """Decode frames into a Message, or raise ProtocolError saying what is wrong."""
-    if len(frames) < 3:
-        raise ProtocolError(f"message has {len(frames)} frames, expected at least 3")
+    if not 3 <= len(frames) <= MAX_FRAMES:
+        raise ProtocolError(f"message has {len(frames)} frames, expected 3 to {MAX_FRAMES}")
+    size = sum(len(frame) for frame in frames)
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {size} bytes is over the limit of {MAX_MESSAGE_BYTES} bytes")
     if frames[0] != VERSION:
         raise ProtocolError(f"unknown protocol version {frames[0][:16]!r} (this is {VERSION.decode()})")
+    parts = _parts(frames[2:])
     try:
         kind = frames[1].decode()
-        body = json.loads(frames[2])
+        body = json.loads(parts[0])
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"undecodable message: {exc}") from None
     if kind not in KINDS or not isinstance(body, dict):
         raise ProtocolError(f"unknown message kind {kind[:32]!r}")
-    return Message(kind, body, list(frames[3:]))
+    return Message(kind, body, parts[1:])
+
+
+def _parts(frames: list[bytes]) -> list[bytes]:
+    """Join the frames ``pack`` cut each part into."""
+    parts: list[bytes] = []
+    pending: list[bytes] = []
+    for frame in frames:
+        if len(frame) > FRAME_BYTES:
+            raise ProtocolError(f"a frame of {len(frame)} bytes is over the limit of {FRAME_BYTES} bytes")
+        pending.append(frame)
+        if len(frame) < FRAME_BYTES:
+            parts.append(pending[0] if len(pending) == 1 else b"".join(pending))
+            pending = []
+    if pending:
+        raise ProtocolError("message ends inside a part")
+    return parts
 
 
 def configure(sock: zmq.Socket) -> zmq.Socket:
-    """Settings every pymr socket gets, so that no process can hang on exit or a peer."""
+    """Settings every pymr socket gets, so that no process can hang on exit or a peer, and
+    no peer can make it hold more than a frame before it has authenticated."""
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)
     sock.setsockopt(zmq.RCVHWM, SEND_HWM)
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    sock.setsockopt(zmq.MAXMSGSIZE, FRAME_BYTES + CURVE_OVERHEAD_BYTES)  # ZeroMQ's limit is per frame
+    sock.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_S * 1000))
     return sock
 
 

@@ -12,6 +12,8 @@ the run ends, however it ends.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
 import shutil
@@ -24,26 +26,28 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-import cloudpickle
 import zmq
 
 from . import forkserver, storage
 from . import protocol as proto
 from . import scheduler as sched
-from .code import dump_job, local_side_files
+from .code import check_sendable, dump_job, importable, local_side_files, side_file_paths
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
-from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OutputExistsError,
-                     PymrError, StorageError)
+from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
+                     OutputExistsError, PymrError, StorageError, exception_from)
 from .executor import arrow_threads
-from .inputs import DEFAULT_SPLIT_SIZE, parse_size, plan_splits, require_record_batches, split_format_prefix
+from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
+                     split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .sampling import sample_cuts
-from .security import ClusterKey, Security, generate_key, read_key_file, write_key_file
+from .security import ClusterKey, Security, connect, generate_key, read_key_file, write_key_file
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[dict[str, Any]], None]
-SILENCE_LIMIT_S = 60.0  # the coordinator sends progress at least every 5 s
+LOST_AFTER_S = 15.0  # the coordinator sends progress at least every 5 s: three missed, it is presumed gone
+RECONNECT_TIMEOUT_S = 120.0  # how long a client keeps trying to reach a coordinator that went away
+WATCH_INTERVAL_S = 1.0
 _REJECTIONS = {"InputError": InputError, "OutputExistsError": OutputExistsError, "ClusterError": ClusterError,
                "StorageError": StorageError}
 
@@ -64,6 +68,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         raise PymrError(f"reducers must be at least 1, got {num_reducers}")
     inputs = [_absolute_input(str(i)) for i in ([inputs] if isinstance(inputs, str) else inputs)]
     output = storage.normalize(str(output))
+    check_output_apart(inputs, output)
     return {
         "name": job_class.__name__,
         "inputs": inputs,
@@ -95,18 +100,65 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             workers: int | None = None, inline: bool = False, coordinator: str | None = None,
             secret_file: str | None = None,
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
-            on_progress: ProgressCallback | None = None, **settings: Any) -> JobResult:
-    """Run a job to completion and return its result (see ``Job.run``)."""
-    files = [*job_class.files, *files]
-    if output is None:
-        output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
-        settings.setdefault("overwrite", True)
-        settings.setdefault("output_format", "jsonl")
-    spec = job_spec(job_class, inputs, output, **settings)
+            py_files: Sequence[str] = (), on_progress: ProgressCallback | None = None,
+            reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None,
+            **settings: Any) -> JobResult:
+    """Run a job to completion and return its result (see ``Job.run``); with ``coordinator``,
+    ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s."""
+    _check_settings(settings)
+    options = checked_options(job_class, options)
+    connection = {"reconnect_timeout_s": reconnect_timeout_s, "on_notice": on_notice}
+    if output is not None:
+        return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
+                    on_progress, settings, connection)
+    output = tempfile.mkdtemp(prefix=f"pymr-{job_class.__name__}-")
+    settings.setdefault("overwrite", True)
+    settings.setdefault("output_format", "jsonl")
+    try:
+        return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
+                    on_progress, settings, connection)
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)  # nobody was told where it is
+        raise
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Refuse a keyword ``Job.run`` does not take, naming ``run()`` (not an inner function)."""
+    known = set(inspect.signature(job_spec).parameters) - {"job_class", "inputs", "output"}
+    for name in settings:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known | _RUN_KEYWORDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"run() got an unexpected keyword argument {name!r}{hint}")
+
+
+_RUN_KEYWORDS = {"workers", "inline", "coordinator", "secret_file", "options", "quiet", "files", "py_files",
+                 "on_progress", "reconnect_timeout_s", "on_notice"}
+
+
+def checked_options(job_class: type[Job], options: dict[str, Any] | None) -> dict[str, Any]:
+    """Job option values, refused (as the command line refuses them) if the job has no such
+    option or lacks a required one."""
     options = dict(options or {})
+    declared = {o.attr: o for o in job_class.options}
+    for name in options:
+        if name not in declared:
+            close = difflib.get_close_matches(name, sorted(declared), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            have = ", ".join(sorted(declared)) or "none"
+            raise OptionError(f"job {job_class.__name__} has no option {name!r}{hint} (its options: {have})")
     missing = [o.flag for o in job_class.options if o.required and options.get(o.attr) is None]
     if missing:
-        raise PymrError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
+        raise OptionError(f"job {job_class.__name__} needs option(s): {', '.join(missing)}")
+    return options
+
+
+def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers: int | None, inline: bool,
+         coordinator: str | None, secret_file: str | None, options: dict[str, Any], files: Sequence[str],
+         py_files: Sequence[str], on_progress: ProgressCallback | None, settings: dict[str, Any],
+         connection: dict[str, Any]) -> JobResult:
+    files = side_file_paths(job_class, files)
+    spec = job_spec(job_class, inputs, output, **settings)
     steps = list(job_class(options).steps() or ()) if job_class.has_steps() else []
     if job_class.has_steps() and not steps:
         raise PymrError(f"job {job_class.__name__}: steps() returned no steps")
@@ -117,16 +169,18 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
         splits = plan_splits(spec["inputs"], spec["split_size"], spec.get("input_format"))
         spec["partition_cuts"] = [cut.hex() for cut in sample_cuts(job_class(options), splits, spec["reducers"])]
     if inline:
+        check_sendable(job_class, options)  # what fails in local mode fails here too
+        importable(py_files)
         report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
     elif coordinator:
         key = read_key_file(secret_file) if secret_file else None
-        with Client(coordinator, key) as client:
-            code = dump_job(job_class, options, files)
+        code = dump_job(job_class, options, files, py_files)
+        with Client(coordinator, key, **connection) as client:
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
+        code = dump_job(job_class, options, files, py_files)
         with LocalCluster(workers or os.cpu_count() or 1) as cluster:
             with Client(cluster.address, cluster.key) as client:
-                code = dump_job(job_class, options, files)
                 report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
 
@@ -285,7 +339,10 @@ def run_inline(job_class: type[Job], options: dict[str, Any], spec: dict[str, An
             _run_inline_task(job_class, options, active, task, scratch, local_files)
         run.state = sched.JobState.SUCCEEDED
         report = job_report(active)
-        committer.commit_job(report)
+        try:
+            committer.commit_job(report)
+        except OSError as exc:  # not a task's error: said as the coordinator says it
+            raise JobFailed(f"job {spec['name']} failed: job commit failed: {exc}") from exc
         return report
     except BaseException:
         committer.abort_job()
@@ -323,14 +380,25 @@ def _run_inline_task(job_class, options, active: ActiveJob, task: sched.Task, sc
 
 # -- client ---------------------------------------------------------------------------------
 class Client:
-    """Submits a job to a coordinator and follows it to the end."""
+    """Submits a job to a coordinator and follows it to the end.
 
-    def __init__(self, address: str, key: ClusterKey | None = None, connect_timeout_s: float = 10.0):
+    If the coordinator goes away (its connection drops, or nothing is heard from it for
+    ``LOST_AFTER_S``) the client keeps trying for ``reconnect_timeout_s``: it sends
+    WATCH with the job's id every ``WATCH_INTERVAL_S`` until a coordinator on the same
+    address answers where the job is (a coordinator with a state dir resumes its jobs
+    when it restarts), then follows the job to its end as before.
+    """
+
+    def __init__(self, address: str, key: ClusterKey | None = None, connect_timeout_s: float = 10.0,
+                 reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None):
         self.address = address
         self.connect_timeout_s = connect_timeout_s
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.on_notice = on_notice  # told, in a sentence, when contact is lost and found again
         self.context = zmq.Context()
         self.socket = Security(self.context, key).client(proto.configure(self.context.socket(zmq.DEALER)))
-        self.socket.connect(address)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        connect(self.socket, address)
         self.job_id: str | None = None
 
     def __enter__(self) -> Client:
@@ -340,6 +408,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
         self.context.destroy(linger=0)
 
@@ -387,19 +457,26 @@ class Client:
             raise
 
     def wait(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        last_heard = time.monotonic()
-        while True:
-            msg = self.receive(1.0)
-            if msg is None or msg.body.get("job_id") != job_id:
-                if time.monotonic() - last_heard > SILENCE_LIMIT_S:
-                    raise ClusterError(f"lost contact with the coordinator at {self.address}: nothing heard for "
-                                       f"{SILENCE_LIMIT_S:g} s; job {job_id} may still be running there")
-                continue
-            last_heard = time.monotonic()
-            if msg.kind == proto.PROGRESS and on_progress is not None:
-                on_progress(msg.body)
-            elif msg.kind == proto.FINISHED:
-                return _finished(msg)
+        """Follow a job this client submitted to its end, through coordinator restarts."""
+        return _Follower(self, job_id, on_progress, by_id=False).run()
+
+    def follow(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Follow a job by its id (submitted elsewhere, or before a restart) to its end;
+        this client then gets its progress and its end instead of the one that submitted it."""
+        return _Follower(self, job_id, on_progress, by_id=True).run()
+
+    def connection_dropped(self) -> bool:
+        """Whether the connection to the coordinator dropped since last asked (ZeroMQ
+        reconnects by itself; a drop is how a coordinator that restarted shows)."""
+        dropped = False
+        while self.monitor.poll(0):
+            self.monitor.recv_multipart()  # only EVENT_DISCONNECTED is subscribed to
+            dropped = True
+        return dropped
+
+    def notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(text)
 
     def _await_finish(self, job_id: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -409,21 +486,101 @@ class Client:
                 return
 
 
+class _Follower:
+    """Follows one job on a coordinator: progress until FINISHED, and WATCH while out of contact.
+
+    ``lost_s`` is when contact was found lost (None while in contact); until a WATCH is
+    answered, WATCH is resent every ``WATCH_INTERVAL_S``, and after ``reconnect_timeout_s``
+    the client gives up (exit 3) saying how to follow the job later.
+    """
+
+    def __init__(self, client: Client, job_id: str, on_progress: ProgressCallback | None, by_id: bool):
+        self.client, self.job_id, self.on_progress, self.by_id = client, job_id, on_progress, by_id
+        self.last_heard_s = time.monotonic()
+        self.lost_s: float | None = time.monotonic() if by_id else None
+        self.dropped = False  # the connection dropped while out of contact: the coordinator restarted
+        self.next_watch_s = 0.0
+        client.connection_dropped()  # forget drops before the job was accepted
+
+    def run(self) -> dict[str, Any]:
+        while True:
+            msg = self.client.receive(0.25)
+            self._check_contact()
+            if msg is not None and msg.body.get("job_id") == self.job_id:
+                self.last_heard_s = time.monotonic()
+                if msg.kind == proto.FINISHED:
+                    self._found(ended=True)
+                    return _finished(msg)
+                if msg.kind == proto.REJECTED:
+                    raise ClusterError(self._unknown_job())
+                if msg.kind == proto.PROGRESS:
+                    if msg.body.get("watch"):
+                        self._found(ended=False)
+                    if self.on_progress is not None:
+                        self.on_progress(msg.body)
+            if self.lost_s is not None:
+                self._watch()
+
+    def _check_contact(self) -> None:
+        now = time.monotonic()
+        timeout = self.client.reconnect_timeout_s
+        if self.client.connection_dropped() and not self.dropped:
+            self.dropped = True
+            if self.lost_s is None:
+                self.lost_s = now
+                self.client.notice(f"lost the connection to the coordinator at {self.client.address}; waiting up "
+                                   f"to {timeout:g} s for it to come back (--reconnect-timeout)")
+        if self.lost_s is None and now - self.last_heard_s > LOST_AFTER_S:
+            self.lost_s = now
+            self.client.notice(f"nothing heard from the coordinator at {self.client.address} for {LOST_AFTER_S:g} s; "
+                               f"trying to reach it for up to {timeout:g} s (--reconnect-timeout)")
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        if now - self.lost_s > self.client.reconnect_timeout_s:  # type: ignore[operator]
+            raise ClusterError(f"lost contact with the coordinator at {self.client.address}: no answer for "
+                               f"{self.client.reconnect_timeout_s:g} s (--reconnect-timeout); job {self.job_id} may "
+                               f"still be running there: follow it with `pymr status {self.job_id}` or on the "
+                               "coordinator's status page")
+        if now >= self.next_watch_s:
+            try:
+                self.client.send(proto.WATCH, {"job_id": self.job_id})
+            except ClusterError:  # the queue to an absent coordinator is full: try again later
+                pass
+            self.next_watch_s = now + WATCH_INTERVAL_S
+
+    def _found(self, ended: bool) -> None:
+        """A WATCH was answered (or the job's end arrived): contact is back."""
+        if self.lost_s is not None and not self.by_id:
+            how = "restarted" if self.dropped else "answers again"
+            now = "had ended meanwhile" if ended else ("resumed there" if self.dropped else "is still running")
+            self.client.notice(f"the coordinator at {self.client.address} {how}; job {self.job_id} {now}")
+        self.lost_s, self.dropped, self.by_id = None, False, False
+
+    def _unknown_job(self) -> str:
+        address = self.client.address
+        if self.by_id:
+            return f"the coordinator at {address} does not know job {self.job_id} (it never ran there, or ended long ago)"
+        return (f"the coordinator at {address} restarted and does not know job {self.job_id} (without --state-dir "
+                "it keeps no state of its jobs): the job is lost; submit it again")
+
+
 def _finished(msg: proto.Message) -> dict[str, Any]:
+    """The job's report, or JobFailed carrying the task's error as data (never unpickled:
+    whoever answers on the coordinator's address must not run code here)."""
     report = msg.body
-    if report["state"] == sched.JobState.SUCCEEDED.value:
+    if report.get("state") == sched.JobState.SUCCEEDED.value:
         return report
-    if report["state"] == sched.JobState.CANCELLED.value:
-        raise JobCancelled(f"job {report['name']} was cancelled: {report.get('error')}")
-    failure = JobFailed(f"job {report['name']} failed: {report.get('error')}", report.get("error_detail"))
+    if report.get("state") == sched.JobState.CANCELLED.value:
+        raise JobCancelled(f"job {report.get('name')} was cancelled: {report.get('error')}")
+    detail = report.get("error_detail")
+    task_error = None
+    if isinstance(detail, dict):
+        task_error = {**detail, **{k: str(v) for k, v in detail.items() if k in ("type", "message", "traceback")}}
+    failure = JobFailed(f"job {report.get('name')} failed: {report.get('error')}", task_error)
     failure.report = report
-    if msg.blobs and msg.blobs[0]:
-        try:
-            raise failure from cloudpickle.loads(msg.blobs[0])
-        except JobFailed:
-            raise
-        except Exception:
-            pass
+    if task_error and "type" in task_error:
+        raise failure from exception_from(task_error)
     raise failure
 
 

@@ -191,6 +191,8 @@ class JobRun:
     worker_failures: dict[str, int] = field(default_factory=dict)
     excluded: set[str] = field(default_factory=set)
     failed_attempts: int = 0
+    attempt_offset: int = 0  # added to attempt numbers: a resumed job's never reuse an earlier coordinator's
+    outputs_on: dict[str, set[Task]] = field(default_factory=dict)  # worker -> its DONE maps, whose output it holds
     map_bytes_total: int = 0
     map_bytes_done: int = 0
 
@@ -281,6 +283,10 @@ def _next_pending(job: JobRun, phase: Phase, worker_id: str, live: Collection[st
     for i, task in enumerate(phase.retries):
         if i >= RETRY_SCAN:
             break
+        if task.state != TaskState.PENDING:  # restored as done meanwhile
+            del phase.retries[i]
+            task.queued = False
+            break
         if worker_id not in task.failed_on:
             del phase.retries[i]
             return task
@@ -315,7 +321,8 @@ def _next_backup(phase: Phase, worker_id: str) -> Task | None:
 
 def _start_attempt(job: JobRun, task: Task, worker_id: str, now_s: float, backup: bool) -> tuple[Task, Attempt]:
     task.queued = False
-    attempt = Attempt(f"{job.job_id}-{task.task_id}-{len(task.attempts)}", worker_id, now_s, backup=backup)
+    number = job.attempt_offset + len(task.attempts)
+    attempt = Attempt(f"{job.job_id}-{task.task_id}-{number}", worker_id, now_s, backup=backup)
     task.attempts.append(attempt)
     task.state = TaskState.RUNNING
     job.attempts_by_id[attempt.attempt_id] = (task, attempt)
@@ -363,6 +370,30 @@ def find_stragglers(job: JobRun, now_s: float) -> int:
     return queued
 
 
+def restore(job: JobRun, task: Task, attempt_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+    """Mark a PENDING task DONE as an earlier coordinator committed it (recovery), with no
+    effects: nothing is to be done about it. Returns whether it was restored."""
+    if task.state != TaskState.PENDING or job.state != JobState.RUNNING:
+        return False
+    attempt = Attempt(attempt_id, worker_id, 0.0, state="succeeded", finished_s=0.0)
+    task.attempts.append(attempt)
+    job.attempts_by_id[attempt_id] = (task, attempt)
+    task.state, task.winner, task.result = TaskState.DONE, attempt, result
+    job.phase_of(task).done += 1
+    if task.kind == "map":
+        job.map_bytes_done += task.input_bytes
+        job.outputs_on.setdefault(worker_id, set()).add(task)
+    return True
+
+
+def finish_restored(job: JobRun) -> list[Effect]:
+    """After recovery: a job whose last phase is all restored has succeeded."""
+    if job.state == JobState.RUNNING and (job.reduce_phase if job.reduces else job.map_phase).complete:
+        job.state = JobState.SUCCEEDED
+        return [Effect("job_succeeded")]
+    return []
+
+
 # -- ends of attempts -----------------------------------------------------------------------
 def finish(job: JobRun, attempt_id: str, result: dict[str, Any], now_s: float = 0.0) -> list[Effect]:
     """An attempt succeeded: the first success of a task wins, later ones are discarded."""
@@ -383,6 +414,7 @@ def finish(job: JobRun, attempt_id: str, result: dict[str, Any], now_s: float = 
     phase.durations.add(now_s - attempt.started_s)
     if task.kind == "map":
         job.map_bytes_done += task.input_bytes
+        job.outputs_on.setdefault(attempt.worker_id, set()).add(task)
     effects = [Effect("commit_task", task, attempt, result)]
     for other in task.running():
         _end_attempt(job, other, "killed", now_s)
@@ -471,6 +503,7 @@ def fetch_failed(job: JobRun, attempt_id: str, map_index: int, error: dict[str, 
 def _undo_map(job: JobRun, task: Task) -> None:
     """A DONE map's output is gone: it runs again."""
     if task.winner is not None:
+        job.outputs_on.get(task.winner.worker_id, set()).discard(task)
         task.winner.state = "lost"
     task.winner = None
     task.result = None
@@ -482,8 +515,7 @@ def _undo_map(job: JobRun, task: Task) -> None:
 def _fail_job(job: JobRun, task: Task, error: dict[str, Any]) -> list[Effect]:
     job.state = JobState.FAILED
     where = task_description(task)
-    attempts = f"after {task.failures} attempt(s)" if not error.get("fatal") else "(not retried: no retry can succeed)"
-    job.error = f"{where} failed {attempts}: {error.get('type', 'Error')}: {error.get('message', '')}"
+    job.error = f"{where} failed after {task.failures} attempt(s): {error.get('type', 'Error')}: {error.get('message', '')}"
     job.error_detail = dict(error, task=task.task_id, kind=task.kind, where=where)
     return [Effect("job_failed")] + _cancel_running(job)
 
@@ -526,14 +558,14 @@ def lose_worker(job: JobRun, worker_id: str, reason: str = "its worker was lost"
     """A worker is gone: its running attempts are killed, and done maps whose output it
     held run again. Reduces that are running then need an output that no longer exists:
     they are killed at once (not left to time out fetching it) and run again after
-    those maps. O(running attempts), plus O(maps) when the reduces still need maps."""
+    those maps. O(running attempts + the maps whose output the worker held)."""
     effects: list[Effect] = []
     for task, attempt in list(job.running_attempts.values()):
         if attempt.worker_id == worker_id:
             effects += kill(job, attempt.attempt_id, reason)
     if job.state != JobState.RUNNING or job.map_only or job.reduce_phase.complete:
         return effects
-    lost = [t for t in job.maps if t.state == TaskState.DONE and t.winner and t.winner.worker_id == worker_id]
+    lost = sorted(job.outputs_on.pop(worker_id, ()), key=lambda t: t.index)
     for task in lost:
         _undo_map(job, task)
     if lost:

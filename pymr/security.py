@@ -7,23 +7,35 @@ secret key. A peer without the key fails the handshake before any message of its
 read, so nothing unauthenticated is ever unpickled.
 
 The key file (``pymr keygen``) holds one CURVE key pair, used by every member of the
-cluster, and is created with mode 0600. Local mode makes a fresh key per run.
-Without a key, services listen on loopback only.
+cluster, and is created with mode 0600; the pair is checked when the file is read.
+Local mode makes a fresh key per run. Without a key, services listen on loopback only,
+and a service listens on exactly the address it was given, never a wider one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import socket
 import stat
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 
 import zmq
 import zmq.auth.thread
+from zmq.utils.monitor import recv_monitor_message
+from zmq.utils.z85 import Z85CHARS
 
-from .errors import PymrError
+from .errors import AddressError, PymrError
+from .protocol import HANDSHAKE_S
 
+log = logging.getLogger("pymr.security")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+Z85_CHARACTERS = frozenset(Z85CHARS)
 
 
 class KeyFileError(PymrError):
@@ -51,12 +63,32 @@ def generate_key() -> ClusterKey:
 
 
 def write_key_file(path: str, key: ClusterKey, overwrite: bool = False) -> None:
-    """Write ``key`` to ``path`` readable by its owner only (0600)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Write ``key`` to ``path`` readable by its owner only (0600).
+
+    ``overwrite`` replaces whatever is at ``path``, a symbolic link included, by a new
+    file: never the file a link points to, which may be anyone's."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise KeyFileError(f"cannot write key file {path}: folder {folder} does not exist")
     try:
-        fd = os.open(path, flags, 0o600)
+        if overwrite:
+            fd, temporary = tempfile.mkstemp(dir=folder, prefix=".pymr-key-")  # mode 0600
+            try:
+                _write_key(fd, key)
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        else:
+            _write_key(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), key)
     except FileExistsError:
-        raise KeyFileError(f"key file already exists: {path} (remove it first, or choose another name)") from None
+        raise KeyFileError(f"key file already exists: {path} (remove it first, choose another name, "
+                           "or give --force)") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
+
+
+def _write_key(fd: int, key: ClusterKey) -> None:
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         json.dump({"pymr-cluster-key": 1, **key.to_dict()}, f)
@@ -72,12 +104,21 @@ def read_key_file(path: str) -> ClusterKey:
         raise KeyFileError(f"secret file not found: {path} (create one with: pymr keygen {path})") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise KeyFileError(f"not a pymr key file: {path} ({exc})") from None
-    if len(key.public) != 40 or len(key.secret) != 40:
-        raise KeyFileError(f"not a pymr key file: {path} (keys must be 40 Z85 characters)")
+    for name, value in (("public", key.public), ("secret", key.secret)):
+        if len(value) != 40 or not set(value) <= Z85_CHARACTERS:
+            raise KeyFileError(f"not a pymr key file: {path} (its {name} key is not 40 Z85 characters: "
+                               "letters, digits and .-:+=^!/*?&<>()[]{}@%$#)")
     mode = os.stat(path).st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"secret file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
                            f"run: chmod 600 {path}")
+    try:
+        public_of_secret = zmq.curve_public(key.secret)
+    except zmq.ZMQError:
+        public_of_secret = None  # five characters over 2**32: not a key
+    if public_of_secret != key.public:
+        raise KeyFileError(f"bad key file: {path} (its public key is not the pair of its secret key; "
+                           f"create a new key with: pymr keygen --force {path}, and copy it to every machine)")
     return key
 
 
@@ -92,6 +133,56 @@ def is_loopback(address: str) -> bool:
     return is_loopback_host(address[len("tcp://"):].rsplit(":", 1)[0])
 
 
+def tcp_address(host: str, port: int | str) -> str:
+    """``tcp://HOST:PORT``, with an IPv6 address in brackets as ZeroMQ wants it."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"tcp://{host}:{port}"
+
+
+def listen(sock: zmq.Socket, address: str) -> str:
+    """Bind ``sock`` to exactly ``address`` and return the address bound (the port filled in).
+
+    Raises ``AddressError`` saying why it cannot: pymr never falls back to a wider address."""
+    port = address.rsplit(":", 1)[-1]
+    if address.startswith("tcp://") and port.isdigit() and int(port) > 65535:  # ZeroMQ would wrap it around
+        raise AddressError(f"cannot listen on {address}: port {port} is over 65535")
+    _allow_ipv6(sock, address)
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as exc:
+        raise AddressError(f"cannot listen on {address}: {_why(exc)}") from None
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def connect(sock: zmq.Socket, address: str) -> None:
+    _allow_ipv6(sock, address)
+    try:
+        sock.connect(address)
+    except zmq.ZMQError as exc:
+        raise AddressError(f"cannot connect to {address}: {_why(exc)}") from None
+
+
+def _allow_ipv6(sock: zmq.Socket, address: str) -> None:
+    # Only for IPv6 addresses: with IPV6 set, ZeroMQ resolves "localhost" to ::1, and a
+    # service on 127.0.0.1 would no longer be found.
+    if address.startswith("tcp://["):
+        sock.setsockopt(zmq.IPV6, 1)
+
+
+def _why(exc: zmq.ZMQError) -> str:
+    reasons = {
+        errno.EADDRINUSE: "the port is in use (is another pymr coordinator or worker running there?)",
+        errno.EADDRNOTAVAIL: "that is not an address of this machine",
+        errno.ENODEV: "no such host or network interface (an unknown name, or an IPv6 address not in [])",
+        errno.EINVAL: "not a valid address (expected tcp://HOST:PORT)",
+        errno.EPROTONOSUPPORT: "unknown transport (expected tcp://HOST:PORT)",
+        zmq.ENOCOMPATPROTO: "unknown transport (expected tcp://HOST:PORT)",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }
+    return reasons.get(exc.errno, exc.strerror)
+
+
 class Security:
     """Applies the cluster key (or nothing) to the sockets of one ZeroMQ context."""
 
@@ -99,15 +190,19 @@ class Security:
         self.context = context
         self.key = key
         self._authenticator: zmq.auth.thread.ThreadAuthenticator | None = None
+        self._limits: list[_NewConnectionLimit] = []
 
     @property
     def enabled(self) -> bool:
         return self.key is not None
 
-    def server(self, sock: zmq.Socket) -> zmq.Socket:
-        """Make ``sock`` a CURVE server admitting only holders of the cluster key."""
+    def server(self, sock: zmq.Socket, new_connections: int | None = None) -> zmq.Socket:
+        """Make ``sock`` a CURVE server admitting only holders of the cluster key, and at
+        most ``new_connections`` connections in any handshake time (see ``_NewConnectionLimit``)."""
         if self.key is None:
             return sock
+        if new_connections is not None:
+            self._limits.append(_NewConnectionLimit(sock, new_connections, HANDSHAKE_S))
         if self._authenticator is None:
             self._authenticator = zmq.auth.thread.ThreadAuthenticator(self.context)
             self._authenticator.start()
@@ -128,9 +223,82 @@ class Security:
         return sock
 
     def close(self) -> None:
+        """Call after closing the server sockets (their monitors then stop)."""
+        for limit in self._limits:
+            limit.join()
+        self._limits = []
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
+
+
+class _NewConnectionLimit:
+    """Hangs up on new connections while ``limit`` others are still in their handshake.
+
+    ZeroMQ has no cap on connections, and each can make the process hold a frame before
+    it authenticates; one that has not authenticated within the handshake time is dropped
+    (``protocol.HANDSHAKE_S``). So at most ``limit`` strangers hold memory at a time.
+    Connections that authenticated are not counted: a cluster of thousands of workers
+    (re)connecting at once is admitted as fast as the handshakes finish. A thread reads
+    the socket's monitor, whose events carry the connection's file descriptor; a peer
+    hung up on just reconnects later.
+    """
+
+    EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+              | zmq.EVENT_MONITOR_STOPPED)
+
+    def __init__(self, sock: zmq.Socket, limit: int, window_s: float):
+        self.limit = limit
+        self.window_s = window_s
+        self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.thread = threading.Thread(target=self._run, name="pymr-connection-limit", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        pending_s: dict[int, float] = {}  # file descriptor -> when accepted, until its handshake is done
+        refused = 0
+        try:
+            while True:
+                event = recv_monitor_message(self.monitor)
+                kind, fd, now = event["event"], event["value"], time.monotonic()
+                if kind == zmq.EVENT_MONITOR_STOPPED:
+                    return
+                for old in [f for f, when in pending_s.items() if now - when > self.window_s]:
+                    del pending_s[old]  # ZeroMQ dropped it at the handshake time limit
+                if kind != zmq.EVENT_ACCEPTED:
+                    pending_s.pop(fd, None)
+                elif len(pending_s) < self.limit:
+                    pending_s[fd] = now
+                else:
+                    _hang_up(fd)
+                    refused += 1
+                    if refused == 1 or refused % 1000 == 0:
+                        log.warning("over %d connections in their handshake at once: hung up on %d (a flood?)",
+                                    self.limit, refused)
+        except zmq.ZMQError:  # the context is gone
+            return
+        finally:
+            self.monitor.close(linger=0)
+
+    def join(self) -> None:
+        self.thread.join(timeout=5)
+
+
+def _hang_up(fd: int) -> None:
+    try:
+        duplicate = os.dup(fd)
+    except OSError:  # already closed by ZeroMQ
+        return
+    try:
+        conn = socket.socket(fileno=duplicate)
+    except OSError:  # no longer a socket
+        os.close(duplicate)
+        return
+    with conn:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)  # ZeroMQ sees the end and closes its side
+        except OSError:
+            pass
 
 
 class _OnlyKey:

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from . import keys as keyenc
 from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggregate
 from .errors import KeyTypeError
-from .grouping import Block, apply_per_key, function_name, key_groups, single_groups
+from .grouping import Block, apply_per_key, function_name, key_groups, returned_none, single_groups
 from .merge import merge_windows
 
 DEFAULT_BUFFER_BYTES = 128 * 1024 * 1024  # the distinct words of a 32 MiB split of text (about 180 bytes each)
@@ -180,7 +180,8 @@ class MapOutputBuffer:
         try:
             for count, chunk in chunks:
                 for key, value in chunk:
-                    for out_key, out_value in map_(key, value) or ():
+                    pairs = map_(key, value)  # (a local: errors point at its yield)
+                    for out_key, out_value in pairs:
                         held = held_values(out_key)
                         if held is None:
                             if type(out_key) is str:
@@ -205,7 +206,8 @@ class MapOutputBuffer:
         next_check = self.next_check
         for count, chunk in chunks:
             for key, value in chunk:
-                for out_key, out_value in map_(key, value) or ():
+                pairs = map_(key, value)  # (a local: errors point at its yield)
+                for out_key, out_value in pairs:
                     add_key(out_key)
                     add_value(out_value)
                 if spilled + len(keys) >= next_check:
@@ -370,7 +372,10 @@ class MapOutputBuffer:
         out_keys: list[Any] = []
         out_values: list[Any] = []
         for key, group in group_pairs(_table_pairs(table.take(order))):
-            for new_key, new_value in self.combiner(key, group):
+            pairs = self.combiner(key, group)
+            if pairs is None:
+                raise returned_none(function_name(self.combiner))
+            for new_key, new_value in pairs:
                 out_keys.append(new_key)
                 out_values.append(new_value)
         if self.on_combine is not None:

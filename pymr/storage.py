@@ -25,6 +25,7 @@ missing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -131,9 +132,36 @@ def _filesystem(path: str) -> tuple[Any, str, str]:
             made = pafs.FileSystem.from_uri(base + "/" + (f"?{query}" if query else ""))
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise _failure(exc, path, "use") from None
+        if scheme.lower() == "s3":
+            _check_endpoint(query, path)
         with _lock:
             _filesystems[(base, query)] = made
     return made[0], made[1], rest
+
+
+ENDPOINT_PROBE_S = 2.0  # the AWS SDK retries a refused connection for about 18 s before it says so
+
+
+def _check_endpoint(query: str, path: str) -> None:
+    """Fail at once if an S3 endpoint given on the URI or in the environment refuses
+    connections (a wrong port, a server not started), instead of after the SDK's retries."""
+    import socket
+
+    given = urllib.parse.parse_qs(query)
+    endpoint = (given.get("endpoint_override") or [os.environ.get("AWS_ENDPOINT_URL_S3")
+                                                   or os.environ.get("AWS_ENDPOINT_URL") or ""])[0]
+    if not endpoint:
+        return  # AWS itself
+    scheme = (given.get("scheme") or ["https"])[0]
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"{scheme}://{endpoint}")
+    try:
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
+        with socket.create_connection((parsed.hostname or "", port), timeout=ENDPOINT_PROBE_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot use {display(path)}: cannot reach the storage service at {parsed.netloc} "
+                           f"({exc}): check the endpoint (AWS_ENDPOINT_URL, or ?endpoint_override=HOST:PORT"
+                           "&scheme=http on the URI)") from None
 
 
 def _inside(root: str, rest: str) -> str:
@@ -194,6 +222,22 @@ def size(path: str) -> int:
     return info.size
 
 
+def stat(path: str) -> tuple[int, int | None] | None:
+    """``(size, mtime_ns)`` of a file (mtime None where the filesystem keeps none), or
+    None if no file is there."""
+    if not is_remote(path):
+        try:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return found.st_size, found.st_mtime_ns
+    from pyarrow import fs as pafs
+
+    filesystem, inner = resolve(path)
+    info = _call(lambda: filesystem.get_file_info(inner), path, "read")
+    return (info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
+
+
 def listdir(path: str) -> list[str]:
     """Names in a folder, sorted; none for a missing folder."""
     if not is_remote(path):
@@ -250,11 +294,16 @@ def write_bytes(path: str, data: bytes) -> None:
     one upload (an object appears whole or not at all)."""
     if not is_remote(path):
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: no half-written file is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return
     filesystem, inner = resolve(path)
 

@@ -16,7 +16,6 @@ map outputs from other hosts.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import os
@@ -24,6 +23,7 @@ import pickle
 import resource
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 
 from . import locations, storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
-from .grouping import Block, apply_per_key, function_name, key_changes, unpacking_error
-from .inputs import Split, input_format
+from .grouping import Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error, yielded_at
+from .inputs import Split, input_format, unchanged_input
 from .job import Job, StepJob, job_for_task
 from .outputs import open_part_writer
 from .sampling import RangePartitioner
@@ -53,7 +53,8 @@ def run_task(job_class: type[Job], options: dict[str, Any], task: dict[str, Any]
     if isinstance(job, StepJob):
         job.base.files = job.files
     if task["kind"] == "map":
-        result = _run_map(job, task)
+        with unchanged_input(Split.from_dict(task["split"])):
+            result = _run_map(job, task)
     else:
         result = _run_reduce(job, task, settings or {})
     result["counters"] = counters_to_dict(job.counters)
@@ -123,9 +124,9 @@ def _feed(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     """
     check = check or (lambda total: None)
     job.map_init()
-    with _yielding_pairs(_user_function(job, "map") or job.map):
+    with _YieldingPairs(_user_function(job, "map") or job.map):
         read, emitted = _map_records(job, records, emit, emit_table, check, feed)
-    with _yielding_pairs(_user_function(job, "map_final") or job.map_final):
+    with _YieldingPairs(_user_function(job, "map_final") or job.map_final):
         for out_key, out_value in job.map_final() or ():
             emit(out_key, out_value)
             emitted += 1
@@ -162,7 +163,8 @@ def _map_records(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
         map_ = job.map
         for count, chunk in records:
             for key, value in chunk:
-                for out_key, out_value in map_(key, value) or ():
+                pairs = map_(key, value)  # a local, so an error can point at its yield (_YieldingPairs)
+                for out_key, out_value in pairs:
                     emit(out_key, out_value)
                     emitted += 1
                 check(emitted)
@@ -170,16 +172,30 @@ def _map_records(job: Job, records: Iterable, emit: Callable[[Any, Any], None],
     return read, emitted
 
 
-@contextlib.contextmanager
-def _yielding_pairs(function: Callable) -> Iterator[None]:
-    """Name ``function`` when pymr's loop cannot unpack what it yielded as a pair."""
-    try:
-        yield
-    except (TypeError, ValueError) as exc:
-        error = unpacking_error(exc, function_name(function))
+class _YieldingPairs:
+    """Name ``function`` when pymr's loop cannot unpack what it yielded as a pair, or it
+    returned None; the traceback ends at the user's ``yield`` (the loops keep the
+    generator in a local named ``pairs``). Not a ``contextlib`` generator, whose frame
+    would end the traceback instead."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if not isinstance(exc, (TypeError, ValueError)) or tb is None:
+            return
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        pairs = tb.tb_frame.f_locals.get("pairs", ())
+        who = function_name(self.function)
+        if pairs is None and tb.tb_frame.f_globals.get("__name__", "").startswith("pymr."):
+            raise returned_none(who) from None
+        error = unpacking_error(exc, who)
         if error is not None:
-            raise error from None
-        raise
+            raise error.with_traceback(yielded_at(pairs)) from None
 
 
 def _run_map_only(job: Job, task: dict[str, Any], records: Iterable) -> dict[str, Any]:

@@ -33,9 +33,10 @@ import zmq
 
 from . import messages
 from . import protocol as proto
+from .errors import AddressError
 from .executor import Executor, arrow_threads
 from .fetch import ShuffleServer
-from .security import ClusterKey, Security, is_loopback_host
+from .security import ClusterKey, Security, connect, is_loopback_host
 
 log = logging.getLogger("pymr.worker")
 POLL_MS = 200
@@ -43,6 +44,8 @@ MAX_BACKOFF_S = 30.0
 JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
 MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
 STALE_JOB_AGE_S = 24 * 3600.0
+MAX_QUEUED = 1000
+MAP_OUTPUT = "map.arrow"  # in data_dir/JOB/ATTEMPT/
 
 
 class Worker:
@@ -69,7 +72,11 @@ class Worker:
         self.executors = [Executor(f"{self.worker_id}-{i}", settings, fork=fork_executors) for i in range(self.slots)]
         self.context = zmq.Context()
         self.security = Security(self.context, key)
-        self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
+        try:
+            self.shuffle = ShuffleServer(self.context, self.security, self.host, self.data_dir)
+        except AddressError as exc:
+            self._close_started()
+            raise AddressError(f"{exc} (give --host an address of this machine)") from None
         self.socket: zmq.Socket | None = None
         self.incarnation = uuid.uuid4().hex  # tells the coordinator a restarted worker from a reconnected one
         self.last_seq = 0  # the sequence number of the last ASSIGN received
@@ -102,17 +109,29 @@ class Worker:
             self.socket.close(linger=0)
         self.socket = self.security.client(proto.configure(self.context.socket(zmq.DEALER)))
         self.socket.setsockopt(zmq.IDENTITY, self.worker_id.encode())
-        self.socket.connect(self.coordinator)
+        connect(self.socket, self.coordinator)
         self._last_heard_s = time.monotonic()
         self._send(proto.REGISTER, {"slots": self.slots, "pid": os.getpid(), "host": self.host,
                                     "shuffle_address": self.shuffle.address, "versions": proto.versions(),
                                     "incarnation": self.incarnation, "running": self._running(),
                                     "seq": self.last_seq, "jobs": self._jobs_on_disk(),
-                                    "jobs_loaded": sorted(self.jobs)})
+                                    "jobs_loaded": sorted(self.jobs), "map_outputs": self._map_outputs_on_disk()})
 
     def _running(self) -> list[str]:
         """The attempts this worker runs or has queued."""
         return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
+
+    def _map_outputs_on_disk(self) -> list[str]:
+        """The attempts whose map output is in the data dir: a coordinator that restarted
+        counts the committed ones as done instead of running them again."""
+        held = []
+        for job_id in self._jobs_on_disk():
+            job_dir = os.path.join(self.data_dir, job_id)
+            try:
+                held += [a for a in os.listdir(job_dir) if os.path.isfile(os.path.join(job_dir, a, MAP_OUTPUT))]
+            except OSError:
+                continue
+        return held[:messages.MAX_IDS]
 
     def _jobs_on_disk(self) -> list[str]:
         """The jobs that have a folder in the data dir (map outputs, scratch files, logs)."""
@@ -166,11 +185,15 @@ class Worker:
             signal.set_wakeup_fd(-1)
             self._wake.close()
             self._wake_write.close()
-        for executor in self.executors:
-            executor.kill()
         self.shuffle.close()
         if self.socket is not None:
             self.socket.close(linger=0)
+        self._close_started()
+
+    def _close_started(self) -> None:
+        """What ``__init__`` starts before the shuffle server listens."""
+        for executor in self.executors:
+            executor.kill()
         self.security.close()
         self.context.destroy(linger=0)
         if self.own_data_dir:
@@ -190,16 +213,19 @@ class Worker:
             except zmq.Again:
                 return None
             self._last_heard_s = time.monotonic()
-            try:
-                code = self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
-            except proto.ProtocolError as exc:
-                log.warning("dropped a bad message from the coordinator: %s", exc)
-                continue
-            except Exception:  # nothing the coordinator sends may stop the worker
-                log.exception("error handling a message from the coordinator; dropped it")
-                continue
+            code = self._handle_frames(frames)
             if code is not None:
                 return code
+
+    def _handle_frames(self, frames: list[bytes]) -> int | None:
+        """Decode, check and handle one message from the coordinator; a bad one is logged and dropped."""
+        try:
+            return self._handle(messages.validate(proto.unpack(frames), messages.TO_WORKER))
+        except proto.ProtocolError as exc:
+            log.warning("dropped a malformed message from the coordinator: %s", exc)
+        except Exception:  # nothing the coordinator sends may stop the worker
+            log.exception("error handling a message from the coordinator; dropped it")
+        return None
 
     def _handle(self, msg: proto.Message) -> int | None:
         body = msg.body
@@ -228,6 +254,9 @@ class Worker:
         """Queue an assigned task, keeping the code and map output table it came with."""
         self.last_seq = max(self.last_seq, task["seq"])
         job_id = task["job_id"]
+        if len(self.queue) >= MAX_QUEUED:  # a coordinator never sends more than our free slots
+            self._report_failure(task, {"type": MISSING_BLOB, "message": "the worker's queue is full"})
+            return
         for name, blob in zip(task.pop("blobs", []), blobs):
             if name == "code":
                 self.jobs[job_id] = blob
@@ -268,7 +297,7 @@ class Worker:
                 continue
             if task["kind"] == "map":
                 task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
-                                                  task["attempt_id"], "map.arrow")
+                                                  task["attempt_id"], MAP_OUTPUT)
             elif table is None or table[0] != task.get("map_outputs_version"):
                 self._report_failure(task, {"type": MISSING_BLOB, "message": "the map output table never arrived"})
                 continue
@@ -296,9 +325,9 @@ class Worker:
                                         "address": self.shuffle.address}
             self._send(proto.TASK_DONE, {**ids, "result": result})
         else:
-            error, exception_blob = message[1], message[2]
+            error = message[1]  # type, message and traceback text: data, never a pickle
             error["worker_id"] = self.worker_id
-            self._send(proto.TASK_FAILED, {**ids, "error": error}, exception_blob)
+            self._send(proto.TASK_FAILED, {**ids, "error": error})
 
     def _report_failure(self, task: dict[str, Any], error: dict[str, Any]) -> None:
         self._send(proto.TASK_FAILED, {"job_id": task["job_id"], "attempt_id": task["attempt_id"], "error": error})

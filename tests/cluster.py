@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path, workers: int = 3, worker_timeout_s: float = 3.0, slots: int = 1):
+    def __init__(self, tmp_path: Path, workers: int = 3, worker_timeout_s: float = 3.0, slots: int = 1,
+                 state_dir: Path | None = None):
         self.dir = tmp_path / "cluster"
         self.dir.mkdir()
         self.env = dict(os.environ, TMPDIR=str(self.dir), PYTHONUNBUFFERED="1")
@@ -36,29 +37,42 @@ class Cluster:
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.worker_timeout_s = worker_timeout_s
         self.slots = slots
-        self.coordinator = self._start("coordinator", ["coordinator", "--bind", self.address, "--secret-file",
-                                                       str(self.key), "--worker-timeout", str(worker_timeout_s)])
+        self.state_dir = state_dir
+        self.coordinator = self.start_coordinator()
         self.workers: dict[str, subprocess.Popen] = {}
         for i in range(workers):
             self.start_worker(f"w{i}")
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "pymr", *args], stdout=log, stderr=log, env=self.env,
-                                cwd=ROOT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-m", "pymr", *args], stdout=log, stderr=log,
+                                env=dict(self.env, **(env or {})), cwd=ROOT, stdin=subprocess.DEVNULL)
 
-    def start_worker(self, name: str, host: str | None = None) -> subprocess.Popen:
+    def start_coordinator(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """The coordinator, with the cluster's --state-dir if it has one (``env``: extra variables)."""
+        state = ["--state-dir", str(self.state_dir)] if self.state_dir else []
+        self.coordinator = self._start("coordinator", ["coordinator", "--bind", self.address, "--secret-file",
+                                                       str(self.key), "--worker-timeout", str(self.worker_timeout_s),
+                                                       *state], env)
+        return self.coordinator
+
+    def kill_coordinator(self) -> None:
+        self.coordinator.kill()
+        self.coordinator.wait()
+
+    def start_worker(self, name: str, host: str | None = None, data_dir: Path | None = None,
+                     extra: list[str] = ()) -> subprocess.Popen:
         host = host or f"127.0.0.{len(self.workers) + 2}"
         self.workers[name] = self._start(name, [
             "worker", "--coordinator", self.address, "--secret-file", str(self.key), "--host", host,
-            "--worker-id", name, "--slots", str(self.slots), "--data-dir", str(self.dir / f"data-{name}")])
+            "--worker-id", name, "--slots", str(self.slots), "--data-dir", str(data_dir or self.dir / f"data-{name}"),
+            *extra])
         return self.workers[name]
 
     def restart_coordinator(self) -> None:
         self.coordinator.send_signal(signal.SIGTERM)
         self.coordinator.wait(timeout=10)
-        self.coordinator = self._start("coordinator", ["coordinator", "--bind", self.address, "--secret-file",
-                                                       str(self.key), "--worker-timeout", str(self.worker_timeout_s)])
+        self.start_coordinator()
 
     def shuffle_address(self, name: str, timeout_s: float = 20.0) -> str:
         deadline = time.monotonic() + timeout_s

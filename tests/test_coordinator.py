@@ -37,13 +37,16 @@ def running_coordinator(**settings):
 class ScriptedWorker:
     """A worker whose every message is sent by the test."""
 
-    def __init__(self, address: str, slots: int):
+    def __init__(self, address: str, slots: int, incarnation: str = "first", running: list[str] = (),
+                 seq: int = 0):
         self.context = zmq.Context()
         self.socket = proto.configure(self.context.socket(zmq.DEALER))
         self.socket.setsockopt(zmq.IDENTITY, b"scripted")
         self.socket.connect(address)
-        self.send(proto.REGISTER, {"slots": slots, "versions": proto.versions()})
-        assert self.receive().kind == proto.WELCOME
+        self.send(proto.REGISTER, {"slots": slots, "versions": proto.versions(), "incarnation": incarnation,
+                                   "running": list(running), "seq": seq})
+        self.welcome = self.receive()
+        assert self.welcome.kind == proto.WELCOME
 
     def send(self, kind: str, body: dict | None = None) -> None:
         self.socket.send_multipart(proto.pack(kind, body))
@@ -139,3 +142,67 @@ def test_an_attempt_that_ends_by_itself_after_the_cancel_counts_as_stopped(tmp_p
         else:
             worker.send(proto.TASK_FAILED, {**ids, "error": {"type": "RuntimeError", "message": "late"}})
         assert job.finished.wait(5)
+
+
+def done_body(task: dict) -> dict:
+    return {"job_id": task["job_id"], "attempt_id": task["attempt_id"],
+            "result": {"map_output": {"path": "/nowhere/map.arrow"}, "counters": {}}}
+
+
+def test_a_worker_that_reconnects_keeps_the_attempts_it_still_runs(tmp_path):
+    """A reconnect is not a restart: the same process (same incarnation) keeps its tasks."""
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        job = SubmittedJob(coordinator, tmp_path)
+        first, second = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
+        assert (first["seq"], second["seq"]) == (1, 2)
+        worker.close()
+        again = ScriptedWorker(coordinator.address, slots=2, running=[first["attempt_id"], second["attempt_id"]],
+                               seq=2)
+        try:
+            assert again.welcome.body["kill"] == []
+            for task in (first, second):
+                again.send(proto.TASK_DONE, done_body(task))
+            reduce = again.receive(proto.ASSIGN).body
+            assert reduce["kind"] == "reduce" and reduce["blobs"] == ["code", "map_outputs"]
+            assert not job.finished.is_set()
+        finally:
+            again.close()
+
+
+def test_a_restarted_worker_loses_its_attempts_without_a_failure(tmp_path):
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        job = SubmittedJob(coordinator, tmp_path)  # max_attempts=1: a counted failure would end it
+        first, second = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
+        worker.close()
+        restarted = ScriptedWorker(coordinator.address, slots=2, incarnation="second")
+        try:
+            retried = [restarted.receive(proto.ASSIGN).body for _ in range(2)]
+            # second attempts of both maps: the job still runs
+            assert sorted(t["attempt_id"] for t in retried) == [first["attempt_id"][:-1] + "1",
+                                                                 second["attempt_id"][:-1] + "1"]
+            assert retried[0]["blobs"] == ["code"]  # a new process needs the code again
+            assert not job.finished.is_set()
+        finally:
+            restarted.close()
+
+
+def test_an_attempt_a_worker_no_longer_runs_is_retried_by_sequence_number(tmp_path):
+    """The heartbeat echoes the last ASSIGN's number: an attempt at or below it that the
+    worker does not list was lost on the way, and runs again; one above it is still coming."""
+    with running_coordinator() as coordinator:
+        worker = ScriptedWorker(coordinator.address, slots=2)
+        try:
+            job = SubmittedJob(coordinator, tmp_path)
+            first, second = worker.receive(proto.ASSIGN).body, worker.receive(proto.ASSIGN).body
+            worker.send(proto.HEARTBEAT, {"running": [], "seq": 1})  # the second ASSIGN is still on its way
+            retry = worker.receive(proto.ASSIGN).body
+            assert retry["attempt_id"] == first["attempt_id"][:-1] + "1"
+            worker.send(proto.HEARTBEAT, {"running": [second["attempt_id"], retry["attempt_id"]], "seq": 3})
+            assert worker.receive(timeout_s=1.5).kind == proto.HEARTBEAT
+            with pytest.raises(AssertionError):
+                worker.receive(proto.ASSIGN, timeout_s=1.0)  # nothing else was lost
+            assert not job.finished.is_set()
+        finally:
+            worker.close()

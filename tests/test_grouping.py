@@ -82,7 +82,7 @@ def test_values_left_unread_do_not_become_the_next_key():
     assert seen == [("a", 0), ("b", 30), ("c", 31)]
 
 
-def test_apply_per_key_takes_none_lists_and_generators():
+def test_apply_per_key_takes_lists_and_generators_and_refuses_none():
     def reduce(key, values):
         total = sum(values)
         if key == "none":
@@ -91,8 +91,10 @@ def test_apply_per_key_takes_none_lists_and_generators():
             return [(key, total), (key + "!", -total)]
         return ((key, total) for _ in range(1))
 
-    blocks = [(["gen", "none", "list"], [iter([1, 2]), iter([3]), iter([4, 5])])]
+    blocks = [(["gen", "list"], [iter([1, 2]), iter([4, 5])])]
     assert list(apply_per_key(reduce, blocks, "Job.reduce")) == [(["gen", "list", "list!"], [3, 9, -9])]
+    with pytest.raises(TypeError, match=r"^Job.reduce returned None; a reduce must yield \(key, value\) pairs"):
+        list(apply_per_key(reduce, [(["gen", "none"], [iter([1]), iter([2])])], "Job.reduce"))
 
 
 def test_apply_per_key_hands_over_bounded_chunks(monkeypatch):

@@ -833,6 +833,13 @@ def test_invariants_hold_under_random_transitions(maps, reducers, max_attempts, 
         assert counts["reduces_done"] == sum(t.state == TaskState.DONE for t in job.reduces)
         assert counts["failed_attempts"] == sum(t.failures for t in job.all_tasks())
         assert counts["map_bytes_done"] == sum(t.input_bytes for t in job.maps if t.state == TaskState.DONE)
+        holders = {w: tasks for w, tasks in job.outputs_on.items() if tasks}
+        expected: dict[str, set] = {}
+        for task in job.maps:
+            if task.state == TaskState.DONE:
+                expected.setdefault(task.winner.worker_id, set()).add(task)
+        if job.state == JobState.RUNNING and not job.map_only:
+            assert holders == expected
         if job.state == JobState.RUNNING:
             for task in job.all_tasks():
                 in_queue = task in job.phase_of(task).fresh or task in job.phase_of(task).retries
@@ -877,7 +884,7 @@ def test_a_fatal_error_fails_the_job_at_once():
     effects = fail(job, a0.attempt_id, error)
     assert "job_failed" in kinds(effects) and job.state == JobState.FAILED
     assert [e.attempt for e in effects if e.kind == "cancel_attempt"] == [a1]
-    assert "not retried" in job.error and "No module named 'helpers'" in job.error
+    assert "failed after 1 attempt(s)" in job.error and "No module named 'helpers'" in job.error
 
 
 def test_kill_retries_the_task_without_counting_a_failure():

@@ -29,5 +29,5 @@ def test_side_files_and_folders_reach_every_task(pymr, tmp_path, mode):
 def test_missing_side_file_is_a_clear_error(pymr, tmp_path):
     result = pymr.run("submit", TEST_JOBS / "stopwords.py", BOOK, "-o", tmp_path / "out", "--file",
                       tmp_path / "nope.txt", "-w", "1")
-    assert result.returncode == 1 and "side file not found" in result.stderr
+    assert result.returncode == 2 and f"side file not found: {tmp_path / 'nope.txt'}" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts
 
@@ -59,6 +60,7 @@ def test_multi_step_from_python_sums_counters(tmp_path):
     total = sum(count * len(words) for count, words in pairs.items())
     assert total == sum(len(b.read_text(encoding="utf-8").split()) for b in BOOKS)
     assert len(result.report["steps"]) == 2
+    shutil.rmtree(result.output_dir)  # a run without output= leaves its result in a temporary folder for us
 
 
 def halving_input(tmp_path):

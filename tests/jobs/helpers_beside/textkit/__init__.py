@@ -1,0 +1,3 @@
+from .norm import Tally, normalize
+
+__all__ = ["Tally", "normalize"]
