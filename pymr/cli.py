@@ -194,6 +194,10 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
         quiet=quiet, http=None if kwargs["http_address"].strip().lower() == "off" else kwargs["http_address"],
     )
+    if not settings["inline"] and not settings["coordinator"]:
+        from . import forkserver
+
+        forkserver.start_early()  # local mode: the workers' imports overlap this process's
     from .runners import run_job
 
     started = time.monotonic()
@@ -255,7 +259,9 @@ submit = SubmitCommand(
     help="""Run the job in JOB.py over INPUT... (files, folders, glob patterns) into DIR.
 
     Without --coordinator this runs in local mode: a coordinator and --workers worker
-    processes on this machine. Exit status is 0 only when the output is committed
+    processes on this machine, forked from one process that imports pyarrow and
+    pymr once; each task process runs Arrow with PYMR_ARROW_THREADS threads
+    (default 1). Exit status is 0 only when the output is committed
     (DIR/_SUCCESS written). Job options declared by the script appear below once
     JOB.py is given (try: pymr submit JOB.py --help).""",
 )
@@ -451,7 +457,8 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
 
     The worker runs each task in a child process, keeps map outputs in --data-dir and
     serves them to reducers on other machines. If the coordinator goes away, the
-    worker keeps trying to reconnect.
+    worker keeps trying to reconnect. Each task process runs Arrow with
+    PYMR_ARROW_THREADS threads (default 1: a task process runs one task at a time).
     """
     from .worker import Worker
 
@@ -463,7 +470,7 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
     try:
         service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
                          stale_job_age_s=stale_job_age)
-    except PymrError as exc:  # the address: not this machine's, unknown name, ...
+    except PymrError as exc:  # the address (not this machine's, unknown name, ...), PYMR_ARROW_THREADS
         sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet
         click.echo(f"pymr worker {service.worker_id}: {slots} slot(s), map outputs in {service.data_dir}, "

@@ -43,6 +43,12 @@ class OutputExistsError(PymrError):
     exit_code = 2
 
 
+class SettingError(PymrError):
+    """An environment variable or setting holds a value pymr cannot use."""
+
+    exit_code = 2
+
+
 class StorageError(PymrError, OSError):
     """A filesystem named by URI cannot be used: unreachable, access denied, no such bucket.
 

@@ -5,15 +5,22 @@ a task that calls ``os._exit``, segfaults or is killed for memory takes down onl
 executor, and the worker reports a failed attempt and starts a fresh executor. A task
 that must stop (a speculative loser, a cancelled job) is stopped by killing its executor.
 
-Executors are fresh ``python -m pymr.executor`` processes (never forked, so they
-inherit no ZeroMQ context and no Arrow thread pool; not ``multiprocessing`` spawn,
-which would re-import the worker's ``__main__``), and stay up for many tasks (no
+Executors are fresh ``python -m pymr.executor`` processes (not ``multiprocessing``
+spawn, which would re-import the worker's ``__main__``), and stay up for many tasks (no
 process start per task). An executor imports the task code (and Arrow) as soon as it
-starts, while its worker registers. It talks to its worker over a socket pair wrapped
-in a ``multiprocessing`` connection: the worker's settings first, then
-``("task", task, blob_or_None)`` in, ``("done", result)`` or
-``("failed", error, pickled_exception)`` out. Job code arrives once per executor per
-job. An executor exits when its worker disappears.
+starts, while its worker registers. A worker that was itself forked warm by local
+mode's fork server (``pymr.forkserver``) forks its first executors instead, before it
+creates its ZeroMQ context, so they inherit neither a context nor an Arrow thread pool
+and import nothing; an executor that replaces one is always a fresh process.
+
+An executor talks to its worker over a socket pair wrapped in a ``multiprocessing``
+connection: the worker's settings first, then ``("task", task, blob_or_None)`` in,
+``("done", result)`` or ``("failed", error, pickled_exception)`` out. Job code arrives
+once per executor per job. An executor exits when its worker disappears.
+
+Arrow's thread pools in an executor hold ``PYMR_ARROW_THREADS`` threads (default 1: an
+executor runs one task at a time, and a machine's executors together already keep its
+cores busy; Arrow's own default is one thread per core in every executor).
 """
 
 from __future__ import annotations
@@ -32,25 +39,46 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import attempt_log
+from .errors import SettingError
+
+ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
+_parent_ends: set[int] = set()  # this process's ends of its forked executors' pipes
+
+
+def arrow_threads() -> int:
+    """Threads of each of an executor's Arrow pools (CPU and I/O), from ``PYMR_ARROW_THREADS``."""
+    text = os.environ.get(ARROW_THREADS_ENV, "1")
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise SettingError(f"{ARROW_THREADS_ENV} must be a whole number of at least 1, got {text!r}")
+    return threads
 
 
 class Executor:
     """The worker's handle on one executor process."""
 
-    def __init__(self, name: str, settings: dict[str, Any]):
+    def __init__(self, name: str, settings: dict[str, Any], fork: bool = False):
+        """``fork``: fork this process (only safe before it has a ZeroMQ context or threads)."""
         self.name = name
         self.settings = settings
         self.attempt_id: str | None = None
         self.jobs_loaded: set[str] = set()
-        self._start()
+        self._start(fork)
 
-    def _start(self) -> None:
+    def _start(self, fork: bool = False) -> None:
         parent, child = socket.socketpair()
-        command = [sys.executable, "-m", "pymr.executor", str(child.fileno()), str(os.getpid()), self.name,
-                   self.settings.get("data_dir") or ""]  # the data dir, so tests can find leftovers
-        self.process = subprocess.Popen(command, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        if fork:
+            self.process: subprocess.Popen | _ForkedProcess = _fork(child, parent)
+        else:
+            command = [sys.executable, "-m", "pymr.executor", str(child.fileno()), str(os.getpid()), self.name,
+                       self.settings.get("data_dir") or ""]  # the data dir, so tests can find leftovers
+            self.process = subprocess.Popen(command, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         self.conn: Connection = Connection(parent.detach())
+        _parent_ends.add(self.conn.fileno())
         self.conn.send(self.settings)
         self.jobs_loaded = set()
 
@@ -106,7 +134,54 @@ class Executor:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        _parent_ends.discard(self.conn.fileno())
         self.conn.close()
+
+
+def _fork(child: socket.socket, parent: socket.socket) -> _ForkedProcess:
+    """Fork an executor that runs ``_main`` on ``child``; it closes every pipe end of
+    this process (its siblings' included), so a pipe's EOF still means its peer is gone."""
+    from .forkserver import fork_child
+
+    worker_pid = os.getpid()
+
+    def run() -> int:
+        parent.close()
+        for fd in _parent_ends:
+            os.close(fd)
+        _parent_ends.clear()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _main(Connection(child.detach()), worker_pid)
+        return 0
+
+    return _ForkedProcess(fork_child(run))
+
+
+class _ForkedProcess:
+    """What an ``Executor`` uses of ``subprocess.Popen``, for a process forked here."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"executor {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def _main(conn: Connection, parent_pid: int) -> None:
@@ -126,6 +201,7 @@ def _main(conn: Connection, parent_pid: int) -> None:
         settings = conn.recv()
     except (EOFError, OSError):
         return
+    _size_arrow_pools(int(settings.get("arrow_threads") or 1))
     jobs: dict[str, tuple[type, dict[str, Any], dict[str, str]]] = {}
     folders: dict[str, str] = {}  # side files, one folder per job
     try:
@@ -196,6 +272,15 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
         if getattr(exc, "fatal", False):  # retrying cannot help (an input changed): the job fails now
             error["fatal"] = True
         return ("failed", error, pickle_exception(exc))
+
+
+def _size_arrow_pools(threads: int) -> None:
+    """Arrow sizes its pools to the machine; an executor runs one task at a time, so 16
+    executors with 16 threads each would only fight over the cores (and their caches)."""
+    import pyarrow as pa
+
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
 
 
 def _code_load_error(exc: BaseException) -> dict[str, Any]:

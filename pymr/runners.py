@@ -2,9 +2,10 @@
 processes on this machine), and cluster (submit to a running coordinator).
 
 Local mode is cluster mode in miniature: the coordinator runs in a thread of this
-process, the workers are fresh ``python -m pymr worker`` processes (never forked, so no
-ZeroMQ context or Arrow thread pool is inherited), and the job is submitted through the
-same client protocol a remote ``pymr submit`` uses. A worker process that dies is
+process, the workers are forked by a fork server started fresh for the run
+(``pymr.forkserver``: never forked from this process, so no ZeroMQ context, Arrow
+thread pool or user state is inherited), and the job is submitted through the same
+client protocol a remote ``pymr submit`` uses. A worker process that dies is
 reported to the coordinator at once and replaced. Everything started is stopped when
 the run ends, however it ends.
 """
@@ -16,25 +17,26 @@ import inspect
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
+import socket
 import tempfile
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import wait
 from typing import Any
 
 import zmq
 
+from . import forkserver, storage
 from . import protocol as proto
 from . import scheduler as sched
-from . import storage
 from .code import check_sendable, dump_job, importable, local_side_files, side_file_paths
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
                      OutputExistsError, PymrError, StorageError, exception_from)
+from .executor import arrow_threads
 from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
                      split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
@@ -611,27 +613,39 @@ def _finished(msg: proto.Message) -> dict[str, Any]:
 class LocalCluster:
     """A coordinator thread and ``workers`` worker processes, all stopped on exit.
 
-    The run gets its own cluster key (a 0600 file in the run's private folder), so
-    even on loopback no other local user can submit code to these workers.
+    The workers are forked by one fork server (``pymr.forkserver``), which imports
+    pyarrow, ZeroMQ and pymr once for all of them. The run gets its own cluster key (a
+    0600 file in the run's private folder), so even on loopback no other local user can
+    submit code to these workers.
     """
 
     def __init__(self, workers: int, slots: int = 1, http: str | None = None):
         if workers < 1:
             raise PymrError(f"workers must be at least 1, got {workers}")
+        arrow_threads()  # a bad PYMR_ARROW_THREADS is named here, not by every worker failing to start
         self.num_workers = workers
         self.slots = slots
-        self.key = generate_key()
-        self.status_page = StatusServer(http, StatusBoard(), self.key) if http else None  # HOST:PORT, or none
-        self.root = tempfile.mkdtemp(prefix="pymr-local-")
-        self.key_file = os.path.join(self.root, "cluster.key")
-        write_key_file(self.key_file, self.key)
-        self.coordinator = Coordinator("tcp://127.0.0.1:*", key=self.key)
-        self.coordinator.board = self.status_page.board if self.status_page else self.coordinator.board
+        self._server = forkserver.take()  # first: it imports while the rest is set up
+        self.root = self._server.root
+        self.status_page = None
+        try:
+            self.key = generate_key()
+            self.status_page = StatusServer(http, StatusBoard(), self.key) if http else None  # HOST:PORT, or none
+            self.key_file = os.path.join(self.root, "cluster.key")
+            write_key_file(self.key_file, self.key)
+            self.coordinator = Coordinator("tcp://127.0.0.1:*", key=self.key)
+            self.coordinator.board = self.status_page.board if self.status_page else self.coordinator.board
+        except BaseException:
+            self._server.close()
+            if self.status_page is not None:
+                self.status_page.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         self.address = self.coordinator.address
-        self.processes: dict[str, subprocess.Popen] = {}
         self.replaced = 0
         self._thread = threading.Thread(target=self.coordinator.serve, name="pymr-coordinator", daemon=True)
         self._watch_stop = threading.Event()
+        self._wake_read, self._wake_write = socket.socketpair()  # close() wakes the watcher at once
         self._watcher = threading.Thread(target=self._watch, name="pymr-worker-watch", daemon=True)
 
     def __enter__(self) -> LocalCluster:
@@ -649,46 +663,51 @@ class LocalCluster:
         self.close()
 
     def _start_worker(self, worker_id: str) -> None:
-        data_dir = os.path.join(self.root, worker_id)
-        command = [sys.executable, "-m", "pymr", "worker", "--coordinator", self.address, "--worker-id", worker_id,
-                   "--slots", str(self.slots), "--data-dir", data_dir, "--secret-file", self.key_file,
-                   "--host", "127.0.0.1", "--exit-with-parent"]
-        self.processes[worker_id] = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+        options = {"coordinator": self.address, "slots": self.slots, "key_file": self.key_file,
+                   "data_dir": os.path.join(self.root, worker_id), "log_level": logging.getLogger().level}
+        self._server.start_worker(worker_id, options)
 
     def _watch(self) -> None:
         """Replace a worker process that died, and tell the coordinator at once."""
         with Client(self.address, self.key) as client:
-            while not self._watch_stop.wait(0.2):
-                for worker_id, process in list(self.processes.items()):
-                    code = process.poll()
-                    if code is None or self._watch_stop.is_set():
+            while not self._watch_stop.is_set():
+                try:
+                    if self._server.conn not in wait([self._server.conn, self._wake_read]):
                         continue
-                    client.send(proto.WORKER_LOST, {"worker_id": worker_id,
-                                                    "reason": f"its process exited with status {code}"})
-                    self.replaced += 1
-                    self._start_worker(worker_id)
+                    _, worker_id, code = self._server.conn.recv()
+                except (EOFError, OSError):
+                    if not self._watch_stop.is_set():
+                        self._restart_server(client)
+                    continue
+                if self._watch_stop.is_set():
+                    return
+                client.send(proto.WORKER_LOST, {"worker_id": worker_id,
+                                                "reason": f"its process exited with status {code}"})
+                self.replaced += 1
+                self._start_worker(worker_id)
+
+    def _restart_server(self, client: Client) -> None:
+        """The fork server died (killed): its workers exit with it; start them all again."""
+        log.warning("local mode's fork server exited with status %s; restarting its workers",
+                    self._server.process.wait())
+        self._server.close()
+        self._server = forkserver.ForkServer(self.root)
+        for i in range(self.num_workers):
+            client.send(proto.WORKER_LOST, {"worker_id": f"local-{i}", "reason": "local mode's fork server died"})
+            self.replaced += 1
+            self._start_worker(f"local-{i}")
 
     def close(self) -> None:
         self._watch_stop.set()
+        self._wake_write.send(b"x")
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
         self.coordinator.stop()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
-        _stop_processes(list(self.processes.values()))
+        self._server.close()  # the server stops its workers (SIGTERM, then SIGKILL) and exits
+        self._wake_read.close()
+        self._wake_write.close()
         if self.status_page is not None:
             self.status_page.close()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _stop_processes(processes: list[subprocess.Popen], grace_s: float = 5.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

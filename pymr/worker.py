@@ -34,8 +34,8 @@ import zmq
 from . import attempt_log
 from . import messages
 from . import protocol as proto
-from .executor import Executor
 from .errors import AddressError
+from .executor import Executor, arrow_threads
 from .fetch import ShuffleServer
 from .security import ClusterKey, Security, connect, is_loopback_host
 
@@ -52,7 +52,8 @@ MAP_OUTPUT = "map.arrow"  # in data_dir/JOB/ATTEMPT/
 class Worker:
     def __init__(self, coordinator: str, worker_id: str | None = None, slots: int = 1,
                  data_dir: str | None = None, exit_with_parent: bool = False, key: ClusterKey | None = None,
-                 host: str | None = None, stale_job_age_s: float = STALE_JOB_AGE_S):
+                 host: str | None = None, stale_job_age_s: float = STALE_JOB_AGE_S,
+                 fork_executors: bool = False):
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
@@ -65,8 +66,11 @@ class Worker:
         self.key = key
         if key is None and not is_loopback_host(self.host):
             raise ValueError("a worker without a cluster key serves map outputs on loopback only")
-        settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir}
-        self.executors = [Executor(f"{self.worker_id}-{i}", settings) for i in range(self.slots)]  # start first
+        settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir,
+                    "arrow_threads": arrow_threads()}
+        # Executors start first: they import the task code while the worker registers. A worker
+        # forked warm (``forkserver``) forks them too, before its ZeroMQ context exists.
+        self.executors = [Executor(f"{self.worker_id}-{i}", settings, fork=fork_executors) for i in range(self.slots)]
         self.context = zmq.Context()
         self.security = Security(self.context, key)
         try:

@@ -4,8 +4,9 @@ One run builds deterministic inputs (see ``scripts/make_corpus.py``), then times
 selected system on every selected task, one after the other, and checks each result
 against the single-process plain-Python baseline:
 
-* ``startup``   word count over a tiny input: the fixed cost of a system (start-up,
-                imports, scheduling, shutdown).
+* ``startup``   the Quick start's word count (``--reducers 4``) over a 3-line file: the
+                fixed cost of a system (start-up, imports, scheduling, shutdown); the
+                median of at least 5 runs, each a fresh command.
 * ``wordcount`` exact ``str.split()`` token counts (no lower-casing) of a text corpus
                 built from documentation and Python sources on this machine
                 (``--size``, default 128M). Output must equal ``collections.Counter``.
@@ -13,18 +14,29 @@ against the single-process plain-Python baseline:
                 default 64M). Output must be totally ordered, hold every input record
                 (count and order-independent CRC-32 sum) and be byte-identical to the
                 baseline's ``list.sort()``.
+* ``rounds``    the fixed cost of a step: ``jobs/pagerank.py`` on a 5-node graph with 2
+                and with 22 rounds (``--tolerance 0``), medians of 5; seconds per
+                extra round (pymr only).
 
 Systems (``--systems``): ``python`` (the baseline, always run), ``pymr-1`` and ``pymr-2``
-(``pymr submit`` in local mode with 1 or 2 workers and as many reducers; word count
+(``pymr submit`` in local mode with 1 or 2 workers and as many reducers; any
+``pymr-N`` works, and ``--workers 1,2,4,8,16`` runs every pymr system once per count and
+adds a scaling table: wall, CPU, memory and speed-up over the fewest workers; word count
 with the per-record API, ``jobs/wordcount.py``; sort with ``jobs/terasort.py``, which
 maps a block of records at a time in Arrow and range-partitions by sampled keys),
 ``pymr-fast-1`` and ``pymr-fast-2`` (``jobs/wordcount_fast.py``: ``map_batch`` and
 ``aggregate = "sum"``), ``multiprocessing`` (``Pool(2)`` over line-aligned chunks),
+``floor`` (word count only: the hand-written per-record floor, a ``Pool(2)`` in which
+each process runs ``jobs/wordcount.py``'s own ``map`` generator over its lines and folds
+the pairs into a dict, the dicts merged in the parent; the report gives pymr's ratio to
+it),
 ``pyarrow`` (word count only: 2 threads tokenize and count 16 MiB blocks in Arrow, the
 vectorized reference for the fast paths), ``dask`` (``dask.bag``, processes scheduler,
 2 workers), ``spark`` (PySpark RDDs, ``local[2]``) and ``gnu`` (``tr | sort | uniq -c``
 and ``sort --parallel=2 -S 4G``, C locale). A system whose package or tool is missing
-is skipped with a note.
+is skipped with a note. ``--processes N`` gives every peer N processes or threads
+instead of 2 (``Pool(N)``, ``local[N]``, ``sort --parallel=N``...), to compare with
+``pymr-N`` on a bigger machine.
 
 Every system runs as a separate command, timed from launch to exit, start-up included.
 Its whole process tree is measured (Linux only: it reads /proc):
@@ -49,6 +61,8 @@ processes a system leaves running are killed.
     python scripts/benchmark.py --markdown bench.md
     python scripts/benchmark.py --size 1G --sort-size 1G --tasks wordcount,sort
     python scripts/benchmark.py --systems python,pymr-2 --tasks wordcount --size 16M
+    python scripts/benchmark.py --tasks startup,rounds --workers 2,16 --systems python,pymr-2
+    python scripts/benchmark.py --tasks wordcount --size 2G --workers 1,2,4,8,16 --processes 16
     python scripts/benchmark.py --profile --size 64M   # where pymr's word count spends its time
 """
 
@@ -88,11 +102,16 @@ EXAMPLE_JOBS = HERE.parent / "jobs"  # word count: jobs/wordcount.py (per record
 sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402  (a sibling script)
 
-TASKS = ("startup", "wordcount", "sort")
-SYSTEMS = ("python", "pymr-1", "pymr-2", "pymr-fast-1", "pymr-fast-2", "multiprocessing", "pyarrow", "dask", "spark",
-           "gnu")
+TASKS = ("startup", "wordcount", "sort", "rounds")
+SYSTEMS = ("python", "pymr-1", "pymr-2", "pymr-fast-1", "pymr-fast-2", "multiprocessing", "floor", "pyarrow", "dask",
+           "spark", "gnu")
 BASELINE = "python"
-TINY_SIZE = 4096
+TINY_TEXT = "the quick brown fox\njumps over the lazy dog\nthe end\n"  # the tiny job's 3 lines
+STARTUP_REPEAT = 5
+QUICK_START_REDUCERS = "4"
+PAGERANK_ROUNDS = (2, 22)
+TINY_GRAPH = "a b\nb c\nc a\na c\nd a\nd e\n"  # 5 nodes, e dangling
+PROCESSES = 2  # of every peer (--processes)
 SAMPLE_INTERVAL_S = 0.05
 LEFTOVER_GRACE_S = 20.0
 MiB = 1024 * 1024
@@ -151,8 +170,41 @@ def wc_multiprocessing(inp: str, out: str, chunk: int, workdir: str) -> None:
     import multiprocessing
 
     total: collections.Counter[str] = collections.Counter()
-    with multiprocessing.Pool(2) as pool:
+    with multiprocessing.Pool(PROCESSES) as pool:
         for counts in pool.imap_unordered(_count_range, [(inp, s, e) for s, e in byte_ranges(inp, chunk)]):
+            total.update(counts)
+    write_counts(total, out)
+
+
+_floor_map: Callable[[Any, str], Iterator[tuple[str, int]]] | None = None
+
+
+def _floor_range(job: tuple[str, int, int]) -> dict[str, int]:
+    """One ``Pool`` task of the per-record floor: the word count job's own ``map`` over
+    every line of a byte range, its pairs folded into a dict."""
+    global _floor_map
+    if _floor_map is None:
+        import pymr
+
+        _floor_map = pymr.load_job_class(EXAMPLE_JOBS / "wordcount.py")().map
+    mapper = _floor_map
+    counts: dict[str, int] = {}
+    get = counts.get
+    for block in read_blocks(*job):
+        for line in block.decode("utf-8").split("\n"):
+            for word, n in mapper(None, line):
+                counts[word] = get(word, 0) + n
+    return counts
+
+
+def wc_floor(inp: str, out: str, chunk: int, workdir: str) -> None:
+    """The per-record floor written by hand: what pymr's per-record word count would cost
+    with no engine around the user's ``map`` (``Pool(2)``, dicts merged in the parent)."""
+    import multiprocessing
+
+    total: collections.Counter[str] = collections.Counter()
+    with multiprocessing.Pool(PROCESSES) as pool:
+        for counts in pool.imap_unordered(_floor_range, [(inp, s, e) for s, e in byte_ranges(inp, chunk)]):
             total.update(counts)
     write_counts(total, out)
 
@@ -162,7 +214,7 @@ def wc_dask(inp: str, out: str, chunk: int, workdir: str) -> None:
     import dask
     import dask.bag as db
 
-    with dask.config.set(scheduler="processes", num_workers=2, temporary_directory=workdir):
+    with dask.config.set(scheduler="processes", num_workers=PROCESSES, temporary_directory=workdir):
         words = db.read_text(inp, blocksize=chunk, encoding="utf-8").map(str.split).flatten()
         words.frequencies().map(lambda pair: f"{pair[0]}\t{pair[1]}").to_textfiles(os.path.join(out, "part-*"))
 
@@ -184,7 +236,7 @@ def wc_pyarrow(inp: str, out: str, chunk: int, workdir: str) -> None:
 
     import pyarrow as pa
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(PROCESSES) as pool:
         parts = list(pool.map(_arrow_count_block, read_blocks(inp)))
     counts = pa.table({"word": pa.chunked_array([p.field("values") for p in parts], pa.large_string()),
                        "n": pa.chunked_array([p.field("counts") for p in parts], pa.int64())})
@@ -198,7 +250,7 @@ def spark_context(workdir: str):
     """A ``local[2]`` SparkContext, quiet, without UI, its scratch space in ``workdir``."""
     from pyspark import SparkConf, SparkContext
 
-    conf = (SparkConf().setMaster("local[2]").setAppName("pymr-benchmark")
+    conf = (SparkConf().setMaster(f"local[{PROCESSES}]").setAppName("pymr-benchmark")
             .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
             .set("spark.local.dir", workdir)
             .set("spark.driver.memory", "4g")
@@ -262,10 +314,10 @@ def sort_multiprocessing(inp: str, out: str, chunk: int, workdir: str) -> None:
     """``Pool(2)``: range-partition on sampled keys; each worker scans the input for its range."""
     import multiprocessing
 
-    bounds: list[bytes | None] = [None, *sample_splitters(inp, 2), None]
+    bounds: list[bytes | None] = [None, *sample_splitters(inp, PROCESSES), None]
     os.makedirs(out)
-    jobs = [(inp, os.path.join(out, f"part-{p:05d}"), bounds[p], bounds[p + 1]) for p in range(2)]
-    with multiprocessing.Pool(2) as pool:
+    jobs = [(inp, os.path.join(out, f"part-{p:05d}"), bounds[p], bounds[p + 1]) for p in range(PROCESSES)]
+    with multiprocessing.Pool(PROCESSES) as pool:
         pool.map(_sort_range, jobs)
 
 
@@ -283,6 +335,7 @@ def sort_spark(inp: str, out: str, chunk: int, workdir: str) -> None:
 PEERS: dict[tuple[str, str], Callable[[str, str, int, str], None]] = {
     ("wordcount", "python"): wc_python,
     ("wordcount", "multiprocessing"): wc_multiprocessing,
+    ("wordcount", "floor"): wc_floor,
     ("wordcount", "pyarrow"): wc_pyarrow,
     ("wordcount", "dask"): wc_dask,
     ("wordcount", "spark"): wc_spark,
@@ -341,13 +394,15 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
         job = EXAMPLE_JOBS / (("wordcount_fast.py" if fast else "wordcount.py") if kind == "wordcount"
                               else "terasort.py")
         reducers = workers  # the sort job range-partitions by sampled keys (total_order)
+        if task == "startup":
+            reducers = QUICK_START_REDUCERS
         argv = [pymr_python, "-m", "pymr", "submit", str(job), inp, "-o", out, "--workers", workers,
                 "--reducers", reducers, "-q", "--overwrite", "--split-size", str(chunk)]
         note = "total order by sampled range partitioning" if kind == "sort" else ""
         return RunSpec(argv, out, "tsv" if kind == "wordcount" else "records", env=dict(pymr_env or {}), note=note)
     if system == "gnu":
         tmp, part, source = (shlex.quote(p) for p in (os.path.join(workdir, "sort-tmp"), out + "/part-00000", inp))
-        sort = f"sort --parallel=2 -S 4G -T {tmp}"
+        sort = f"sort --parallel={PROCESSES} -S 4G -T {tmp}"
         if kind == "wordcount":
             script = f"tr -s '[:space:]' '\\n' < {source} | {sort} | uniq -c > {part}"
             note = "tr | sort | uniq -c"
@@ -360,7 +415,7 @@ def plan(system: str, task: str, inp: str, out: str, workdir: str, chunk: int,
     if (kind, system) not in PEERS:
         return f"no {kind} in {system}" + (" (dask.bag has no sort)" if system == "dask" else "")
     argv = [sys.executable, str(Path(__file__).resolve()), "--run-peer", system, kind, inp, out,
-            "--split-size", str(chunk), "--work-dir", workdir]
+            "--split-size", str(chunk), "--work-dir", workdir, "--processes", str(PROCESSES)]
     env = {}
     if system == "spark":  # bind to loopback; leave no /tmp/hsperfdata_* behind
         env = {"SPARK_LOCAL_IP": "127.0.0.1", "JAVA_TOOL_OPTIONS": f"-XX:-UsePerfData -Djava.io.tmpdir={workdir}"}
@@ -736,9 +791,17 @@ def make_inputs(tasks: list[str], args: argparse.Namespace, workdir: str) -> dic
     """Write each task's input; returns ``task -> info`` (CorpusInfo or RecordsInfo)."""
     inputs: dict[str, Any] = {}
     if "startup" in tasks:
-        inputs["startup"] = make_corpus.make_text_corpus(os.path.join(workdir, "tiny.txt"), TINY_SIZE, args.seed)
+        path = os.path.join(workdir, "tiny.txt")
+        Path(path).write_text(TINY_TEXT)
+        inputs["startup"] = make_corpus.CorpusInfo(path, len(TINY_TEXT), hashlib.sha256(TINY_TEXT.encode()).hexdigest(),
+                                                   1, 1)
     if "wordcount" in tasks:
         inputs["wordcount"] = make_corpus.make_text_corpus(os.path.join(workdir, "corpus.txt"), args.size, args.seed)
+    if "rounds" in tasks:
+        path = os.path.join(workdir, "graph.txt")
+        Path(path).write_text(TINY_GRAPH)
+        inputs["rounds"] = make_corpus.CorpusInfo(path, len(TINY_GRAPH), hashlib.sha256(TINY_GRAPH.encode()).hexdigest(),
+                                                  1, 1)
     if "sort" in tasks:
         inputs["sort"] = make_corpus.make_sort_records(os.path.join(workdir, "records.txt"), args.sort_size,
                                                        args.seed)
@@ -769,11 +832,70 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
     return rows
 
 
+@dataclass
+class RoundsRow:
+    """pagerank's wall and CPU (medians) at each round count, for one pymr system."""
+
+    system: str
+    wall_s: dict[int, float] = field(default_factory=dict)
+    cpu_s: dict[int, float] = field(default_factory=dict)
+    round_s: float | None = None  # the median round's elapsed_s in the job reports
+    error: str = ""
+
+    @property
+    def per_round_s(self) -> float | None:
+        few, many = PAGERANK_ROUNDS
+        if self.error or len(self.wall_s) < 2:
+            return None
+        return (self.wall_s[many] - self.wall_s[few]) / (many - few)
+
+
+def run_rounds(info: Any, systems: list[str], args: argparse.Namespace, workdir: str) -> list[RoundsRow]:
+    """``jobs/pagerank.py`` with each round count of ``PAGERANK_ROUNDS``, for every pymr system."""
+    rows = []
+    for system in [s for s in systems if pymr_kind(s) == "pymr"]:
+        row = RoundsRow(system)
+        for rounds in PAGERANK_ROUNDS:
+            out = os.path.join(workdir, f"out-rounds-{system}")
+            argv = [args.pymr_python, "-m", "pymr", "submit", str(EXAMPLE_JOBS / "pagerank.py"), info.path, "-o", out,
+                    "--workers", system.rsplit("-", 1)[1], "-q", "--overwrite", "--iterations", str(rounds),
+                    "--tolerance", "0"]
+            spec = RunSpec(argv, out, "tsv", env=dict(args.pymr_env))
+            runs = [measure(spec, args.timeout, os.path.join(workdir, "log.txt"), cwd=workdir)
+                    for _ in range(max(args.repeat, STARTUP_REPEAT))]
+            failed = next((m.error for m in runs if m.error), "")
+            ran, round_times = _report_rounds(out)
+            if not failed and ran != rounds:
+                failed = f"FAILED: ran {ran} rounds, not {rounds}"
+            if failed:
+                row.error = failed
+                break
+            row.round_s = sorted(round_times)[len(round_times) // 2]
+            row.wall_s[rounds] = sorted(m.wall_s for m in runs)[len(runs) // 2]
+            row.cpu_s[rounds] = sorted(m.cpu_s for m in runs)[len(runs) // 2]
+            shutil.rmtree(out, ignore_errors=True)
+        rows.append(row)
+        print(f"  {system:16s} " + (row.error or "  ".join(f"{n} rounds {row.wall_s[n]:.2f} s" for n in row.wall_s)
+                                    + f"  -> {row.per_round_s:.3f} s per round"), flush=True)
+    return rows
+
+
+def _report_rounds(out: str) -> tuple[int | None, list[float]]:
+    """How many rounds the last pagerank run ran, and each round's elapsed_s, from its report."""
+    try:
+        with open(os.path.join(out, "_REPORT.json")) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return None, []
+    times = [step["elapsed_s"] for step in report.get("steps", []) if step.get("round")]
+    return report["counters"].get("pagerank", {}).get("rounds"), times
+
+
 def run_and_check(spec: RunSpec, system: str, verifier: Verifier, args: argparse.Namespace,
                   workdir: str) -> tuple[Measurement, str]:
     """Measure ``args.repeat`` runs (keeping the median by wall time) and verify the output."""
     runs = []
-    for _ in range(args.repeat):
+    for _ in range(max(args.repeat, STARTUP_REPEAT) if verifier.task == "startup" else args.repeat):
         shutil.rmtree(spec.output, ignore_errors=True)
         os.makedirs(os.path.join(workdir, "tmp"), exist_ok=True)
         runs.append(measure(spec, args.timeout, os.path.join(workdir, "log.txt"), cwd=workdir))
@@ -927,7 +1049,8 @@ def _fmt(value: float | None) -> str:
     return "—" if not value else f"{value:,.0f}"
 
 
-def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any], args: argparse.Namespace) -> str:
+def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any], args: argparse.Namespace,
+                    rounds: list[RoundsRow] = ()) -> str:
     parts = ["## Environment\n"]
     parts += [f"- {k}: {v}" for k, v in env.items()]
     parts += ["", "## Inputs\n"]
@@ -938,9 +1061,61 @@ def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any]
         else:
             parts.append(f"- {task}: {info.records:,} records of 100 bytes (seed {args.seed}, "
                          f"checksum {info.checksum:x})")
-    parts += [f"- chunk / split size for every system: {args.split_size / MiB:g} MiB; repeats: {args.repeat}",
+    parts += [f"- chunk / split size for every system: {args.split_size / MiB:g} MiB; repeats: {args.repeat} "
+              f"(startup: {max(args.repeat, STARTUP_REPEAT)}); peers' processes: {PROCESSES}",
               "", "## Results\n", markdown_table(rows)]
+    parts += floor_lines(rows)
+    if len({r.system for r in rows if pymr_kind(r.system)}) > 2:
+        parts += ["## Scaling\n", scaling_table(rows)]
+    if rounds:
+        parts += ["## Fixed cost per step\n", rounds_table(rounds)]
     return "\n".join(parts) + "\n"
+
+
+def floor_lines(rows: list[Row]) -> list[str]:
+    """pymr's per-record word count over the hand-written per-record floor, as many
+    workers as the floor has processes."""
+    floor = next((r.measurement for r in rows if r.system == "floor" and r.measurement), None)
+    if floor is None:
+        return []
+    lines = [f"- `{r.system}` / `floor` ({PROCESSES} processes): **{r.measurement.wall_s / floor.wall_s:.2f}×** "
+             f"wall ({r.measurement.wall_s:.2f} s / {floor.wall_s:.2f} s), "
+             f"{r.measurement.cpu_s / floor.cpu_s:.2f}× CPU"
+             for r in rows if r.task == "wordcount" and r.system == f"pymr-{PROCESSES}" and r.measurement]
+    return lines + [""]
+
+
+def scaling_table(rows: list[Row]) -> str:
+    """Each pymr system by worker count: wall, CPU, memory, speed-up over its fewest workers."""
+    out = ["| task | system | workers | wall s | CPU s | peak PSS MiB | peak RSS MiB | speed-up |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for task in dict.fromkeys(r.task for r in rows):
+        for kind in ("pymr", "pymr-fast"):
+            runs = [r for r in rows if r.task == task and pymr_kind(r.system) == kind and r.measurement]
+            runs.sort(key=lambda r: int(r.system.rsplit("-", 1)[1]))
+            for r in runs:
+                m = r.measurement
+                out.append(f"| {task} | {kind} | {r.system.rsplit('-', 1)[1]} | {m.wall_s:,.2f} | {m.cpu_s:,.2f} "
+                           f"| {_fmt(m.peak_pss / MiB)} | {_fmt(m.peak_rss / MiB)} "
+                           f"| {runs[0].measurement.wall_s / m.wall_s:.2f}× |")
+    return "\n".join(out) + "\n"
+
+
+def rounds_table(rounds: list[RoundsRow]) -> str:
+    few, many = PAGERANK_ROUNDS
+    out = [f"`jobs/pagerank.py` on a {TINY_GRAPH.count(chr(10))}-edge graph, `--tolerance 0`, medians of "
+           f"{STARTUP_REPEAT} runs; the last column is the median of the rounds' own `elapsed_s` in the job reports "
+           "(submit to commit, on the coordinator's clock):\n",
+           f"| system | {few} rounds: wall s | CPU s | {many} rounds: wall s | CPU s | s per extra round "
+           "| a round, by the report |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rounds:
+        if r.error:
+            out.append(f"| {r.system} | {_cell(r.error)} | | | | | |")
+            continue
+        out.append(f"| {r.system} | {r.wall_s[few]:.2f} | {r.cpu_s[few]:.2f} | {r.wall_s[many]:.2f} "
+                   f"| {r.cpu_s[many]:.2f} | **{r.per_round_s:.3f}** | {r.round_s:.3f} |")
+    return "\n".join(out) + "\n"
 
 
 # =========================================================================================
@@ -1121,7 +1296,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-size", default="32M", type=make_corpus.parse_size,
                         help="input chunk per task for every system (pymr --split-size, Dask blocksize, "
                              "Spark partitions, Pool chunks) [default: 32M]")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per system; the median is kept [default: 1]")
+    parser.add_argument("--workers", metavar="N,N,...", help="run every selected pymr system with each of these "
+                        "worker counts (e.g. 1,2,4,8,16) and add a scaling table [default: as --systems names them]")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="processes (or threads) of every peer: Pool, Dask, Spark, pyarrow, GNU sort [default: 2]")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per system; the median is kept [default: 1; "
+                        f"startup: at least {STARTUP_REPEAT}]")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed [default: 900]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs [default: 0]")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown")
@@ -1140,15 +1320,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.tasks = _choices(parser, args.tasks, TASKS, "task")
     args.systems = _choices(parser, args.systems, SYSTEMS, "system")
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.workers:
+        try:
+            counts = sorted({int(n) for n in args.workers.split(",") if n.strip()})
+        except ValueError:
+            parser.error(f"--workers takes whole numbers separated by commas, got {args.workers!r}")
+        if not counts or counts[0] < 1:
+            parser.error("--workers counts must be at least 1")
+        kinds = sorted({pymr_kind(s) for s in args.systems if pymr_kind(s)})
+        args.systems = [s for s in args.systems if not pymr_kind(s)] + [f"{k}-{n}" for k in kinds for n in counts]
     if BASELINE not in args.systems:
         args.systems.insert(0, BASELINE)
-    args.systems.sort(key=SYSTEMS.index)
+    args.systems = sorted(set(args.systems), key=_system_order)
     return args
+
+
+def pymr_kind(system: str) -> str | None:
+    """``pymr`` or ``pymr-fast`` for ``pymr-N`` and ``pymr-fast-N``, else None."""
+    kind, _, workers = system.rpartition("-")
+    return kind if kind in ("pymr", "pymr-fast") and workers.isdigit() else None
+
+
+def _system_order(system: str) -> tuple[int, int]:
+    kind = pymr_kind(system)
+    if kind:
+        return SYSTEMS.index(f"{kind}-1"), int(system.rsplit("-", 1)[1])
+    return SYSTEMS.index(system), 0
 
 
 def _choices(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     chosen = [c.strip() for c in text.split(",") if c.strip()]
-    unknown = [c for c in chosen if c not in allowed]
+    unknown = [c for c in chosen if c not in allowed and not (what == "system" and pymr_kind(c))]
     if unknown:
         parser.error(f"unknown {what}(s): {', '.join(unknown)} (choose from {', '.join(allowed)})")
     return chosen
@@ -1164,16 +1368,21 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> None:
     print(f"writing inputs in {workdir} ...", flush=True)
     inputs = make_inputs(args.tasks, args, workdir)
     rows: list[Row] = []
+    rounds: list[RoundsRow] = []
     for task in args.tasks:
         print(f"{task} ({inputs[task].bytes / MiB:,.2f} MiB):", flush=True)
-        rows += run_task(task, inputs[task], args.systems, args, workdir)
-    report = markdown_report(rows, env, inputs, args)
+        if task == "rounds":
+            rounds = run_rounds(inputs[task], args.systems, args, workdir)
+        else:
+            rows += run_task(task, inputs[task], args.systems, args, workdir)
+    report = markdown_report(rows, env, inputs, args, rounds)
     print("\n" + report)
     if args.markdown:
         Path(args.markdown).write_text(report)
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "rows": [asdict(r) for r in rows]}, indent=2))
-    if any(r.verified.startswith("FAILED") for r in rows):
+        Path(args.json).write_text(json.dumps({"environment": env, "rows": [asdict(r) for r in rows],
+                                               "rounds": [asdict(r) for r in rounds]}, indent=2))
+    if any(r.verified.startswith("FAILED") for r in rows) or any(r.error for r in rounds):
         sys.exit(1)
 
 
@@ -1182,7 +1391,9 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global PROCESSES
     args = parse_args(argv)
+    PROCESSES = args.processes
     if args.run_peer:
         system, task, inp, out = args.run_peer
         PEERS[task, system](inp, out, args.split_size, args.work_dir)

@@ -1,0 +1,107 @@
+"""Local mode's start-up: workers forked from one warm fork server, Arrow's thread pools
+sized per task process, and what happens when the fork server itself is killed.
+Real processes throughout; how fast start-up is lives in scripts/benchmark.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from conftest import SAMPLE, TEST_JOBS, processes_mentioning, text_pairs
+
+
+def _fork_servers(pymr) -> list[int]:
+    """The fork servers themselves (what they fork shares their command line)."""
+    forked = {pid for pid, cmdline in pymr.leftovers() if "pymr.forkserver" in cmdline}
+    return [pid for pid in forked if _parent(pid) not in forked]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def test_workers_and_their_task_processes_are_forked_from_one_server(pymr, tmp_path):
+    out = tmp_path / "out"
+    proc = pymr.popen("submit", TEST_JOBS / "spans.py", SAMPLE, "-o", out, "-w", "3", "--sleep", "3")
+    try:
+        tree = _wait_for(lambda: _tree(pymr), lambda t: len(t) == 1 and all(len(w) == 1 for w in t[0][1].values())
+                         and len(t[0][1]) == 3)
+        assert len(tree) == 1, f"one fork server: {pymr.leftovers()}"
+        [(_, workers)] = tree
+        assert len(workers) == 3 and all(len(tasks) == 1 for tasks in workers.values()), \
+            f"3 workers forked by the server, each forking its one task process: {tree}"
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_arrow_pools_hold_one_thread_unless_set(pymr, tmp_path):
+    out = tmp_path / "one"
+    pymr.run("submit", TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2",
+             check=True)
+    assert text_pairs(out) == {"cpu threads": "1", "io threads": "1", "task process": "1"}
+
+    pymr.env["PYMR_ARROW_THREADS"] = "3"
+    out = tmp_path / "three"
+    pymr.run("submit", TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2",
+             check=True)
+    assert text_pairs(out)["cpu threads"] == "3" and text_pairs(out)["io threads"] == "3"
+
+
+def test_a_bad_arrow_thread_count_is_a_usage_error(pymr, tmp_path):
+    pymr.env["PYMR_ARROW_THREADS"] = "many"
+    out = tmp_path / "out"
+    result = pymr.run("submit", TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out)
+    assert result.returncode == 2
+    assert "PYMR_ARROW_THREADS must be a whole number of at least 1, got 'many'" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_killed_fork_server_is_replaced_and_the_job_finishes(pymr, tmp_path):
+    out = tmp_path / "out"
+    proc = pymr.popen("submit", TEST_JOBS / "slow_words.py", SAMPLE, "-o", out, "-w", "2", "--delay", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out / "_temporary").exists():
+            time.sleep(0.05)
+        [server] = _fork_servers(pymr)
+        os.kill(server, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "fork server exited with status -9" in err
+    report = json.loads((out / "_REPORT.json").read_text())
+    words = sum(len(p.read_text(encoding="utf-8").split()) for p in SAMPLE.iterdir() if p.suffix == ".txt")
+    assert sum(int(v) for v in text_pairs(out).values()) == words
+    assert report["state"] == "succeeded"
+    assert processes_mentioning(str(pymr.tmpdir)) == []
+
+
+def _tree(pymr) -> list[tuple[int, dict[int, list[int]]]]:
+    """Each fork server, with its children (workers) and theirs (task processes)."""
+    return [(server, {w: _children(w) for w in _children(server)}) for server in _fork_servers(pymr)]
+
+
+def _wait_for(get, done, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    value = get()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = get()
+    return value
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
