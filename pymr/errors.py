@@ -7,7 +7,6 @@ failed task) and exits with ``exit_code``; anything else is a bug in pymr.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import traceback
 from typing import Any
@@ -173,13 +172,3 @@ def _loaded_exception_class(module_name: str, qualname: str) -> type[Exception] 
     return found if isinstance(found, type) and issubclass(found, Exception) else None
 
 
-def pickle_exception(exc: BaseException) -> bytes:
-    """The exception itself, so a Python caller can see its real type (empty if it won't pickle)."""
-    import cloudpickle
-
-    try:
-        data = cloudpickle.dumps(exc)
-        pickle.loads(data)
-        return data
-    except Exception:
-        return b""

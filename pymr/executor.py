@@ -15,7 +15,7 @@ and import nothing; an executor that replaces one is always a fresh process.
 
 An executor talks to its worker over a socket pair wrapped in a ``multiprocessing``
 connection: the worker's settings first, then ``("task", task, blob_or_None)`` in,
-``("done", result)`` or ``("failed", error, pickled_exception)`` out. Job code arrives
+``("done", result)`` or ``("failed", error)`` out (the error as data: type, message, traceback). Job code arrives
 once per executor per job. An executor exits when its worker disappears.
 
 Arrow's thread pools in an executor hold ``PYMR_ARROW_THREADS`` threads (default 1: an
@@ -26,6 +26,7 @@ cores busy; Arrow's own default is one thread per core in every executor).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -151,6 +152,8 @@ def _fork(child: socket.socket, parent: socket.socket) -> _ForkedProcess:
             os.close(fd)
         _parent_ends.clear()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for handler in logging.getLogger().handlers[:]:  # the worker's: user code logs as in a fresh process
+            logging.getLogger().removeHandler(handler)
         _main(Connection(child.detach()), worker_pid)
         return 0
 
@@ -238,7 +241,7 @@ def _forget_folder(folder: str) -> None:
 def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict[str, str],
              settings: dict[str, Any]) -> tuple[Any, ...]:
     from .code import load_job
-    from .errors import describe_error, pickle_exception
+    from .errors import describe_error
     from .fetch import FetchFailed
     from .tasks import run_task
 
@@ -262,7 +265,7 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
             loaded = {"type": "ClusterError", "message": f"job {job_id}: its code never reached this executor",
                       "traceback": "", "fatal": True}
         if isinstance(loaded, dict):
-            return ("failed", loaded, b"")
+            return ("failed", loaded)
         job_class, options, paths = loaded
         return ("done", run_task(job_class, options, task, settings=settings, files=paths))
     except BaseException as exc:  # the user's exception, reported with its own traceback
@@ -271,7 +274,7 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
             error["fetch_failed"] = exc.map_index
         if getattr(exc, "fatal", False):  # retrying cannot help (an input changed): the job fails now
             error["fatal"] = True
-        return ("failed", error, pickle_exception(exc))
+        return ("failed", error)
 
 
 def _size_arrow_pools(threads: int) -> None:
