@@ -786,12 +786,16 @@ class Coordinator:
             self._close_job(active)
 
     def _close_job(self, active: ActiveJob) -> None:
-        """Commit (or abort) the job's output in the background, then tell everyone."""
+        """Commit (or abort) the job's output in the background, then tell everyone. Task
+        commits not yet handed to the background thread go first: the job commit must
+        find every committed part in place."""
+        self._write_commits()
         active.closing = True
         run = active.run
         if run.state == sched.JobState.SUCCEEDED:
             report = job_report(active)
-            self._in_background(lambda: active.committer.commit_job(report),
+            expected = [name for task in (run.reduces or run.maps) for name in (task.result or {}).get("files", [])]
+            self._in_background(lambda: active.committer.commit_job(report, expected),
                                 lambda _, error: self._job_committed(active, error))
         else:
             self._in_background(active.committer.abort_job, lambda _, error: self._job_closed(active))

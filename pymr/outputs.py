@@ -42,7 +42,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -408,10 +408,12 @@ class OutputCommitter:
     def discard_attempt(self, attempt_id: str) -> None:
         shutil.rmtree(self.attempt_dir(attempt_id), ignore_errors=True)
 
-    def commit_job(self, report: dict[str, Any]) -> None:
-        """Publish every committed part, the report, then ``_SUCCESS``; see the class docstring."""
+    def commit_job(self, report: dict[str, Any], expected: Iterable[str] = ()) -> None:
+        """Publish every committed part, the report, then ``_SUCCESS``; see the class docstring.
+        ``expected`` names the parts the job's tasks committed: one missing fails the commit,
+        so a job can never succeed with part of its output."""
         if not self._report_is_this_jobs():
-            parts = self._commit_plan()
+            parts = self._commit_plan(expected)
             self._publish(parts)
             write_report(self.output_dir, report)
             _fault_point("report")
@@ -425,7 +427,7 @@ class OutputCommitter:
         except (OSError, ValueError, AttributeError):  # none yet, or another job's (replaced, or garbled)
             return False
 
-    def _commit_plan(self) -> dict[str, str]:
+    def _commit_plan(self, expected: Iterable[str] = ()) -> dict[str, str]:
         """Final name -> committed file: from the manifest of an earlier run, or made and written now."""
         manifest = storage.join(self.job_temp, MANIFEST)
         if storage.kind(manifest) == "file":
@@ -434,6 +436,10 @@ class OutputCommitter:
         parts = self._committed_parts()
         if not parts:
             raise FileNotFoundError(f"job {self.job_id} has nothing to commit: no committed part in "
+                                    f"{storage.display(self.job_temp)}")
+        missing = sorted(set(expected) - set(parts))
+        if missing:
+            raise FileNotFoundError(f"job {self.job_id}: committed part(s) {', '.join(missing[:5])} missing from "
                                     f"{storage.display(self.job_temp)}")
         _unify_parquet(list(parts.values()))
         self._prepare_publishing()

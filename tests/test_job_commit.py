@@ -183,3 +183,21 @@ def test_disk_full_in_the_job_commit_leaves_the_output_as_it_was(pymr, small_dis
         assert text_pairs(output) == text_pairs(reference)
     else:
         assert not output.exists(), local_files(output)
+
+
+def test_a_job_commit_missing_a_part_a_task_committed_fails_and_publishes_nothing(tmp_path):
+    """The coordinator names the parts its tasks committed: a job never succeeds with part
+    of its output (a rename that did not happen, a file deleted under it)."""
+    from pymr.outputs import OutputCommitter
+
+    committer = OutputCommitter(str(tmp_path / "out"), "job_x")
+    committer.setup(overwrite=False)
+    for part in ("part-00000", "part-00001"):
+        attempt = committer.attempt_dir(f"job_x-r{part[-5:]}-0")
+        os.makedirs(attempt)
+        (Path(attempt) / part).write_text("a\t1\n")
+    committer.commit_task("job_x-r00000-0", ["part-00000"])  # part 1's commit never happened
+    with pytest.raises(FileNotFoundError, match="part-00001 missing"):
+        committer.commit_job({"job_id": "job_x"}, expected=["part-00000", "part-00001"])
+    committer.abort_job()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
