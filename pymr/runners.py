@@ -33,7 +33,7 @@ from . import forkserver, storage
 from . import protocol as proto
 from . import scheduler as sched
 from .code import check_sendable, dump_job, importable, local_side_files, side_file_paths
-from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator, job_report
+from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
                      OutputExistsError, PymrError, StorageError, exception_from)
 from .executor import arrow_threads
@@ -42,6 +42,7 @@ from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_sp
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
 from .outputs import PAIRS, JobResult, output_committer, write_report
 from .http import StatusServer
+from .report import job_report
 from .sampling import sample_cuts
 from .security import ClusterKey, Security, connect, generate_key, read_key_file, write_key_file
 from .status import StatusBoard

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from pymr import scheduler as sched
 from pymr import status
-from pymr.coordinator import job_report
+from pymr.report import job_report
 
 
 def main() -> None:
