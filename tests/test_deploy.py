@@ -35,7 +35,7 @@ DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-BOOK = SAMPLE / "us-declaration-and-constitution.txt"
+BOOKS = [SAMPLE / "us-declaration-and-constitution.txt", SAMPLE / "python-tutorial.txt"]  # two maps, two workers
 
 
 def manifest_objects() -> list[dict]:
@@ -87,7 +87,7 @@ def test_systemd_units_have_no_unknown_settings():
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     result = subprocess.run([analyze, "verify", *map(str, UNITS)], capture_output=True, text=True,
-                            cwd=DEPLOY / "systemd")
+                            cwd=DEPLOY / "systemd", timeout=60)
     # /opt/pymr is not installed here: the one complaint allowed is that its pymr is missing.
     complaints = [line for line in result.stderr.splitlines() if line.strip()
                   and "Command /opt/pymr/bin/pymr is not executable" not in line]
@@ -99,8 +99,7 @@ def test_kubectl_client_dry_run():
     if kubectl is None:
         pytest.skip("kubectl is not installed")
     result = subprocess.run([kubectl, "apply", "--dry-run=client", "--validate=false", "-f",
-                             str(DEPLOY / "kubernetes")], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, KUBECONFIG=os.devnull))
+                             str(DEPLOY / "kubernetes")], capture_output=True, text=True, timeout=120)
     if "unable to recognize" in result.stderr or "connection refused" in result.stderr:
         pytest.skip("kubectl apply --dry-run=client needs an API server to look kinds up, and none answers here")
     assert result.returncode == 0, result.stderr
@@ -166,11 +165,12 @@ class Network:
                                        + line)
 
     def run(self, host: str, argv: list[str], env: dict, log: Path, wait: bool = False):
-        out = open(log, "ab")
+        """Start ``argv`` on ``host`` (or, with ``wait``, run it and return its exit status)."""
         command = ["ip", "netns", "exec", self.hosts.names[host], *argv]
-        if wait:
-            return subprocess.run(command, stdout=out, stderr=out, env=env, cwd=ROOT, timeout=180).returncode
-        process = subprocess.Popen(command, stdout=out, stderr=out, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+        with open(log, "ab") as out:
+            if wait:
+                return subprocess.run(command, stdout=out, stderr=out, env=env, cwd=ROOT, timeout=180).returncode
+            process = subprocess.Popen(command, stdout=out, stderr=out, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
         self.processes.append(process)
         self.logs[process] = log
         return process
@@ -219,7 +219,7 @@ def base_env(shims: Path) -> dict:
 
 def check_word_counts(output: Path) -> None:
     counts = {word: int(n) for word, n in text_pairs(output).items()}
-    assert counts == dict(reference_word_counts([BOOK]))
+    assert counts == dict(reference_word_counts(BOOKS))
     assert (output / "_SUCCESS").exists()
 
 
@@ -320,10 +320,11 @@ def test_kubernetes_manifests_run_a_job_as_readme_says(tmp_path):
         live = main["livenessProbe"]["exec"]["command"]
         assert network.run("coordinator", coordinator.argv(main, live, env), env, tmp_path / "live.log", wait=True) == 0
 
-        # README: kubectl cp the job and the books to /data (one small book here), then kubectl exec ... submit.
+        # README: kubectl cp the job and the books to /data (two small books here), then kubectl exec ... submit.
         shutil.copy(ROOT / "jobs" / "wordcount.py", shared["pymr-data"] / "wordcount.py")
         (shared["pymr-data"] / "books").mkdir()
-        shutil.copy(BOOK, shared["pymr-data"] / "books")
+        for book in BOOKS:
+            shutil.copy(book, shared["pymr-data"] / "books")
         submit = readme_line("kubectl", "exec deploy/pymr-coordinator --", "submit")
         client = submit[submit.index("--") + 1:]
         assert network.run("coordinator", coordinator.argv(main, client, env), env, tmp_path / "submit.log",
@@ -341,8 +342,8 @@ def test_kubernetes_manifests_run_a_job_as_readme_says(tmp_path):
 
         # Kubernetes stops pods with SIGTERM and waits the grace period before SIGKILL.
         grace_s = worker_spec["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        for process in network.processes:
-            assert network.stop(process, grace_s) is not None, "a process outlived its grace period"
+        for process in reversed(network.processes):  # workers, then the coordinator
+            assert network.stop(process, grace_s) == 0, f"{process.args} did not stop cleanly within {grace_s} s"
     finally:
         network.remove()
 
@@ -380,6 +381,7 @@ def test_systemd_units_run_a_job_as_readme_says(tmp_path):
     made = tmp_path / "cluster.key"
     subprocess.run([sys.executable, "-m", "pymr", "keygen", str(made)], check=True, cwd=ROOT, capture_output=True)
     network = Network(["coordinator", "worker"], [coordinator_name])
+    stop_s: dict[subprocess.Popen, float] = {}
     try:
         for host, unit_name, instance in (("coordinator", "pymr-coordinator.service", ""),
                                           ("worker", "pymr-worker@.service", "1")):
@@ -403,21 +405,22 @@ def test_systemd_units_run_a_job_as_readme_says(tmp_path):
             env = dict(base, **{k: mapped(v) for k, v in settings.items()})
             argv = [mapped(a) for a in shlex.split(unit["ExecStart"])]
             assert argv[0] == "/opt/pymr/bin/pymr" and unit["Restart"] == "always"
-            network.run(host, ["pymr", *argv[1:]], env, tmp_path / f"{host}.log")
+            stop_s[network.run(host, ["pymr", *argv[1:]], env, tmp_path / f"{host}.log")] = float(unit["TimeoutStopSec"])
         probe_env = dict(base, PYMR_SECRET_FILE=str(made),
                          PYMR_COORDINATOR=settings["PYMR_COORDINATOR"])
         worker_id = f'"worker_id": "{socket.gethostname()}-1"'  # the unit's --worker-id %H-%i
         network.wait_for("worker", ["pymr", "workers", "--json"], probe_env, tmp_path / "probe.log", worker_id)
 
         (shared / "books").mkdir()
-        shutil.copy(BOOK, shared / "books")
+        for book in BOOKS:
+            shutil.copy(book, shared / "books")
         submit = readme_line("sudo -u pymr", "submit")
         client = [{key_path: probe_env["PYMR_SECRET_FILE"]}.get(a, a.replace("/srv/pymr", str(shared)))
                   for a in submit[submit.index("/opt/pymr/bin/pymr") + 1:]]
         assert network.run("coordinator", ["pymr", *client], base, tmp_path / "submit.log", wait=True) == 0, \
             (tmp_path / "submit.log").read_text()
         check_word_counts(shared / "counts")
-        for process in network.processes:
-            assert network.stop(process, 60) is not None, "a process outlived TimeoutStopSec"
+        for process, within_s in reversed(stop_s.items()):
+            assert network.stop(process, within_s) == 0, f"{process.args} did not stop cleanly within TimeoutStopSec"
     finally:
         network.remove()
