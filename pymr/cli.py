@@ -120,6 +120,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Map output held in memory before spilling to disk, per task [default: 128M]."),
         click.Option(["--max-attempts"], type=click.IntRange(min=1), default=None,
                      help="Attempts per task before the job fails [default: 4]."),
+        click.Option(["--exclude-after"], type=click.IntRange(min=1), default=None,
+                     help="Failed attempts on one worker after which it gets no more of the job's tasks, while "
+                          "another worker can take them [default: 2]."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display or summary."),
         click.Option(["--http", "http_address"], metavar="HOST:PORT|off", default="127.0.0.1:0",
                      help="Local mode: serve the status page here while the job runs [default: a free "
@@ -190,6 +193,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         coordinator=kwargs["coordinator"], secret_file=kwargs["secret_file"],
         skip_bad_records=kwargs["skip_bad_records"],
         buffer_bytes=kwargs["sort_buffer"], max_attempts=kwargs["max_attempts"],
+        exclude_after=kwargs["exclude_after"],
         input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
         reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
         quiet=quiet, http=None if kwargs["http_address"].strip().lower() == "off" else kwargs["http_address"],

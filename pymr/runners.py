@@ -60,7 +60,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
              split_size: int | str | None = None, output_format: str | None = None, overwrite: bool = False,
              skip_bad_records: bool | None = None, buffer_bytes: int | str | None = None,
              input_format: str | None = None,
-             max_attempts: int | None = None) -> dict[str, Any]:
+             max_attempts: int | None = None, exclude_after: int | None = None) -> dict[str, Any]:
     """The JSON description of a run: the job's defaults overridden by what was given."""
     output_format = output_format or job_class.output_format
     if output_format not in OUTPUT_FORMATS:
@@ -89,6 +89,7 @@ def job_spec(job_class: type[Job], inputs: Sequence[str], output: str, *, reduce
         "input_format": input_format or job_class.input_format,
         "buffer_bytes": parse_size(buffer_bytes) if buffer_bytes is not None else None,
         "max_attempts": int(max_attempts or sched.DEFAULT_MAX_ATTEMPTS),
+        "exclude_after": int(exclude_after or sched.DEFAULT_EXCLUDE_AFTER),
     }
 
 
