@@ -42,7 +42,6 @@ sent once per worker and version, not from a list of every map in every ASSIGN.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import socket
 import threading
@@ -65,7 +64,7 @@ from . import storage
 from .errors import PymrError, ProtocolError
 from .inputs import DEFAULT_SPLIT_SIZE, plan_splits, require_record_batches
 from .outputs import OutputCommitter, output_committer
-from .report import counters_from_json, job_report, slim_result, storable
+from .report import job_report, slim_result, storable
 from .security import ClusterKey, Security, listen
 from .state import StateStore, StoredJob
 from .state import TaskCommit as StoredCommit
@@ -85,7 +84,6 @@ EXCLUDING_JOBS = 2  # ... by this many jobs within EXCLUDE_WINDOW_S
 EXCLUDE_WINDOW_S = 3600.0
 COMMIT_EVERY_S = 0.05  # task commits are written at most this often, together (with a state dir)
 RECOVERY_GRACE_S = 3.0  # after a restart, how long maps wait for the workers holding their outputs
-MISSING_BLOB = "MissingBlob"  # a worker got an ASSIGN without the code or table sent before it
 
 
 @dataclass(eq=False)
@@ -469,7 +467,7 @@ class Coordinator:
                         worker.worker_id, error.get("message", ""))
             effects = sched.fetch_failed(run, attempt_id, error["fetch_failed"], error)
             self._map_outputs_changed(active)
-        elif error["type"] == MISSING_BLOB:  # an ASSIGN that carried code or a table was lost: send it again
+        elif error["type"] == proto.MISSING_BLOB:  # an ASSIGN that carried code or a table was lost: send it again
             worker.jobs_loaded.discard(run.job_id)
             worker.map_tables.pop(run.job_id, None)
             effects = sched.kill(run, attempt_id, error.get("message", "an ASSIGN was lost"))
@@ -545,11 +543,7 @@ class Coordinator:
             self._send(identity, proto.REJECTED, {"error": str(error), "type": type(error).__name__})
             return
         splits, committer = planned
-        run = sched.new_job(job_id, spec.get("name", "job"), splits,
-                            (spec.get("reducers") or 1) if spec.get("has_reducer") else 0,
-                            spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS,
-                            speculative=spec.get("speculative", True),
-                            exclude_after=spec.get("exclude_after") or sched.DEFAULT_EXCLUDE_AFTER)
+        run = _new_run(job_id, spec, splits)
         self.jobs[job_id] = ActiveJob(run, spec, code, committer, identity, time.monotonic())
         log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
         self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
@@ -935,20 +929,16 @@ class Coordinator:
         spec = dict(stored.spec)
         splits = spec.pop("splits")
         storage.configure(spec.get("filesystems"))
-        run = sched.new_job(stored.job_id, spec.get("name", "job"), splits,
-                            (spec.get("reducers") or 1) if spec.get("has_reducer") else 0,
-                            spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS,
-                            speculative=spec.get("speculative", True),
-                            exclude_after=spec.get("exclude_after") or sched.DEFAULT_EXCLUDE_AFTER)
+        run = _new_run(stored.job_id, spec, splits)
         run.attempt_offset = 1000 * self.store.count_restart(stored.job_id)
         active = ActiveJob(run, spec, stored.code, output_committer(spec["output"], stored.job_id), b"",
                            time.monotonic(), submitted_unix_s=stored.submitted_unix_s)
         for commit in stored.tasks:
             active.committed_before.setdefault(commit.kind, set()).add(commit.index)
             tasks = run.maps if commit.kind == "map" else run.reduces
-            result = dict(commit.result, counters=counters_from_json(commit.result.get("counters")))
+            result = commit.result
             if commit.kind == "reduce" or run.map_only:
-                _recover_task_commit(active.committer, commit.attempt_id, result.get("files", []))
+                active.committer.recover_task(commit.attempt_id, result.get("files", []))
                 sched.restore(run, tasks[commit.index], commit.attempt_id, commit.worker_id, result)
             else:
                 active.reclaimable[commit.attempt_id] = (commit.index, commit.worker_id, result)
@@ -977,6 +967,15 @@ class Coordinator:
                 self._apply(active, sched.finish_restored(active.run))
 
 
+def _new_run(job_id: str, spec: dict[str, Any], splits: list[dict[str, Any]]) -> sched.JobRun:
+    """The scheduler's state of a job submitted (or resumed) with ``spec``."""
+    return sched.new_job(job_id, spec.get("name", "job"), splits,
+                         (spec.get("reducers") or 1) if spec.get("has_reducer") else 0,
+                         spec.get("max_attempts") or sched.DEFAULT_MAX_ATTEMPTS,
+                         speculative=spec.get("speculative", True),
+                         exclude_after=spec.get("exclude_after") or sched.DEFAULT_EXCLUDE_AFTER)
+
+
 def _plan_job(job_id: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], OutputCommitter]:
     """Split the job's input and prepare its output folder (on the background thread)."""
     storage.configure(spec.get("filesystems"))  # options from the job's URIs (endpoint, region, ...)
@@ -988,17 +987,6 @@ def _plan_job(job_id: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], 
     return [s.to_dict() for s in splits], committer
 
 
-
-
-def _recover_task_commit(committer: OutputCommitter, attempt_id: str, files: list[str]) -> None:
-    """Redo a task commit the database recorded: the files were moved, or are still in
-    the attempt's folder if the coordinator died in between."""
-    committer.recover_task(attempt_id, files)
-    if storage.is_remote(committer.output_dir):
-        return
-    for name in files:
-        if os.path.exists(os.path.join(committer.attempt_dir(attempt_id), name)):
-            committer.commit_task(attempt_id, [name])
 
 
 def _log_error(_: Any, error: BaseException | None) -> None:

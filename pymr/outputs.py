@@ -402,8 +402,12 @@ class OutputCommitter:
         shutil.rmtree(source, ignore_errors=True)
 
     def recover_task(self, attempt_id: str, files: list[str]) -> None:
-        """Tell a fresh committer (after a restart) of a task commit made before: nothing
-        to do here, where the commit is a rename on disk."""
+        """Redo, in a fresh committer (after a restart), a task commit recorded before: the
+        coordinator records a commit before it renames the files, so a file may still be
+        in the attempt's folder (then it is moved now) or already committed."""
+        for name in files:
+            if os.path.exists(os.path.join(self.attempt_dir(attempt_id), name)):
+                self.commit_task(attempt_id, [name])
 
     def discard_attempt(self, attempt_id: str) -> None:
         shutil.rmtree(self.attempt_dir(attempt_id), ignore_errors=True)

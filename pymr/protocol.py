@@ -84,6 +84,8 @@ MAX_FRAMES = MAX_MESSAGE_BYTES // FRAME_BYTES + 64
 CURVE_OVERHEAD_BYTES = 1024  # a CURVE frame is its plain text plus a 33-byte header and tag
 HANDSHAKE_S = 10.0  # a connection that has not authenticated by then is dropped
 MAX_NEW_CONNECTIONS = 1024  # connections a coordinator lets be in their handshake at once (security._NewConnectionLimit)
+MISSING_BLOB = "MissingBlob"  # a worker's error type: an ASSIGN came without the code or map output table
+# sent before it (lost with a connection); the coordinator sends them again, not counting a failure
 HEARTBEAT_INTERVAL_S = 1.0
 WORKER_TIMEOUT_S = 10.0
 SEND_HWM = 10_000

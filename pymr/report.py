@@ -27,10 +27,6 @@ def storable(result: dict[str, Any]) -> dict[str, Any]:
     return dict(result, counters=counters)
 
 
-def counters_from_json(counters: Any) -> dict[str, dict[str, int]]:
-    return counters if isinstance(counters, dict) else {}
-
-
 def slim_result(result: dict[str, Any]) -> dict[str, Any]:
     """What the coordinator keeps of a task's result. A map's counters are packed into one
     flat tuple of interned names: at 200,000 maps, nested dicts would take gigabytes."""

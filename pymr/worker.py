@@ -43,7 +43,6 @@ log = logging.getLogger("pymr.worker")
 POLL_MS = 200
 MAX_BACKOFF_S = 30.0
 JOB_PREFIX = "job_"  # the folders of jobs in a data dir (job ids start so)
-MISSING_BLOB = "MissingBlob"  # an ASSIGN came without the code or table it relied on: sent again, not a failure
 STALE_JOB_AGE_S = 24 * 3600.0
 MAX_QUEUED = 1000
 MAP_OUTPUT = "map.arrow"  # in data_dir/JOB/ATTEMPT/
@@ -256,7 +255,7 @@ class Worker:
         self.last_seq = max(self.last_seq, task["seq"])
         job_id = task["job_id"]
         if len(self.queue) >= MAX_QUEUED:  # a coordinator never sends more than our free slots
-            self._report_failure(task, {"type": MISSING_BLOB, "message": "the worker's queue is full"})
+            self._report_failure(task, {"type": proto.MISSING_BLOB, "message": "the worker's queue is full"})
             return
         for name, blob in zip(task.pop("blobs", []), blobs):
             if name == "code":
@@ -294,13 +293,13 @@ class Worker:
             job_id = task["job_id"]
             table = self.map_tables.get(job_id)
             if job_id not in self.jobs:
-                self._report_failure(task, {"type": MISSING_BLOB, "message": "the job's code never arrived"})
+                self._report_failure(task, {"type": proto.MISSING_BLOB, "message": "the job's code never arrived"})
                 continue
             if task["kind"] == "map":
                 task["map_output"] = os.path.join(self.data_dir, os.path.basename(job_id),
                                                   task["attempt_id"], MAP_OUTPUT)
             elif table is None or table[0] != task.get("map_outputs_version"):
-                self._report_failure(task, {"type": MISSING_BLOB, "message": "the map output table never arrived"})
+                self._report_failure(task, {"type": proto.MISSING_BLOB, "message": "the map output table never arrived"})
                 continue
             else:
                 task["map_outputs"] = table[1]  # decoded by the task itself, off this loop

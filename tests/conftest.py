@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -128,3 +129,12 @@ def mounted_tmpfs(mount_point: Path, options: str):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def interrupt_when_running(proc: subprocess.Popen, out: Path) -> str:
+    """Ctrl-C a `pymr submit` once its job runs (its output has ``_temporary``); its stderr."""
+    wait_for(lambda: (out / "_temporary").exists(), 60, "the job to start")
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    return err

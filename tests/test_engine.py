@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from collections import defaultdict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs
+from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs, interrupt_when_running
 
 BOOKS = sorted(SAMPLE.iterdir())
 
@@ -150,12 +148,7 @@ def test_tasks_run_at_the_same_time_in_different_processes(pymr, tmp_path):
 def test_interrupt_cancels_cleanly(pymr, tmp_path):
     out = tmp_path / "out"
     proc = pymr.popen("submit", TEST_JOBS / "spans.py", SAMPLE, "-o", out, "-w", "2", "--sleep", "30")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "_temporary").exists():  # the job is running
-        time.sleep(0.1)
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    err = interrupt_when_running(proc, out)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not out.exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import string
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from cluster import Cluster, free_port
-from conftest import ROOT, TEST_JOBS, text_pairs
+from conftest import ROOT, TEST_JOBS, text_pairs, interrupt_when_running
 
 import pymr
 
@@ -248,12 +247,7 @@ def test_cancelled_overwrite_says_the_old_output_was_kept(pymr, tmp_path):
     (out / "part-00000").write_text("old\t1\n")
     proc = pymr.popen("submit", TEST_JOBS / "spans.py", ROOT / "sample_data" / "books", "-o", out, "-w", "2",
                       "--sleep", "30", "--overwrite")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "_temporary").exists():  # the job is running
-        time.sleep(0.1)
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    err = interrupt_when_running(proc, out)
     assert proc.returncode == 130, err
     assert "interrupted: the job was cancelled and the old output kept" in err
     assert "removed" not in err
