@@ -14,6 +14,7 @@ and a service listens on exactly the address it was given, never a wider one.
 
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import logging
@@ -240,8 +241,14 @@ class _NewConnectionLimit:
     (``protocol.HANDSHAKE_S``). So at most ``limit`` strangers hold memory at a time.
     Connections that authenticated are not counted: a cluster of thousands of workers
     (re)connecting at once is admitted as fast as the handshakes finish. A thread reads
-    the socket's monitor, whose events carry the connection's file descriptor; a peer
-    hung up on just reconnects later.
+    the socket's monitor; a peer hung up on just reconnects later.
+
+    The monitor says which descriptor each connection has when it is accepted and when it
+    ends, but not which one a successful handshake belongs to (that event's value is 0).
+    So the count in handshake is: connections accepted within the handshake time and
+    still open, less handshakes that succeeded within it. Strangers never succeed, so a
+    flood of them is counted exactly; a worker that authenticated and left within the
+    handshake time makes it count one too few, never too many.
     """
 
     EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
@@ -255,30 +262,51 @@ class _NewConnectionLimit:
         self.thread.start()
 
     def _run(self) -> None:
-        pending_s: dict[int, float] = {}  # file descriptor -> when accepted, until its handshake is done
+        accepted_s: dict[int, float] = {}  # open connections' descriptors -> when accepted, oldest first
+        succeeded_s: collections.deque[float] = collections.deque()  # when handshakes succeeded
         refused = 0
         try:
             while True:
-                event = recv_monitor_message(self.monitor)
-                kind, fd, now = event["event"], event["value"], time.monotonic()
-                if kind == zmq.EVENT_MONITOR_STOPPED:
-                    return
-                for old in [f for f, when in pending_s.items() if now - when > self.window_s]:
-                    del pending_s[old]  # ZeroMQ dropped it at the handshake time limit
-                if kind != zmq.EVENT_ACCEPTED:
-                    pending_s.pop(fd, None)
-                elif len(pending_s) < self.limit:
-                    pending_s[fd] = now
-                else:
-                    _hang_up(fd)
-                    refused += 1
-                    if refused == 1 or refused % 1000 == 0:
-                        log.warning("over %d connections in their handshake at once: hung up on %d (a flood?)",
-                                    self.limit, refused)
+                events = self._read_events()
+                now = time.monotonic()
+                fresh = []
+                for event in events:
+                    kind, value = event["event"], event["value"]
+                    if kind == zmq.EVENT_MONITOR_STOPPED:
+                        return
+                    if kind == zmq.EVENT_ACCEPTED:
+                        accepted_s.pop(value, None)  # (a reused descriptor goes to the end)
+                        accepted_s[value] = now
+                        fresh.append(value)
+                    elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        succeeded_s.append(now)
+                    else:
+                        accepted_s.pop(value, None)
+                while accepted_s and now - next(iter(accepted_s.values())) > self.window_s:
+                    del accepted_s[next(iter(accepted_s))]  # done with its handshake, one way or another
+                while succeeded_s and now - succeeded_s[0] > self.window_s:
+                    succeeded_s.popleft()
+                over = len(accepted_s) - len(succeeded_s) - self.limit
+                for fd in fresh[::-1][:max(0, over)]:  # the newest: the least likely to have authenticated
+                    if accepted_s.pop(fd, None) is not None:
+                        _hang_up(fd)
+                        refused += 1
+                        if refused == 1 or refused % 1000 == 0:
+                            log.warning("over %d connections in their handshake at once: hung up on %d (a flood?)",
+                                        self.limit, refused)
         except zmq.ZMQError:  # the context is gone
             return
         finally:
             self.monitor.close(linger=0)
+
+    def _read_events(self) -> list[dict]:
+        """Wait for an event, then take all that are queued, so that decisions are made on
+        what ZeroMQ has said so far, not on an ACCEPTED event whose handshake has since
+        succeeded."""
+        events = [recv_monitor_message(self.monitor)]
+        while self.monitor.poll(0):
+            events.append(recv_monitor_message(self.monitor, zmq.NOBLOCK))
+        return events
 
     def join(self) -> None:
         self.thread.join(timeout=5)

@@ -149,6 +149,57 @@ def test_a_flood_of_connections_is_hung_up_on_beyond_the_limit(cluster, tmp_path
     assert text_pairs(tmp_path / "out") == {"x": "2", "y": "1"}
 
 
+def test_the_connection_cap_counts_only_connections_in_their_handshake(tmp_path):
+    """Authenticated connections do not count toward the cap: with 30 workers connected
+    and a cap of 20, 15 strangers mid-handshake are all let be; 10 more are over it.
+    (ZeroMQ's monitor does not say which connection a handshake succeeded on; a cap that
+    counted every connection of the last handshake time hung up on a cluster of 2,000
+    workers joining, authenticated ones included.)"""
+    from pymr.security import generate_key
+
+    key = generate_key()
+    context = zmq.Context()
+    security = Security(context, key)
+    server = security.server(proto.configure(context.socket(zmq.ROUTER)), new_connections=20)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    workers, strangers = [], []
+    try:
+        for i in range(30):
+            sock = security.client(proto.configure(context.socket(zmq.DEALER)))
+            sock.setsockopt(zmq.IDENTITY, f"w{i}".encode())
+            sock.connect(f"tcp://127.0.0.1:{port}")
+            sock.send(b"hello")
+            workers.append(sock)
+        heard = set()
+        while len(heard) < len(workers):
+            assert server.poll(10_000), f"only {len(heard)} of {len(workers)} workers got through"
+            heard.add(server.recv_multipart()[0])
+        for _ in range(15):
+            strangers.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            strangers[-1].sendall(curve_greeting())
+        time.sleep(1.0)
+        assert not any(hung_up(conn) for conn in strangers)
+        for _ in range(10):
+            strangers.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            strangers[-1].sendall(curve_greeting())
+        time.sleep(1.0)
+        assert sum(hung_up(conn) for conn in strangers) >= 5  # 25 in their handshake, a cap of 20
+        for sock in workers:  # and every worker is still connected
+            sock.send(b"still here")
+        heard = set()
+        while len(heard) < len(workers):
+            assert server.poll(10_000), f"only {len(heard)} of {len(workers)} workers still connected"
+            heard.add(server.recv_multipart()[0])
+    finally:
+        for conn in strangers:
+            conn.close()
+        for sock in workers:
+            sock.close(linger=0)
+        server.close(linger=0)
+        security.close()
+        context.destroy(linger=0)
+
+
 @pytest.mark.slow
 def test_many_key_holders_connecting_at_once_are_all_admitted(cluster):
     """The cap is on connections still in their handshake, not on a cluster's size: 600
