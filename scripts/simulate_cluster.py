@@ -46,7 +46,7 @@ from pymr import protocol as proto  # noqa: E402
 from pymr.security import ClusterKey, Security, generate_key, write_key_file  # noqa: E402
 
 WORKER_TIMEOUT_S = 10.0
-WARMUP_S = 8.0  # measurements start once every fake worker has connected (CURVE handshakes) and registered
+WARMUP_S = 15.0  # measurements start once every fake worker has connected (CURVE handshakes) and registered
 
 
 def free_port() -> int:
@@ -252,6 +252,15 @@ def submit_and_wait(address: str, key: ClusterKey, folder: Path, maps: int, redu
         return report, time.monotonic() - started, len(progress)
 
 
+def fake_cpus() -> set[int]:
+    return (os.sched_getaffinity(0) - {0}) or {0}
+
+
+def pin(enabled: bool, cpu: int):
+    """A preexec_fn that runs the child on ``cpu`` alone (or does nothing)."""
+    return (lambda: os.sched_setaffinity(0, {cpu})) if enabled else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=200)
@@ -266,6 +275,10 @@ def main() -> None:
     parser.add_argument("--state-dir", action="store_true", help="run the coordinator with a --state-dir")
     parser.add_argument("--restart-after", type=float, default=0.0, metavar="SECONDS",
                         help="kill -9 the coordinator this long into the job and start it again (needs --state-dir)")
+    parser.add_argument("--pin", action="store_true",
+                        help="run the coordinator on CPU 0 and the fake workers on the others, as on a "
+                             "cluster where workers are other machines (their work then does not count "
+                             "against the coordinator's CPU through a shared core's caches)")
     parser.add_argument("--keep-log", metavar="FILE", help="copy the coordinator's log here")
     args = parser.parse_args()
 
@@ -278,7 +291,7 @@ def main() -> None:
         command = [sys.executable, "-m", "pymr", "coordinator", "--bind", address, "--secret-file",
                    str(folder / "cluster.key"), "--worker-timeout", str(WORKER_TIMEOUT_S),
                    *(["--state-dir", str(folder / "state")] if args.state_dir else [])]
-        coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
+        coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT, preexec_fn=pin(args.pin, 0))
         results: multiprocessing.Queue = multiprocessing.Queue()
         stop = multiprocessing.Event()
         ids = [f"sim-{i:05d}" for i in range(args.workers)]
@@ -290,6 +303,8 @@ def main() -> None:
         try:
             for p in procs:
                 p.start()
+                if args.pin:
+                    os.sched_setaffinity(p.pid, fake_cpus())
             time.sleep(WARMUP_S)
             cpu_before, _ = cpu_and_peak(coordinator.pid)
             started = time.monotonic()
@@ -308,7 +323,8 @@ def main() -> None:
                     coordinator.kill()
                     coordinator.wait()
                     restarted_at = time.monotonic()
-                    coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
+                    coordinator = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT,
+                                                   preexec_fn=pin(args.pin, 0))
                     outcome["restarted"] = True
                 client.join(args.timeout)
                 report, wall_s, progress = finished["report"], finished["wall_s"], finished["progress"]
