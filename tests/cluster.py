@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import stop_processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -105,13 +107,4 @@ class Cluster:
         return self.coordinator.poll() is None and all(w.poll() is None for w in self.workers.values())
 
     def stop(self) -> None:
-        processes = [self.coordinator, *self.workers.values()]
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes([self.coordinator, *self.workers.values()])

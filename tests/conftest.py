@@ -104,6 +104,19 @@ def word_counts_as_text(paths) -> dict[str, str]:
     return {word: str(n) for word, n in reference_word_counts(paths).items()}
 
 
+def stop_processes(processes, grace_s: float = 10.0) -> None:
+    """SIGTERM every process still running, give each ``grace_s`` to exit, then kill it."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_for(predicate, timeout_s: float, what: str) -> None:
     """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from cluster import free_port
-from conftest import ROOT
+from conftest import ROOT, stop_processes
 
 ADDRESS = "10.231.78.1"
 
@@ -27,15 +27,6 @@ def _coordinator(tmp_path, *args: str, env: dict | None = None) -> subprocess.Po
     log = open(tmp_path / "coordinator.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "pymr", "coordinator", *args], stdout=log, stderr=log,
                             cwd=ROOT, env=env or os.environ, stdin=subprocess.DEVNULL)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def test_a_non_loopback_page_without_the_cluster_key_is_refused(tmp_path):
@@ -87,7 +78,7 @@ def test_when_the_default_port_is_taken_the_page_moves_to_a_free_one(tmp_path):
         else:
             raise AssertionError("a request for another host name was answered")
     finally:
-        _stop(process)
+        stop_processes([process])
         holder.close()
 
 
@@ -100,7 +91,7 @@ def test_http_off_serves_no_page(tmp_path):
             time.sleep(0.1)
         assert "status page" not in (tmp_path / "coordinator.log").read_text()
     finally:
-        _stop(process)
+        stop_processes([process])
 
 
 def _netns_unavailable() -> str | None:
@@ -187,5 +178,5 @@ def test_a_non_loopback_page_answers_only_requests_with_the_token(tmp_path):
         assert replies["cookie"][0] == 200 and json.loads(replies["cookie"][2]) == []
     finally:
         if process is not None:
-            _stop(process)
+            stop_processes([process])
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True)

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from cluster import ROOT, free_port
-from conftest import JOBS, text_pairs
+from conftest import JOBS, stop_processes, text_pairs
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (coordinator|worker|client)\[\d+\] "
                       r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) pymr\.")
@@ -154,14 +154,7 @@ def test_ipv6_loopback_without_a_secret_listens_on_ipv6_loopback_only(tmp_path):
         assert done.returncode == 0, done.stderr
         assert text_pairs(tmp_path / "out") == {"un": "1", "deux": "2"}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
     log_lines = [line for line in coordinator.stderr.read().splitlines() if not line.startswith("pymr coordinator")]
     assert any("worker" in line and "joined" in line for line in log_lines), log_lines
     for line in log_lines:

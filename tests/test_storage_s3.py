@@ -28,7 +28,8 @@ import pyarrow.feather as feather
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import JOBS, ROOT, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs
+from conftest import (JOBS, ROOT, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, stop_processes,
+                      text_pairs)
 
 from pymr import load_job_class, storage
 from pymr.errors import StorageError
@@ -116,12 +117,7 @@ def s3(tmp_path_factory):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_processes([process])
 
 
 def _wait_for_port(process: subprocess.Popen, log_path: Path, timeout_s: float = 30.0) -> int:
