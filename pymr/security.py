@@ -246,13 +246,17 @@ class _NewConnectionLimit:
     The monitor says which descriptor each connection has when it is accepted and when it
     ends, but not which one a successful handshake belongs to (that event's value is 0).
     So the count in handshake is: connections accepted within the handshake time and
-    still open, less handshakes that succeeded within it. Strangers never succeed, so a
-    flood of them is counted exactly; a worker that authenticated and left within the
-    handshake time makes it count one too few, never too many.
+    still open, less handshakes that succeeded within it and whose connection is still
+    open. A connection whose handshake failed ends with a failure event right before its
+    DISCONNECTED (ZeroMQ's I/O thread sends the two together); one that ends without
+    takes a success off. Strangers never succeed, so a flood of them is counted exactly;
+    a stranger whose greeting is garbage also ends without a failure event, and makes the
+    count one too high (stricter) until the handshake time has passed.
     """
 
-    EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
-              | zmq.EVENT_MONITOR_STOPPED)
+    FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | FAILED | zmq.EVENT_DISCONNECTED
+              | zmq.EVENT_CLOSED | zmq.EVENT_MONITOR_STOPPED)
 
     def __init__(self, sock: zmq.Socket, limit: int, window_s: float):
         self.limit = limit
@@ -265,6 +269,7 @@ class _NewConnectionLimit:
         accepted_s: dict[int, float] = {}  # open connections' descriptors -> when accepted, oldest first
         succeeded_s: collections.deque[float] = collections.deque()  # when handshakes succeeded
         refused = 0
+        failed = False  # whether the last event was a failed handshake
         try:
             while True:
                 events = self._read_events()
@@ -280,8 +285,12 @@ class _NewConnectionLimit:
                         fresh.append(value)
                     elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                         succeeded_s.append(now)
-                    else:
+                    elif kind == zmq.EVENT_DISCONNECTED:
+                        if accepted_s.pop(value, None) is not None and not failed and succeeded_s:
+                            succeeded_s.popleft()  # it had authenticated (within the handshake time)
+                    elif not kind & self.FAILED:
                         accepted_s.pop(value, None)
+                    failed = bool(kind & self.FAILED)
                 while accepted_s and now - next(iter(accepted_s.values())) > self.window_s:
                     del accepted_s[next(iter(accepted_s))]  # done with its handshake, one way or another
                 while succeeded_s and now - succeeded_s[0] > self.window_s:
