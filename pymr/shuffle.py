@@ -69,7 +69,10 @@ class MapOutputBuffer:
     * pairs of a job with a combiner or a built-in ``aggregate`` (``add`` as well): kept
       in a dict by key, so each distinct key is held once; a combiner runs over a key's
       values whenever the buffer fills (and the buffer spills only when that does not
-      free enough), an aggregate keeps one running value per key;
+      free enough), an aggregate keeps one running value per key. In the per-record
+      loop (``feed_loop``) a str key whose value is the very object the last pairs had
+      (word count's ``1``) is only counted (``repeats``), as a hand-written fold would:
+      appending it to a list cost half as much again as the whole fold;
     * Arrow tables from ``map_batch`` (``add_table``): ``key``/``value`` columns, kept
       as tables and aggregated in C at spill time.
     """
@@ -96,6 +99,9 @@ class MapOutputBuffer:
         self.keys: list[Any] = []
         self.values: list[Any] = []
         self.groups: dict[Any, Any] = {}
+        self.repeats: dict[str, int] = {}  # key -> how many of its values are ``self.common``
+        self.common: Any = _MISSING  # the one value object ``repeats`` counts
+        self.listed_share = 1.0  # of the pairs held, those in ``groups`` lists (as of the last count)
         self.tables: list[pa.Table] = []
         self.table_bytes = 0
         self.buffered = 0
@@ -168,12 +174,16 @@ class MapOutputBuffer:
         """Group every pair by key; the pairs held are counted (a pass over the dict)
         only when ``_PairMeter`` says a check may be due, never per pair.
 
-        Only a new key's type is looked at: a str is kept as it is, anything else goes
-        through ``put`` (``_group_key``), so 1, 1.0 and True stay three keys. A non-str
-        key never finds a slot it does not own: the dict holds str keys and tagged
-        tuples that no user key equals."""
-        groups, put = self.groups, self.put
-        held_values = groups.get
+        A pair whose value is ``common`` and whose key is a str is only counted in
+        ``repeats``. Any other pair is appended to its key's list in ``groups``; while
+        nothing is counted, its value becomes ``common`` (so the first pairs pick it).
+        Only a new key's type is looked at there: a str is kept as it is, anything else
+        goes through ``put`` (``_group_key``), so 1, 1.0 and True stay three keys. A
+        non-str key never finds a slot it does not own: the dict holds str keys and
+        tagged tuples that no user key equals."""
+        groups, put, repeats = self.groups, self.put, self.repeats
+        held_values, repeated = groups.get, repeats.get
+        common = self.common
         meter = _PairMeter(self)
         read = 0
         out_key = None
@@ -182,6 +192,11 @@ class MapOutputBuffer:
                 for key, value in chunk:
                     pairs = map_(key, value)  # (a local: errors point at its yield)
                     for out_key, out_value in pairs:
+                        if out_value is common and type(out_key) is str:
+                            repeats[out_key] = repeated(out_key, 0) + 1
+                            continue
+                        if not repeats:
+                            common = out_value
                         held = held_values(out_key)
                         if held is None:
                             if type(out_key) is str:
@@ -192,10 +207,13 @@ class MapOutputBuffer:
                             held.append(out_value)
                 read += count
                 if meter.due(count):
+                    self.common = common  # what ``repeats`` counts, for a combine or spill
                     meter.check()
         except TypeError:
             _raise_if_unhashable(out_key)
             raise
+        finally:
+            self.common = common
         meter.count()
         return read, meter.emitted
 
@@ -239,7 +257,7 @@ class MapOutputBuffer:
         if size >= self.buffer_bytes:
             # combining frees values, never keys: worth a pass over every key only if the keys leave room
             if self.groups and not self.aggregate and key_bytes < self.buffer_bytes / 2:
-                size = key_bytes + self._compact() * per_value
+                size = key_bytes + self._compact() * per_value  # what is left in lists
             if size >= self.buffer_bytes / 2:
                 self.spill()
         self._schedule_check()
@@ -249,18 +267,19 @@ class MapOutputBuffer:
         self.next_check = self._counted + max(self._first_check, held_now // 8)
 
     def _size(self) -> tuple[float, float, float]:
-        """The estimated bytes held (with ``buffered`` pairs), the keys' part of them, and the bytes per value."""
+        """The estimated bytes held (with ``buffered`` pairs), the keys' part of them, and
+        the bytes per value (a pair only counted in ``repeats`` holds none)."""
         key_bytes = per_value = 0.0
-        if self.groups:
-            sample = list(itertools.islice(self.groups.items(), 64))
+        if self.groups or self.repeats:
+            sample = list(itertools.islice(self.groups.items() or self.repeats.items(), 64))
             per_key = 120 + sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
             if self.aggregate:
                 key_bytes, per_value = len(self.groups) * (per_key + 32), 0.0
             else:
-                values = [v for _, held in sample for v in held[:4]]
-                key_bytes = len(self.groups) * per_key
+                values = [v for _, held in sample if type(held) is list for v in held[:4]]
+                key_bytes = (len(self.groups) + len(self.repeats)) * per_key
                 per_value = 8 + (sum(map(_owned_size, values)) / len(values) if values else 0)
-            size = key_bytes + self.buffered * per_value
+            size = key_bytes + self.buffered * self.listed_share * per_value
         else:
             held = len(self.keys)
             sample_range = range(max(0, held - 64), held)
@@ -283,10 +302,17 @@ class MapOutputBuffer:
             deque(map(self.put, chunk_keys, chunk_values), maxlen=0)
         for slot in itertools.compress(many_slots, map(not_, many_held)):  # a key the combiner dropped or moved
             del groups[slot]
-        self.buffered = left = sum(map(len, groups.values()))
+        left = sum(map(len, groups.values()))
+        self._held(left)
         if self.on_combine is not None:
             self.on_combine(before, left)
         return left
+
+    def _held(self, listed: int) -> int:
+        """Set ``buffered`` (and ``listed_share``) from the pairs in lists; returns all pairs held."""
+        self.buffered = held = listed + sum(self.repeats.values())
+        self.listed_share = listed / held if held else 1.0
+        return held
 
     # -- writing runs ---------------------------------------------------------------------
     def spill(self) -> None:
@@ -309,7 +335,7 @@ class MapOutputBuffer:
             if self.combiner is not None and self.aggregate is None:
                 keys, values = self._combine_sorted(keys, values)
             parts.append((pairs_table(keys, values), False))
-        if self.groups:
+        if self.groups or self.repeats:
             parts.append(self._groups_table())
         if self.tables:
             arrow = pa.concat_tables(self.tables, promote_options="permissive")
@@ -322,32 +348,48 @@ class MapOutputBuffer:
     def _groups_table(self) -> tuple[pa.Table, bool]:
         """The held groups as pairs, and whether each key is in one pair only."""
         slots, held = list(self.groups), list(self.groups.values())
+        repeats = self.repeats.copy()
+        self.repeats.clear()  # in place, as groups: the feed loop holds both
         self.groups.clear()
-        self.buffered = 0
+        self.buffered, self.listed_share = 0, 1.0
         keys = _slot_keys(slots)
         if self.aggregate:
             return pairs_table(keys, held), True
-        return self._combine_groups(keys, held)
+        return self._combine_groups(keys, held, repeats)
 
-    def _combine_groups(self, keys: list[Any], held: list[list[Any]]) -> tuple[pa.Table, bool]:
+    def _combine_groups(self, keys: list[Any], held: list[list[Any]], repeats: dict[str, int]) -> tuple[pa.Table, bool]:
         """The combiner over every key with more than one value, driven from C; a key
-        with one value is taken as it is. The keys stay distinct unless the combiner
+        with one value is taken as it is. A key's values are ``repeats[key]`` times
+        ``self.common``, then its list. The keys stay distinct unless the combiner
         changes them or gives more than one pair for a key."""
-        lengths = list(map(len, held))
+        common = self.common
+        if repeats and keys:  # keys with repeated and listed values: one iterator of both
+            both = repeats.keys() & set(keys)
+            if both:
+                for index in [i for i, key in enumerate(keys) if key in both]:
+                    held[index] = _Values(common, repeats.pop(keys[index]), held[index])
+        lengths = list(map(len, held))  # a _Values holds two or more
         many = list(map(gt, lengths, itertools.repeat(1)))
-        one = list(map(not_, many))
-        out_keys = list(itertools.compress(keys, one))
-        out_values = list(map(itemgetter(0), itertools.compress(held, one)))
-        if len(out_keys) == len(keys):
+        out_keys = list(itertools.compress(keys, map(not_, many)))
+        out_values = list(map(itemgetter(0), itertools.compress(held, map(not_, many))))
+        counts = list(repeats.values())
+        repeated_many = list(map(gt, counts, itertools.repeat(1)))
+        repeated_once = list(itertools.compress(repeats, map(not_, repeated_many)))
+        out_keys += repeated_once
+        out_values += [common] * len(repeated_once)
+        many_keys = list(itertools.compress(keys, many)) + list(itertools.compress(repeats, repeated_many))
+        if not many_keys:
             return pairs_table(out_keys, out_values), True
-        many_keys = list(itertools.compress(keys, many))
-        block = (many_keys, map(iter, itertools.compress(held, many)))
+        block = (many_keys, itertools.chain(map(iter, itertools.compress(held, many)),
+                                            map(itertools.repeat, itertools.repeat(common),
+                                                itertools.compress(counts, repeated_many))))
         combined_keys: list[Any] = []
+        single = len(out_keys)
         for chunk_keys, chunk_values in apply_per_key(self.combiner, [block], function_name(self.combiner)):
             combined_keys += chunk_keys
             out_values += chunk_values
         if self.on_combine is not None:
-            self.on_combine(sum(lengths), len(out_keys) + len(combined_keys))
+            self.on_combine(sum(lengths) + sum(counts), single + len(combined_keys))
         distinct = combined_keys == many_keys
         return pairs_table(out_keys + combined_keys, out_values), distinct
 
@@ -518,7 +560,7 @@ class _PairMeter:
     def __init__(self, buffer: MapOutputBuffer):
         self.buffer = buffer
         self.emitted = 0  # exact, as of the last count
-        self.base = _held_pairs(buffer.groups)  # pairs held at the last count (none, usually)
+        self.base = _held_pairs(buffer)  # pairs held at the last count (none, usually)
         self.records = self.since = 0  # records read; of those, since the last count
         self.per_record: float | None = None
         self.rss_at_count = _resident_bytes()
@@ -553,7 +595,7 @@ class _PairMeter:
     def count(self) -> None:
         """Count the pairs exactly and let the buffer check its size (it may combine or spill)."""
         buffer = self.buffer
-        held = _held_pairs(buffer.groups)
+        held = _held_pairs(buffer)
         self.emitted += held - self.base
         self.per_record = self.emitted / self.records if self.records else None
         self.since = 0
@@ -564,8 +606,24 @@ class _PairMeter:
         self.rss_at_count = _resident_bytes()
 
 
-def _held_pairs(groups: dict[Any, list[Any]]) -> int:
-    return sum(map(len, groups.values()))
+def _held_pairs(buffer: MapOutputBuffer) -> int:
+    """The pairs a grouped buffer holds, exactly (sets its ``buffered`` and ``listed_share``)."""
+    return buffer._held(sum(map(len, buffer.groups.values())))
+
+
+class _Values:
+    """A key's values held as ``count`` times one object, then a list: what the combiner iterates."""
+
+    __slots__ = ("value", "count", "rest")
+
+    def __init__(self, value: Any, count: int, rest: list[Any]):
+        self.value, self.count, self.rest = value, count, rest
+
+    def __len__(self) -> int:
+        return self.count + len(self.rest)
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain(itertools.repeat(self.value, self.count), self.rest)
 
 
 def _resident_bytes() -> int:

@@ -487,6 +487,30 @@ def test_the_grouped_loop_keeps_every_pair_and_counts_them(tmp_path_factory, dat
         reference_groups(everything, num_partitions))
 
 
+def test_the_grouped_loop_counts_a_repeated_value_and_the_combiner_still_sees_every_value(tmp_path):
+    # word count's ``1`` is only counted per key; a key that also gets other values (before
+    # and after a combine, and in the same spill) hands the combiner all of them
+    seen = []
+
+    def recording_sum(key, values):
+        values = list(values)
+        seen.append((key, sorted(values)))
+        yield key, sum(values)
+
+    one, other = 1, 10**20  # the repeated object, and values that are not it
+    records = ([[("a", one), (f"b{i % 2000}", one)] for i in range(6000)] + [[("a", other), (7, one)]]
+               + [[("a", one), (f"c{i}", one)] for i in range(3000)] + [[("a", other + 1)]])
+    path, read, emitted, spills = feed_records(tmp_path / "map", records, 2, recording_sum, 256 * 1024, 64)
+    assert spills >= 2 and (read, emitted) == (len(records), sum(map(len, records)))
+    totals = {}
+    for part in read_groups([path], 2):
+        for key, values in part:
+            totals[key] = totals.get(key, 0) + sum(values)
+    expected = {"a": 9000 + 2 * other + 1, 7: 1, **{f"b{i}": 3 for i in range(2000)}, **{f"c{i}": 1 for i in range(3000)}}
+    assert totals == expected
+    assert any(key == "a" and other in values and one in values for key, values in seen)
+
+
 def test_the_grouped_loop_keeps_keys_that_python_finds_equal_apart(tmp_path):
     # 1 == 1.0 == True in a dict, and a bytes key could equal another key's encoded form
     lookalikes = [1, 1.0, True, encode_key(1), "1", (1,), (True,), (1.0,)]
