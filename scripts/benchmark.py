@@ -782,9 +782,10 @@ class Row:
     task: str
     system: str
     input_bytes: int
-    measurement: Measurement | None = None
+    measurement: Measurement | None = None  # the median run by wall time (or the run that failed)
     verified: str = ""
     note: str = ""
+    runs: list[Measurement] = field(default_factory=list)  # in round order
 
 
 def make_inputs(tasks: list[str], args: argparse.Namespace, workdir: str) -> dict[str, Any]:
@@ -809,26 +810,37 @@ def make_inputs(tasks: list[str], args: argparse.Namespace, workdir: str) -> dic
 
 
 def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace, workdir: str) -> list[Row]:
-    """Time every system on one task, baseline first, and verify every output."""
+    """Time every system on one task and verify every output (the baseline's first).
+
+    The repeats are interleaved: each round runs every system once, in order, so that
+    systems compared by their ratio are measured minutes apart at most, not a whole
+    system's repeats apart (this machine's speed drifts by a third within an hour).
+    """
     verifier = Verifier(task, info if task == "sort" else None)
-    rows = []
+    rows, specs = [], {}
     for system in systems:
         row = Row(task, system, info.bytes)
-        out = os.path.join(workdir, f"out-{task}-{system}")
-        spec = plan(system, task, info.path, out, os.path.join(workdir, "tmp"), args.split_size, args.pymr_env,
-                    args.pymr_python)
+        rows.append(row)
+        spec = plan(system, task, info.path, os.path.join(workdir, f"out-{task}-{system}"), os.path.join(workdir, "tmp"),
+                    args.split_size, args.pymr_env, args.pymr_python)
         if isinstance(spec, str):
             row.note = "skipped: " + spec
-            rows.append(row)
             print(f"  {system:16s} {row.note}", flush=True)
-            continue
-        row.note = spec.note
-        row.measurement, row.verified = run_and_check(spec, system, verifier, args, workdir)
+        else:
+            row.note = spec.note
+            specs[system] = (row, spec)
+    for _ in range(max(args.repeat, STARTUP_REPEAT) if task == "startup" else args.repeat):
+        for row, spec in specs.values():
+            if not (row.runs and row.runs[-1].error):
+                row.runs.append(measure_once(spec, args, workdir))
+    for system, (row, spec) in specs.items():
+        failed = row.runs[-1] if row.runs[-1].error else None
+        row.measurement = failed or sorted(row.runs, key=lambda m: m.wall_s)[len(row.runs) // 2]
+        row.verified = "FAILED: " + failed.error if failed else verifier.check(spec, system)
         row.note = "; ".join(filter(None, [row.note, pymr_note(spec), leftover_note(row.measurement),
                                            cpu_note(row.measurement), load_note(row.measurement)]))
-        rows.append(row)
         print(f"  {system:16s} {describe(row)}", flush=True)
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(spec.output, ignore_errors=True)
     return rows
 
 
@@ -891,19 +903,14 @@ def _report_rounds(out: str) -> tuple[int | None, list[float]]:
     return report["counters"].get("pagerank", {}).get("rounds"), times
 
 
-def run_and_check(spec: RunSpec, system: str, verifier: Verifier, args: argparse.Namespace,
-                  workdir: str) -> tuple[Measurement, str]:
-    """Measure ``args.repeat`` runs (keeping the median by wall time) and verify the output."""
-    runs = []
-    for _ in range(max(args.repeat, STARTUP_REPEAT) if verifier.task == "startup" else args.repeat):
-        shutil.rmtree(spec.output, ignore_errors=True)
-        os.makedirs(os.path.join(workdir, "tmp"), exist_ok=True)
-        runs.append(measure(spec, args.timeout, os.path.join(workdir, "log.txt"), cwd=workdir))
+def measure_once(spec: RunSpec, args: argparse.Namespace, workdir: str) -> Measurement:
+    """One run of a system, into a fresh output folder (the last run's output is verified)."""
+    shutil.rmtree(spec.output, ignore_errors=True)
+    os.makedirs(os.path.join(workdir, "tmp"), exist_ok=True)
+    try:
+        return measure(spec, args.timeout, os.path.join(workdir, "log.txt"), cwd=workdir)
+    finally:
         shutil.rmtree(os.path.join(workdir, "tmp"), ignore_errors=True)
-        if runs[-1].error:
-            return runs[-1], "FAILED: " + runs[-1].error
-    median = sorted(runs, key=lambda m: m.wall_s)[len(runs) // 2]
-    return median, verifier.check(spec, system)
 
 
 def pymr_note(spec: RunSpec) -> str:
@@ -1074,14 +1081,21 @@ def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any]
 
 def floor_lines(rows: list[Row]) -> list[str]:
     """pymr's per-record word count over the hand-written per-record floor, as many
-    workers as the floor has processes."""
-    floor = next((r.measurement for r in rows if r.system == "floor" and r.measurement), None)
+    workers as the floor has processes: the ratio of the medians, and the ratio within
+    each round (the two ran one after the other), which a drifting machine disturbs less."""
+    floor = next((r for r in rows if r.system == "floor" and r.measurement and not r.measurement.error), None)
     if floor is None:
         return []
-    lines = [f"- `{r.system}` / `floor` ({PROCESSES} processes): **{r.measurement.wall_s / floor.wall_s:.2f}×** "
-             f"wall ({r.measurement.wall_s:.2f} s / {floor.wall_s:.2f} s), "
-             f"{r.measurement.cpu_s / floor.cpu_s:.2f}× CPU"
-             for r in rows if r.task == "wordcount" and r.system == f"pymr-{PROCESSES}" and r.measurement]
+    lines = []
+    for row in rows:
+        if row.task != "wordcount" or row.system != f"pymr-{PROCESSES}" or not row.measurement or row.measurement.error:
+            continue
+        m, f = row.measurement, floor.measurement
+        rounds = [a.wall_s / b.wall_s for a, b in zip(row.runs, floor.runs)]
+        lines.append(f"- `{row.system}` / `floor` ({PROCESSES} processes): **{m.wall_s / f.wall_s:.2f}×** "
+                     f"wall ({m.wall_s:.2f} s / {f.wall_s:.2f} s), {m.cpu_s / f.cpu_s:.2f}× CPU; round by round "
+                     + ", ".join(f"{r:.2f}×" for r in rounds)
+                     + f" (median **{sorted(rounds)[len(rounds) // 2]:.2f}×**)")
     return lines + [""]
 
 
