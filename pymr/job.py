@@ -113,12 +113,13 @@ class Job:
 
     def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
         """Pre-reduce one key's values on the map side (optional). It may run zero, one or
-        more times per key, and what it yields is map output, so ``reduce`` must give
-        the same result whether it ran or not."""
+        more times per key, on any share of its values in any order, and what it yields
+        is map output, so ``reduce`` must give the same result whether it ran or not."""
         raise NotImplementedError
 
     def reduce(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
-        """Turn one key and a stream of its values into output pairs."""
+        """Turn one key and a stream of its values into output pairs (the values in no
+        promised order unless the job sets ``sort_values``)."""
         raise NotImplementedError
 
     def reduce_batch(self, table: Any) -> Any:

@@ -826,9 +826,15 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
         if isinstance(spec, str):
             row.note = "skipped: " + spec
             print(f"  {system:16s} {row.note}", flush=True)
-        else:
-            row.note = spec.note
-            specs[system] = (row, spec)
+            continue
+        row.note = spec.note
+        specs[system] = (row, spec)
+        if args.against and pymr_kind(system):  # the same system as of --against, run in the same rounds
+            twin = f"{system}@{args.against}"
+            rows.append(Row(task, twin, info.bytes, note=spec.note))
+            specs[twin] = (rows[-1], plan(system, task, info.path, os.path.join(workdir, f"out-{task}-{twin}"),
+                                          os.path.join(workdir, "tmp"), args.split_size, args.against_env,
+                                          args.pymr_python))
     for _ in range(max(args.repeat, STARTUP_REPEAT) if task == "startup" else args.repeat):
         for row, spec in specs.values():
             if not (row.runs and row.runs[-1].error):
@@ -966,9 +972,9 @@ def _first_line(argv: list[str]) -> str:
     return ((done.stdout or done.stderr).strip().splitlines() or ["?"])[0]
 
 
-def export_pymr(ref: str, workdir: str) -> dict[str, str]:
-    """Copy ``pymr/`` as of git ``ref`` into ``workdir``; the environment that runs that copy."""
-    dest = os.path.join(workdir, "pymr-src")
+def export_pymr(ref: str, workdir: str, name: str = "pymr-src") -> dict[str, str]:
+    """Copy ``pymr/`` as of git ``ref`` into ``workdir/name``; the environment that runs that copy."""
+    dest = os.path.join(workdir, name)
     os.makedirs(dest)
     archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", "--format=tar", ref, "pymr"],
                              capture_output=True, check=True).stdout
@@ -1071,7 +1077,7 @@ def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any]
     parts += [f"- chunk / split size for every system: {args.split_size / MiB:g} MiB; repeats: {args.repeat} "
               f"(startup: {max(args.repeat, STARTUP_REPEAT)}); peers' processes: {PROCESSES}",
               "", "## Results\n", markdown_table(rows)]
-    parts += floor_lines(rows)
+    parts += floor_lines(rows) + against_lines(rows, args.against)
     if len({r.system for r in rows if pymr_kind(r.system)}) > 2:
         parts += ["## Scaling\n", scaling_table(rows)]
     if rounds:
@@ -1088,7 +1094,8 @@ def floor_lines(rows: list[Row]) -> list[str]:
         return []
     lines = []
     for row in rows:
-        if row.task != "wordcount" or row.system != f"pymr-{PROCESSES}" or not row.measurement or row.measurement.error:
+        if (row.task != "wordcount" or row.system.split("@")[0] != f"pymr-{PROCESSES}" or not row.measurement
+                or row.measurement.error):
             continue
         m, f = row.measurement, floor.measurement
         rounds = [a.wall_s / b.wall_s for a, b in zip(row.runs, floor.runs)]
@@ -1097,6 +1104,22 @@ def floor_lines(rows: list[Row]) -> list[str]:
                      + ", ".join(f"{r:.2f}×" for r in rounds)
                      + f" (median **{sorted(rounds)[len(rounds) // 2]:.2f}×**)")
     return lines + [""]
+
+
+def against_lines(rows: list[Row], ref: str | None) -> list[str]:
+    """Each pymr system over itself as of ``--against``: the ratio within each round (the
+    two ran one after the other) and its median, for wall time and CPU."""
+    lines = []
+    for old in [r for r in rows if ref and r.system.endswith(f"@{ref}") and r.runs]:
+        new = next((r for r in rows if r.task == old.task and r.system == old.system.split("@")[0] and r.runs), None)
+        if new is None or any(m.error for m in new.runs + old.runs):
+            continue
+        walls = [a.wall_s / b.wall_s for a, b in zip(new.runs, old.runs)]
+        cpus = [a.cpu_s / b.cpu_s for a, b in zip(new.runs, old.runs)]
+        lines.append(f"- {new.task}, `{new.system}` / `{old.system}`: wall round by round "
+                     + ", ".join(f"{r:.2f}×" for r in walls) + f" (median **{sorted(walls)[len(walls) // 2]:.2f}×**);"
+                     " CPU " + ", ".join(f"{r:.2f}×" for r in cpus) + f" (median {sorted(cpus)[len(cpus) // 2]:.2f}×)")
+    return lines + [""] if lines else []
 
 
 def scaling_table(rows: list[Row]) -> str:
@@ -1323,6 +1346,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", metavar="DIR", help="where to make the temporary folder [default: $TMPDIR]")
     parser.add_argument("--pymr-ref", metavar="REF", help="measure pymr as of this git commit (exported to the "
                         "temporary folder) instead of the installed working tree, e.g. HEAD")
+    parser.add_argument("--against", metavar="REF", help="also run every pymr system as of this git commit, as "
+                        "system `pymr-N@REF`, in the same rounds, and report new/old ratios round by round")
     parser.add_argument("--pymr-python", metavar="PYTHON", default=sys.executable,
                         help="the interpreter that runs pymr, e.g. a fresh venv's bin/python after `pip install .`, "
                              "which imports only pymr's dependencies; start-up depends on it [default: this one]")
@@ -1375,6 +1400,8 @@ def _choices(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...
 def run_benchmark(args: argparse.Namespace, workdir: str) -> None:
     subreaper = become_subreaper()
     env = environment(args.pymr_ref, args.pymr_python)
+    if args.against:
+        env["pymr against"] = pymr_source(args.against)
     for key, value in env.items():
         print(f"{key}: {value}")
     if not subreaper:
@@ -1417,6 +1444,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = tempfile.mkdtemp(prefix="pymr-bench-", dir=args.work_dir)
     try:
         args.pymr_env = export_pymr(args.pymr_ref, workdir) if args.pymr_ref else {}
+        args.against_env = export_pymr(args.against, workdir, "pymr-against") if args.against else {}
         if args.profile:
             report = profile_pymr(args, workdir)
             print(report)
