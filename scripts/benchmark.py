@@ -53,6 +53,10 @@ Its whole process tree is measured (Linux only: it reads /proc):
 * MB/s is input bytes / 10^6 / wall. Ratios are to the ``python`` baseline (lower is
   better). "other load" in the notes is the mean number of cores that processes
   outside the tree kept busy meanwhile: on a shared machine, a sign of a slowed run.
+* ``--repeat N`` runs N rounds, each running every system once in turn, and keeps each
+  system's median run; ratios that matter (pymr to the ``floor``, and with
+  ``--against REF`` pymr to itself as of REF, run as ``pymr-N@REF`` in the same rounds)
+  are also given round by round, as this machine's speed drifts between runs.
 
 Inputs live in a temporary folder that is removed at the end, with every output;
 processes a system leaves running are killed.
@@ -64,6 +68,7 @@ processes a system leaves running are killed.
     python scripts/benchmark.py --tasks startup,rounds --workers 2,16 --systems python,pymr-2
     python scripts/benchmark.py --tasks wordcount --size 2G --workers 1,2,4,8,16 --processes 16
     python scripts/benchmark.py --profile --size 64M   # where pymr's word count spends its time
+    python scripts/benchmark.py --tasks wordcount --repeat 5 --against main   # this tree against main
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ import resource
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -984,6 +990,14 @@ def export_pymr(ref: str, workdir: str, name: str = "pymr-src") -> dict[str, str
     return {"PYTHONPATH": dest}
 
 
+def working_tree_commit() -> str:
+    """A commit of the working tree as it is, uncommitted changes included (``git stash
+    create``, which changes no branch), or HEAD when there are none."""
+    made = subprocess.run(["git", "-C", str(HERE.parent), "stash", "create"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return made or "HEAD"
+
+
 def pymr_source(ref: str | None) -> str:
     """Which pymr is measured: a commit (``--pymr-ref``) or the working tree as installed."""
     if ref:
@@ -1102,7 +1116,7 @@ def floor_lines(rows: list[Row]) -> list[str]:
         lines.append(f"- `{row.system}` / `floor` ({PROCESSES} processes): **{m.wall_s / f.wall_s:.2f}×** "
                      f"wall ({m.wall_s:.2f} s / {f.wall_s:.2f} s), {m.cpu_s / f.cpu_s:.2f}× CPU; round by round "
                      + ", ".join(f"{r:.2f}×" for r in rounds)
-                     + f" (median **{sorted(rounds)[len(rounds) // 2]:.2f}×**)")
+                     + f" (median **{statistics.median(rounds):.2f}×**)")
     return lines + [""]
 
 
@@ -1117,8 +1131,8 @@ def against_lines(rows: list[Row], ref: str | None) -> list[str]:
         walls = [a.wall_s / b.wall_s for a, b in zip(new.runs, old.runs)]
         cpus = [a.cpu_s / b.cpu_s for a, b in zip(new.runs, old.runs)]
         lines.append(f"- {new.task}, `{new.system}` / `{old.system}`: wall round by round "
-                     + ", ".join(f"{r:.2f}×" for r in walls) + f" (median **{sorted(walls)[len(walls) // 2]:.2f}×**);"
-                     " CPU " + ", ".join(f"{r:.2f}×" for r in cpus) + f" (median {sorted(cpus)[len(cpus) // 2]:.2f}×)")
+                     + ", ".join(f"{r:.2f}×" for r in walls) + f" (median **{statistics.median(walls):.2f}×**);"
+                     " CPU " + ", ".join(f"{r:.2f}×" for r in cpus) + f" (median {statistics.median(cpus):.2f}×)")
     return lines + [""] if lines else []
 
 
@@ -1347,7 +1361,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pymr-ref", metavar="REF", help="measure pymr as of this git commit (exported to the "
                         "temporary folder) instead of the installed working tree, e.g. HEAD")
     parser.add_argument("--against", metavar="REF", help="also run every pymr system as of this git commit, as "
-                        "system `pymr-N@REF`, in the same rounds, and report new/old ratios round by round")
+                        "system `pymr-N@REF`, in the same rounds, and report new/old ratios round by round (the "
+                        "working tree is then exported and compiled as REF is, uncommitted changes included)")
     parser.add_argument("--pymr-python", metavar="PYTHON", default=sys.executable,
                         help="the interpreter that runs pymr, e.g. a fresh venv's bin/python after `pip install .`, "
                              "which imports only pymr's dependencies; start-up depends on it [default: this one]")
@@ -1443,6 +1458,8 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, _stop)
     workdir = tempfile.mkdtemp(prefix="pymr-bench-", dir=args.work_dir)
     try:
+        if args.against and not args.pymr_ref:  # both sides exported and compiled alike: the working tree too
+            args.pymr_ref = working_tree_commit()
         args.pymr_env = export_pymr(args.pymr_ref, workdir) if args.pymr_ref else {}
         args.against_env = export_pymr(args.against, workdir, "pymr-against") if args.against else {}
         if args.profile:

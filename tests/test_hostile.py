@@ -356,3 +356,31 @@ def test_a_worker_reports_a_failed_task_as_data_without_a_pickle(tmp_path):
     msg = proto.unpack(failures[0])
     assert msg.blobs == [], "the worker sent a blob (an exception pickle) with the failure"
     assert msg.body["error"]["type"] == "KeyError" and "KeyError: 'split'" in msg.body["error"]["traceback"]
+
+
+def test_the_zap_handler_admits_only_the_cluster_key_over_curve_in_its_domain():
+    from zmq.utils import z85
+
+    from pymr.security import _ZapHandler, generate_key
+
+    key, other = generate_key(), generate_key()
+    context = zmq.Context()
+    handler = _ZapHandler(context, key.public)
+    try:
+        raw, other_raw = z85.decode(key.public), z85.decode(other.public)
+
+        def status(*frames):
+            return handler.reply(list(frames))[2]
+
+        assert status(b"1.0", b"7", b"pymr", b"127.0.0.1", b"", b"CURVE", raw) == b"200"
+        assert status(b"1.0", b"7", b"pymr", b"127.0.0.1", b"", b"CURVE", other_raw) == b"400"
+        assert status(b"1.0", b"7", b"other", b"127.0.0.1", b"", b"CURVE", raw) == b"400"
+        assert status(b"1.0", b"7", b"pymr", b"127.0.0.1", b"", b"NULL") == b"400"
+        assert status(b"1.0", b"7", b"pymr", b"127.0.0.1", b"", b"CURVE", raw, b"extra") == b"400"
+        assert status(b"2.0", b"7", b"pymr", b"127.0.0.1", b"", b"CURVE", raw) == b"500"
+        assert handler.reply([]) == [b"1.0", b"", b"500", b"malformed request", b"", b""]
+    finally:
+        handler.requests.close()
+        handler.stop_receiver.close()
+        handler.stop_sender.close()
+        context.term()
