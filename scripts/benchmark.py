@@ -53,7 +53,8 @@ Its whole process tree is measured (Linux only: it reads /proc):
 * MB/s is input bytes / 10^6 / wall. Ratios are to the ``python`` baseline (lower is
   better). "other load" in the notes is the mean number of cores that processes
   outside the tree kept busy meanwhile: on a shared machine, a sign of a slowed run.
-* ``--repeat N`` runs N rounds, each running every system once in turn, and keeps each
+* ``--repeat N`` runs N rounds, each running every system once in turn (every other
+  round in reverse order: the first run of a round can be 10% slower), and keeps each
   system's median run; ratios that matter (pymr to the ``floor``, and with
   ``--against REF`` pymr to itself as of REF, run as ``pymr-N@REF`` in the same rounds)
   are also given round by round, as this machine's speed drifts between runs.
@@ -818,9 +819,10 @@ def make_inputs(tasks: list[str], args: argparse.Namespace, workdir: str) -> dic
 def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace, workdir: str) -> list[Row]:
     """Time every system on one task and verify every output (the baseline's first).
 
-    The repeats are interleaved: each round runs every system once, in order, so that
-    systems compared by their ratio are measured minutes apart at most, not a whole
-    system's repeats apart (this machine's speed drifts by a third within an hour).
+    The repeats are interleaved: each round runs every system once, so that systems
+    compared by their ratio are measured minutes apart at most, not a whole system's
+    repeats apart (this machine's speed drifts by a third within an hour); every other
+    round runs them in reverse order, so no system is always first.
     """
     verifier = Verifier(task, info if task == "sort" else None)
     rows, specs = [], {}
@@ -841,8 +843,11 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
             specs[twin] = (rows[-1], plan(system, task, info.path, os.path.join(workdir, f"out-{task}-{twin}"),
                                           os.path.join(workdir, "tmp"), args.split_size, args.against_env,
                                           args.pymr_python))
-    for _ in range(max(args.repeat, STARTUP_REPEAT) if task == "startup" else args.repeat):
-        for row, spec in specs.values():
+    in_order = list(specs.values())
+    for round_number in range(max(args.repeat, STARTUP_REPEAT) if task == "startup" else args.repeat):
+        # every other round in reverse: the first system of a round ran up to 10% slower
+        # (a run of the same commit under two names, `--against`, was 1.10x "slower" first)
+        for row, spec in in_order if round_number % 2 == 0 else in_order[::-1]:
             if not (row.runs and row.runs[-1].error):
                 row.runs.append(measure_once(spec, args, workdir))
     for system, (row, spec) in specs.items():
