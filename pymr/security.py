@@ -3,8 +3,8 @@
 A worker runs whatever code a job sends, so every socket of a cluster is a CURVE
 socket: the coordinator and each worker's shuffle server are CURVE servers, and a
 ZAP handler (``_ZapHandler``, ZeroMQ's RFC 27) admits only clients that prove they
-hold the cluster's secret key. A peer without the key fails the handshake before any message of its is
-read, so nothing unauthenticated is ever unpickled.
+hold the cluster's secret key. A peer without the key fails the handshake before any
+message of its is read, so nothing unauthenticated is ever unpickled.
 
 The key file (``pymr keygen``) holds one CURVE key pair, used by every member of the
 cluster, and is created with mode 0600; the pair is checked when the file is read.

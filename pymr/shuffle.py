@@ -271,12 +271,13 @@ class MapOutputBuffer:
         the bytes per value (a pair only counted in ``repeats`` holds none)."""
         key_bytes = per_value = 0.0
         if self.groups or self.repeats:
-            sample = list(itertools.islice(self.groups.items() or self.repeats.items(), 64))
-            per_key = 120 + sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
+            most = self.groups if len(self.groups) >= len(self.repeats) else self.repeats
+            sample = list(itertools.islice(most, 64))
+            per_key = 120 + sum(map(sys.getsizeof, sample)) / len(sample)
             if self.aggregate:
                 key_bytes, per_value = len(self.groups) * (per_key + 32), 0.0
             else:
-                values = [v for _, held in sample if type(held) is list for v in held[:4]]
+                values = [v for held in itertools.islice(self.groups.values(), 64) for v in held[:4]]
                 key_bytes = (len(self.groups) + len(self.repeats)) * per_key
                 per_value = 8 + (sum(map(_owned_size, values)) / len(values) if values else 0)
             size = key_bytes + self.buffered * self.listed_share * per_value
