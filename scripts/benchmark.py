@@ -851,6 +851,8 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
             if not (row.runs and row.runs[-1].error):
                 row.runs.append(measure_once(spec, args, workdir))
     for system, (row, spec) in specs.items():
+        if not row.runs:  # --repeat 0
+            continue
         failed = row.runs[-1] if row.runs[-1].error else None
         row.measurement = failed or sorted(row.runs, key=lambda m: m.wall_s)[len(row.runs) // 2]
         row.verified = "FAILED: " + failed.error if failed else verifier.check(spec, system)
