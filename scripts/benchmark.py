@@ -829,8 +829,8 @@ def run_task(task: str, info: Any, systems: list[str], args: argparse.Namespace,
     for system in systems:
         row = Row(task, system, info.bytes)
         rows.append(row)
-        spec = plan(system, task, info.path, os.path.join(workdir, f"out-{task}-{system}"), os.path.join(workdir, "tmp"),
-                    args.split_size, args.pymr_env, args.pymr_python)
+        spec = plan(system, task, info.path, os.path.join(workdir, f"out-{task}-{system}"),
+                    os.path.join(workdir, "tmp"), args.split_size, args.pymr_env, args.pymr_python)
         if isinstance(spec, str):
             row.note = "skipped: " + spec
             print(f"  {system:16s} {row.note}", flush=True)
@@ -998,8 +998,9 @@ def export_pymr(ref: str, workdir: str, name: str = "pymr-src") -> dict[str, str
 
 
 def working_tree_commit() -> str:
-    """A commit of the working tree as it is, uncommitted changes included (``git stash
-    create``, which changes no branch), or HEAD when there are none."""
+    """A commit of the working tree as it is, uncommitted changes to tracked files
+    included (``git stash create``, which changes no branch; a new file must be
+    ``git add``-ed first), or HEAD when there are none."""
     made = subprocess.run(["git", "-C", str(HERE.parent), "stash", "create"], capture_output=True, text=True,
                           check=True).stdout.strip()
     return made or "HEAD"
@@ -1119,11 +1120,9 @@ def floor_lines(rows: list[Row]) -> list[str]:
                 or row.measurement.error):
             continue
         m, f = row.measurement, floor.measurement
-        rounds = [a.wall_s / b.wall_s for a, b in zip(row.runs, floor.runs)]
         lines.append(f"- `{row.system}` / `floor` ({PROCESSES} processes): **{m.wall_s / f.wall_s:.2f}×** "
                      f"wall ({m.wall_s:.2f} s / {f.wall_s:.2f} s), {m.cpu_s / f.cpu_s:.2f}× CPU; round by round "
-                     + ", ".join(f"{r:.2f}×" for r in rounds)
-                     + f" (median **{statistics.median(rounds):.2f}×**)")
+                     + by_round(row.runs, floor.runs, "wall_s"))
     return lines + [""]
 
 
@@ -1135,12 +1134,15 @@ def against_lines(rows: list[Row], ref: str | None) -> list[str]:
         new = next((r for r in rows if r.task == old.task and r.system == old.system.split("@")[0] and r.runs), None)
         if new is None or any(m.error for m in new.runs + old.runs):
             continue
-        walls = [a.wall_s / b.wall_s for a, b in zip(new.runs, old.runs)]
-        cpus = [a.cpu_s / b.cpu_s for a, b in zip(new.runs, old.runs)]
         lines.append(f"- {new.task}, `{new.system}` / `{old.system}`: wall round by round "
-                     + ", ".join(f"{r:.2f}×" for r in walls) + f" (median **{statistics.median(walls):.2f}×**);"
-                     " CPU " + ", ".join(f"{r:.2f}×" for r in cpus) + f" (median {statistics.median(cpus):.2f}×)")
+                     f"{by_round(new.runs, old.runs, 'wall_s')}; CPU {by_round(new.runs, old.runs, 'cpu_s')}")
     return lines + [""] if lines else []
+
+
+def by_round(runs: list[Measurement], others: list[Measurement], field_name: str) -> str:
+    """``runs`` over ``others`` round by round (each pair ran side by side), and the median."""
+    ratios = [getattr(a, field_name) / getattr(b, field_name) for a, b in zip(runs, others)]
+    return ", ".join(f"{r:.2f}×" for r in ratios) + f" (median **{statistics.median(ratios):.2f}×**)"
 
 
 def scaling_table(rows: list[Row]) -> str:
@@ -1369,7 +1371,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "temporary folder) instead of the installed working tree, e.g. HEAD")
     parser.add_argument("--against", metavar="REF", help="also run every pymr system as of this git commit, as "
                         "system `pymr-N@REF`, in the same rounds, and report new/old ratios round by round (the "
-                        "working tree is then exported and compiled as REF is, uncommitted changes included)")
+                        "working tree is then exported and compiled as REF is, uncommitted changes to tracked files "
+                        "included)")
     parser.add_argument("--pymr-python", metavar="PYTHON", default=sys.executable,
                         help="the interpreter that runs pymr, e.g. a fresh venv's bin/python after `pip install .`, "
                              "which imports only pymr's dependencies; start-up depends on it [default: this one]")

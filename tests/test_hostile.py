@@ -366,6 +366,7 @@ def test_the_zap_handler_admits_only_the_cluster_key_over_curve_in_its_domain():
     key, other = generate_key(), generate_key()
     context = zmq.Context()
     handler = _ZapHandler(context, key.public)
+    handler.start()
     try:
         raw, other_raw = z85.decode(key.public), z85.decode(other.public)
 
@@ -380,7 +381,5 @@ def test_the_zap_handler_admits_only_the_cluster_key_over_curve_in_its_domain():
         assert status(b"2.0", b"7", b"pymr", b"127.0.0.1", b"", b"CURVE", raw) == b"500"
         assert handler.reply([]) == [b"1.0", b"", b"500", b"malformed request", b"", b""]
     finally:
-        handler.requests.close()
-        handler.stop_receiver.close()
-        handler.stop_sender.close()
-        context.term()
+        handler.stop()
+        context.term()  # returns only once the thread has closed its sockets

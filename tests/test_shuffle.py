@@ -506,7 +506,8 @@ def test_the_grouped_loop_counts_a_repeated_value_and_the_combiner_still_sees_ev
     for part in read_groups([path], 2):
         for key, values in part:
             totals[key] = totals.get(key, 0) + sum(values)
-    expected = {"a": 9000 + 2 * other + 1, 7: 1, **{f"b{i}": 3 for i in range(2000)}, **{f"c{i}": 1 for i in range(3000)}}
+    expected = {"a": 9000 + 2 * other + 1, 7: 1, **{f"b{i}": 3 for i in range(2000)},
+                **{f"c{i}": 1 for i in range(3000)}}
     assert totals == expected
     assert any(key == "a" and other in values and one in values for key, values in seen)
 
