@@ -29,7 +29,12 @@ maps a block of records at a time in Arrow and range-partitions by sampled keys)
 ``floor`` (word count only: the hand-written per-record floor, a ``Pool(2)`` in which
 each process runs ``jobs/wordcount.py``'s own ``map`` generator over its lines and folds
 the pairs into a dict, the dicts merged in the parent; the report gives pymr's ratio to
-it),
+it), ``floor-mr`` (word count only: the same job under MapReduce's contract, written by
+hand with no engine: the floor's fold, the job's ``combine`` once per word seen more than
+once, CRC-32 partitions sorted in Arrow and written as Arrow IPC files, then one reduce
+per partition in the ``Pool`` that sorts its runs together and calls the job's
+``reduce`` once per word into a part file; the report gives pymr's ratio to it and its
+own to ``floor``: what the contract costs, apart from any engine),
 ``pyarrow`` (word count only: 2 threads tokenize and count 16 MiB blocks in Arrow, the
 vectorized reference for the fast paths), ``dask`` (``dask.bag``, processes scheduler,
 2 workers), ``spark`` (PySpark RDDs, ``local[2]``) and ``gnu`` (``tr | sort | uniq -c``
@@ -55,7 +60,7 @@ Its whole process tree is measured (Linux only: it reads /proc):
   outside the tree kept busy meanwhile: on a shared machine, a sign of a slowed run.
 * ``--repeat N`` runs N rounds, each running every system once in turn (every other
   round in reverse order: the first run of a round can be 10% slower), and keeps each
-  system's median run; ratios that matter (pymr to the ``floor``, and with
+  system's median run; ratios that matter (pymr to the ``floor`` and ``floor-mr``, and with
   ``--against REF`` pymr to itself as of REF, run as ``pymr-N@REF`` in the same rounds)
   are also given round by round, as this machine's speed drifts between runs.
 
@@ -83,8 +88,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
+import itertools
 import json
 import math
+import operator
 import os
 import platform
 import resource
@@ -110,8 +117,8 @@ sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402  (a sibling script)
 
 TASKS = ("startup", "wordcount", "sort", "rounds")
-SYSTEMS = ("python", "pymr-1", "pymr-2", "pymr-fast-1", "pymr-fast-2", "multiprocessing", "floor", "pyarrow", "dask",
-           "spark", "gnu")
+SYSTEMS = ("python", "pymr-1", "pymr-2", "pymr-fast-1", "pymr-fast-2", "multiprocessing", "floor", "floor-mr",
+           "pyarrow", "dask", "spark", "gnu")
 BASELINE = "python"
 TINY_TEXT = "the quick brown fox\njumps over the lazy dog\nthe end\n"  # the tiny job's 3 lines
 STARTUP_REPEAT = 5
@@ -183,18 +190,23 @@ def wc_multiprocessing(inp: str, out: str, chunk: int, workdir: str) -> None:
     write_counts(total, out)
 
 
-_floor_map: Callable[[Any, str], Iterator[tuple[str, int]]] | None = None
+_floor_job: Any = None
+
+
+def _wordcount_job() -> Any:
+    """``jobs/wordcount.py``'s job, loaded once per ``Pool`` process."""
+    global _floor_job
+    if _floor_job is None:
+        import pymr
+
+        _floor_job = pymr.load_job_class(EXAMPLE_JOBS / "wordcount.py")()
+    return _floor_job
 
 
 def _floor_range(job: tuple[str, int, int]) -> dict[str, int]:
     """One ``Pool`` task of the per-record floor: the word count job's own ``map`` over
     every line of a byte range, its pairs folded into a dict."""
-    global _floor_map
-    if _floor_map is None:
-        import pymr
-
-        _floor_map = pymr.load_job_class(EXAMPLE_JOBS / "wordcount.py")().map
-    mapper = _floor_map
+    mapper = _wordcount_job().map
     counts: dict[str, int] = {}
     get = counts.get
     for block in read_blocks(*job):
@@ -214,6 +226,89 @@ def wc_floor(inp: str, out: str, chunk: int, workdir: str) -> None:
         for counts in pool.imap_unordered(_floor_range, [(inp, s, e) for s, e in byte_ranges(inp, chunk)]):
             total.update(counts)
     write_counts(total, out)
+
+
+def _floor_mr_map(job: tuple[str, int, int, str]) -> list[str]:
+    """One map task of the MapReduce floor: the floor's fold (each word's pairs counted,
+    as pymr's buffer counts a repeated value), the job's ``combine`` once per word seen
+    more than once, then the pairs cut into ``PROCESSES`` partitions by a stable hash
+    (CRC-32), sorted by (partition, key) in Arrow and written as one Arrow IPC file per
+    partition: the cheapest means at hand, with no format of its own and no check."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
+
+    *split, prefix = job
+    wordcount = _wordcount_job()
+    mapper, combine = wordcount.map, wordcount.combine
+    counts: dict[str, int] = {}
+    get = counts.get
+    common = None
+    for block in read_blocks(*split):
+        for line in block.decode("utf-8").split("\n"):
+            for word, value in mapper(None, line):
+                if value is not common:
+                    if common is not None:
+                        raise ValueError("the MapReduce floor holds one repeated value per word (word count's 1)")
+                    common = value
+                counts[word] = get(word, 0) + 1
+    keys = [word for word, n in counts.items() if n == 1]
+    values = [common] * len(keys)
+    many = [(word, n) for word, n in counts.items() if n > 1]
+    repeats = map(itertools.repeat, itertools.repeat(common), map(_SECOND, many))
+    combined = list(itertools.chain.from_iterable(map(combine, map(_FIRST, many), repeats)))
+    keys += map(_FIRST, combined)
+    values += map(_SECOND, combined)
+    partition = [zlib.crc32(key.encode("utf-8", "surrogatepass")) % PROCESSES for key in keys]
+    table = pa.table({"key": pa.array(keys, pa.large_string()), "value": pa.array(values, pa.int64()),
+                      "partition": pa.array(partition, pa.int32())})
+    table = table.take(pc.sort_indices(table, sort_keys=[("partition", "ascending"), ("key", "ascending")]))
+    paths, offset = [], 0
+    for number, rows in enumerate(pc.value_counts(table.column("partition")).flatten()[1].to_pylist()):
+        paths.append(f"{prefix}-{number}.arrow")
+        feather.write_feather(table.slice(offset, rows).select(["key", "value"]), paths[-1], compression="uncompressed")
+        offset += rows
+    return paths
+
+
+def _floor_mr_reduce(job: tuple[list[str], str]) -> None:
+    """One reduce task of the MapReduce floor: its partition's sorted runs read, sorted
+    together in Arrow, grouped by key, the job's ``reduce`` once per key, and
+    ``key<TAB>value`` lines written to its part file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
+
+    runs, path = job
+    table = pa.concat_tables([feather.read_table(run, memory_map=True) for run in runs])
+    table = table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")]))
+    pairs = zip(table.column("key").to_pylist(), table.column("value").to_pylist())
+    reduce = _wordcount_job().reduce
+    groups = ((key, map(_SECOND, group)) for key, group in itertools.groupby(pairs, _FIRST))
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{key}\t{value}\n" for key, value in itertools.chain.from_iterable(
+            itertools.starmap(reduce, groups)))
+
+
+def wc_floor_mr(inp: str, out: str, chunk: int, workdir: str) -> None:
+    """The MapReduce floor: what the word count job costs when its ``map``, ``combine``
+    and ``reduce`` run under MapReduce's contract (combine and reduce once per key, map
+    output hash-partitioned and sorted by key, one sorted part file per reducer), by
+    hand, with no engine: a ``Pool`` runs the maps, then one reduce per partition, and
+    Arrow sorts and carries the pairs between them."""
+    import multiprocessing
+
+    os.makedirs(out, exist_ok=True)
+    shuffle = tempfile.mkdtemp(prefix="floor-mr-", dir=workdir)
+    splits = [(inp, s, e, os.path.join(shuffle, f"map-{n}")) for n, (s, e) in enumerate(byte_ranges(inp, chunk))]
+    with multiprocessing.Pool(PROCESSES) as pool:
+        outputs = pool.map(_floor_mr_map, splits, chunksize=1)
+        pool.map(_floor_mr_reduce, [([runs[p] for runs in outputs], os.path.join(out, f"part-{p:05d}"))
+                                    for p in range(PROCESSES)], chunksize=1)
+    shutil.rmtree(shuffle)
+
+
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def wc_dask(inp: str, out: str, chunk: int, workdir: str) -> None:
@@ -343,6 +438,7 @@ PEERS: dict[tuple[str, str], Callable[[str, str, int, str], None]] = {
     ("wordcount", "python"): wc_python,
     ("wordcount", "multiprocessing"): wc_multiprocessing,
     ("wordcount", "floor"): wc_floor,
+    ("wordcount", "floor-mr"): wc_floor_mr,
     ("wordcount", "pyarrow"): wc_pyarrow,
     ("wordcount", "dask"): wc_dask,
     ("wordcount", "spark"): wc_spark,
@@ -1108,22 +1204,23 @@ def markdown_report(rows: list[Row], env: dict[str, str], inputs: dict[str, Any]
 
 
 def floor_lines(rows: list[Row]) -> list[str]:
-    """pymr's per-record word count over the hand-written per-record floor, as many
-    workers as the floor has processes: the ratio of the medians, and the ratio within
-    each round (the two ran one after the other), which a drifting machine disturbs less."""
-    floor = next((r for r in rows if r.system == "floor" and r.measurement and not r.measurement.error), None)
-    if floor is None:
-        return []
+    """pymr's per-record word count over the hand-written floors (``floor``, and
+    ``floor-mr``, the floor under MapReduce's contract), as many workers as they have
+    processes, and ``floor-mr`` over ``floor``: the ratio of the medians, and the ratio
+    within each round (they ran one after the other), which a drifting machine disturbs less."""
+    floors = [r for r in rows if r.task == "wordcount" and r.system in ("floor", "floor-mr") and r.measurement
+              and not r.measurement.error]
+    pymrs = [r for r in rows if r.task == "wordcount" and r.system.split("@")[0] == f"pymr-{PROCESSES}"
+             and r.measurement and not r.measurement.error]
+    pairs = [(row, floor) for floor in floors for row in pymrs]
+    pairs += [(mr, floor) for mr in floors if mr.system == "floor-mr" for floor in floors if floor.system == "floor"]
     lines = []
-    for row in rows:
-        if (row.task != "wordcount" or row.system.split("@")[0] != f"pymr-{PROCESSES}" or not row.measurement
-                or row.measurement.error):
-            continue
+    for row, floor in pairs:
         m, f = row.measurement, floor.measurement
-        lines.append(f"- `{row.system}` / `floor` ({PROCESSES} processes): **{m.wall_s / f.wall_s:.2f}×** "
+        lines.append(f"- `{row.system}` / `{floor.system}` ({PROCESSES} processes): **{m.wall_s / f.wall_s:.2f}×** "
                      f"wall ({m.wall_s:.2f} s / {f.wall_s:.2f} s), {m.cpu_s / f.cpu_s:.2f}× CPU; round by round "
                      + by_round(row.runs, floor.runs, "wall_s"))
-    return lines + [""]
+    return lines + [""] if lines else []
 
 
 def against_lines(rows: list[Row], ref: str | None) -> list[str]:
