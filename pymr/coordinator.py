@@ -9,7 +9,7 @@ What it tracks:
 * ``free``: the workers with a free slot that may take tasks (not excluded), so
   handing out tasks never scans the whole cluster;
 * ``jobs``: the running jobs (``ActiveJob``: the scheduler's ``JobRun``, spec, code
-  blob, committer, the client to tell), oldest first; ``finished``: the reports of the
+  blob, committer, the clients to tell), oldest first; ``finished``: the reports of the
   last ``MAX_FINISHED`` jobs.
 
 Each pass of the loop handles at most ``MAX_MESSAGES_PER_PASS`` messages, then runs its
@@ -85,6 +85,7 @@ EXPIRE_EVERY_S = 0.5
 STRAGGLERS_EVERY_S = 1.0
 MAX_REMEMBERED_SUBMISSIONS = 1000
 MAX_FINISHED = 1000
+MAX_FOLLOWERS = 16  # clients told of one job's progress (its submitter and WATCHers); the oldest go first
 STOP_WAIT_S = 10.0  # how long an ended job waits for its cancelled attempts to be confirmed dead
 EXCLUDE_FOR_S = 600.0  # a worker excluded by several jobs gets no task of any job for this long
 EXCLUDING_JOBS = 2  # ... by this many jobs within EXCLUDE_WINDOW_S
@@ -126,7 +127,7 @@ class ActiveJob:
     spec: dict[str, Any]
     code: bytes
     committer: OutputCommitter
-    client: bytes
+    clients: list[bytes]  # told of its progress and end: the submitter, then followers (WATCH), oldest first
     started_s: float
     last_progress: dict[str, int] | None = None
     last_progress_s: float = 0.0
@@ -145,6 +146,14 @@ class ActiveJob:
     @property
     def job_id(self) -> str:
         return self.run.job_id
+
+    def follow(self, identity: bytes) -> None:
+        """``identity`` hears of this job from now on; beyond ``MAX_FOLLOWERS`` the one
+        that followed longest ago stops hearing (it may WATCH again)."""
+        if identity in self.clients:
+            self.clients.remove(identity)
+        self.clients.append(identity)
+        del self.clients[:-MAX_FOLLOWERS]
 
 
 class Coordinator:
@@ -537,7 +546,7 @@ class Coordinator:
         known = self.submissions.get(request_id) if request_id else None
         if known is not None:  # the client resent a submit whose answer it missed
             if known in self.jobs:
-                self.jobs[known].client = identity
+                self.jobs[known].follow(identity)
                 self._send(identity, proto.ACCEPTED, {"job_id": known, **self.jobs[known].run.counts()})
             return
         job_id = time.strftime("job_%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:6]
@@ -563,7 +572,7 @@ class Coordinator:
             return
         splits, committer = planned
         run = _new_run(job_id, spec, splits)
-        self.jobs[job_id] = ActiveJob(run, spec, code, committer, identity, time.monotonic())
+        self.jobs[job_id] = ActiveJob(run, spec, code, committer, [identity], time.monotonic())
         log.info("job %s (%s): %d map tasks, %d reduce tasks", job_id, run.name, len(run.maps), len(run.reduces))
         self._send(identity, proto.ACCEPTED, {"job_id": job_id, **run.counts()})
         self._dispatch_wanted = True
@@ -575,12 +584,13 @@ class Coordinator:
 
     def _on_watch(self, identity: bytes, worker: WorkerInfo | None, msg: proto.Message) -> None:
         """A client follows a job by its id (its own after a restart, or one submitted
-        elsewhere): it becomes the job's client and hears where the job is now. The
-        answer carries ``watch`` so the client can tell it from progress sent before."""
+        elsewhere): it hears where the job is now and, with the job's other clients, of
+        its progress and end. The answer carries ``watch`` so the client can tell it
+        from progress sent before."""
         job_id = msg.body["job_id"]
         active = self.jobs.get(job_id)
         if active is not None:
-            active.client = identity
+            active.follow(identity)
             self._send(identity, proto.PROGRESS, {"job_id": job_id, "elapsed_s": time.monotonic() - active.started_s,
                                                   "watch": True, **active.run.counts()})
         elif job_id in self.finished:
@@ -596,8 +606,13 @@ class Coordinator:
             counts = active.run.counts()
             if counts != active.last_progress or now - active.last_progress_s >= CLIENT_HEARTBEAT_S:
                 active.last_progress, active.last_progress_s = counts, now
-                self._send(active.client, proto.PROGRESS,
-                           {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
+                self._tell_clients(active, proto.PROGRESS,
+                                   {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
+
+    def _tell_clients(self, active: ActiveJob, kind: str, body: dict[str, Any]) -> None:
+        """Send to every client of the job; one that cannot be reached (gone) is dropped."""
+        frames = proto.pack(kind, body)
+        active.clients = [identity for identity in active.clients if self._send_packed(identity, kind, frames)]
 
     # -- scheduling ------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -830,9 +845,9 @@ class Coordinator:
                 self.store.end_job(run.job_id, run.state.value, run.error, report)
             except PymrError as exc:  # the job resumes (and ends again) when the coordinator restarts
                 log.error("job %s: %s", run.job_id, exc)
-        self._send(active.client, proto.PROGRESS,
-                   {"job_id": run.job_id, "elapsed_s": time.monotonic() - active.started_s, **run.counts()})
-        self._send(active.client, proto.FINISHED, report)
+        self._tell_clients(active, proto.PROGRESS,
+                           {"job_id": run.job_id, "elapsed_s": time.monotonic() - active.started_s, **run.counts()})
+        self._tell_clients(active, proto.FINISHED, report)
         for worker in self.workers.values():
             if run.job_id in worker.jobs_held or run.job_id in worker.jobs_loaded:
                 self._send(worker.identity, proto.JOB_ENDED, {"job_id": run.job_id})
@@ -950,7 +965,7 @@ class Coordinator:
         storage.configure(spec.get("filesystems"))
         run = _new_run(stored.job_id, spec, splits)
         run.attempt_offset = 1000 * self.store.count_restart(stored.job_id)
-        active = ActiveJob(run, spec, stored.code, output_committer(spec["output"], stored.job_id), b"",
+        active = ActiveJob(run, spec, stored.code, output_committer(spec["output"], stored.job_id), [],
                            time.monotonic(), submitted_unix_s=stored.submitted_unix_s)
         for commit in stored.tasks:
             active.committed_before.setdefault(commit.kind, set()).add(commit.index)

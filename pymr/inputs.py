@@ -79,8 +79,10 @@ class InputFormat:
 
     Subclass it, give it a ``name`` (and ``extensions`` to be picked by file name), and
     ``register_input_format(MyFormat())``; the default methods read text lines.
-    ``options`` are the run's input settings (``skip_bad_records``, ...), ``on_skip`` is
-    called ``on_skip(where, error)`` for each bad record skipped.
+    ``options`` are the run's input settings (``skip_bad_records``; ``record_keys``,
+    False when the job's ``map`` never reads its key, so a format may give None as
+    every key instead of building it, as text does), ``on_skip`` is called
+    ``on_skip(where, error)`` for each bad record skipped.
     """
 
     name = "text"
@@ -108,7 +110,8 @@ class InputFormat:
         """``records`` as ``(count, records)`` chunks of at most ``CHUNK_RECORDS``: the
         per-record map loop counts and checks its buffer per chunk, not per record."""
         if type(self).records is InputFormat.records:  # text lines: counted as they are split
-            return _text_record_chunks(split, bool(options.get("skip_bad_records")), on_skip)
+            return _text_record_chunks(split, bool(options.get("skip_bad_records")), on_skip,
+                                       options.get("record_keys", True))
         return _chunked(self.records(split, options, on_skip), self.name)
 
     def record_batches(self, split: Split, options: dict[str, Any], on_skip) -> Iterator[Any]:
@@ -453,8 +456,9 @@ def read_text_records(split: Split, skip_bad_records: bool, on_skip) -> Iterator
     return chain.from_iterable(records for _, records in _record_blocks(split, skip_bad_records, on_skip))
 
 
-def _text_record_chunks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[int, Iterable]]:
-    for count, records in _record_blocks(split, skip_bad_records, on_skip):
+def _text_record_chunks(split: Split, skip_bad_records: bool, on_skip,
+                        keys: bool = True) -> Iterator[tuple[int, Iterable]]:
+    for count, records in _record_blocks(split, skip_bad_records, on_skip, keys):
         if count is None:  # read line by line: lines may be skipped
             records = list(records)
             count = len(records)
@@ -474,8 +478,10 @@ def _chunked(records: Iterable, format_name: str) -> Iterator[tuple[int, list]]:
         yield len(chunk), chunk
 
 
-def _record_blocks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tuple[int | None, Iterator]]:
-    """``(count, records)`` per block of lines; count None when lines may be skipped."""
+def _record_blocks(split: Split, skip_bad_records: bool, on_skip,
+                   keys: bool = True) -> Iterator[tuple[int | None, Iterator]]:
+    """``(count, records)`` per block of lines; count None when lines may be skipped.
+    Without ``keys`` every record's key is None."""
     path = split.path
     for base, block in _line_blocks(split, RECORD_BLOCK_BYTES):
         try:
@@ -485,15 +491,18 @@ def _record_blocks(split: Split, skip_bad_records: bool, on_skip) -> Iterator[tu
             continue
         lines = text.split("\n")
         unterminated = lines.pop()  # "" when the block ends with a newline
-        # each line's byte length: its length in characters if the block is ASCII
-        raw_lengths = map(len, lines if len(text) == len(block) else block.split(b"\n"))
-        starts = accumulate(map(add, raw_lengths, repeat(1)), initial=base)
+        if keys:
+            # each line's byte length: its length in characters if the block is ASCII
+            raw_lengths = map(len, lines if len(text) == len(block) else block.split(b"\n"))
+            starts: Iterable[Any] = zip(repeat(path), accumulate(map(add, raw_lengths, repeat(1)), initial=base))
+        else:
+            starts = repeat(None)
         if "\r" in text:
             lines = [line[:-1] if line[-1:] == "\r" else line for line in lines]
-        yield len(lines), zip(zip(repeat(path), starts), lines)
+        yield len(lines), zip(starts, lines)
         if unterminated:  # the file's last line, without a line ending: kept as it is
-            yield 1, iter([((path, base + len(block) - len(unterminated.encode("utf-8", "surrogatepass"))),
-                            unterminated)])
+            start = base + len(block) - len(unterminated.encode("utf-8", "surrogatepass"))
+            yield 1, iter([((path, start) if keys else None, unterminated)])
 
 
 RECORD_BLOCK_BYTES = 1024 * 1024

@@ -97,7 +97,9 @@ class Job:
 
     # -- what a job overrides ---------------------------------------------------------
     def map(self, key: Any, value: Any) -> Iterable[Pair]:
-        """Turn one input record into pairs. The default passes the record through."""
+        """Turn one input record into pairs. The default passes the record through.
+
+        A map that never reads ``key`` is given None for it with text input (see README)."""
         yield key, value
 
     def map_batch(self, batch: Any) -> Any:

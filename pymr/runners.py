@@ -489,7 +489,7 @@ class Client:
 
     def follow(self, job_id: str, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Follow a job by its id (submitted elsewhere, or before a restart) to its end;
-        this client then gets its progress and its end instead of the one that submitted it."""
+        this client then hears of its progress and its end, as its other clients do."""
         return _Follower(self, job_id, on_progress, by_id=True).run()
 
     def connection_dropped(self) -> bool:

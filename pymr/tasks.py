@@ -21,6 +21,7 @@ import itertools
 import os
 import pickle
 import resource
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 
 from . import locations, storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
+from .arguments import reads_argument
 from .grouping import Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error, yielded_at
 from .inputs import Split, input_format, unchanged_input
 from .job import Job, StepJob, job_for_task
@@ -76,7 +78,10 @@ def _run_map(job: Job, task: dict[str, Any]) -> dict[str, Any]:
     def on_skip(where: Any, error: Exception) -> None:
         count(FRAMEWORK, "bad records skipped")
 
-    options = {"skip_bad_records": bool(task.get("skip_bad_records"))}
+    # a map that never reads its key gets None for it (no (path, offset) tuple per line),
+    # unless a debugger (or any tracer) could show it
+    needs_keys = sys.gettrace() is not None or reads_argument(_user_function(job, "map") or job.map, 0)
+    options = {"skip_bad_records": bool(task.get("skip_bad_records")), "record_keys": needs_keys}
     count(FRAMEWORK, "map input bytes", split.end - split.start)
     reader = input_format(split.format)
     records: Iterable | None = None

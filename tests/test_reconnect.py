@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -76,19 +77,33 @@ def test_a_client_gives_up_after_its_reconnect_timeout_and_says_how_to_follow_th
     assert "lost the connection" not in stderr, "-q prints no notices"
 
 
-def test_a_second_client_follows_a_running_job_by_its_id_to_the_end(cluster, tmp_path):
+def test_clients_that_follow_a_running_job_by_its_id_all_hear_it_to_the_end(cluster, tmp_path):
     job_class = load_job_class(str(TEST_JOBS / "slow_words.py"))
     spec = job_spec(job_class, [str(SAMPLE)], str(tmp_path / "out"), split_size="1M")
     key = read_key_file(str(cluster.key))
-    progress: list[dict] = []
-    with Client(cluster.address, key) as submitter, Client(cluster.address, key) as follower:
+    progress: dict[str, list[dict]] = {"submitter": [], "first": [], "second": []}
+    reports: dict[str, dict] = {}
+    with Client(cluster.address, key) as submitter, Client(cluster.address, key) as first, \
+            Client(cluster.address, key) as second:
         job_id = submitter.submit(spec, dump_job(job_class, {"delay": 0.5}, []))
-        report = follower.follow(job_id, progress.append)  # the submitter hears nothing more
-    assert report["job_id"] == job_id and report["state"] == "succeeded"
-    assert progress[0]["watch"] and progress[0]["job_id"] == job_id
+        followers = [threading.Thread(target=lambda name=name, client=client: reports.__setitem__(
+            name, client.follow(job_id, progress[name].append))) for name, client in (("first", first),
+                                                                                     ("second", second))]
+        for follower in followers:
+            follower.start()
+        reports["submitter"] = submitter.wait(job_id, progress["submitter"].append)
+        for follower in followers:
+            follower.join(timeout=60)
+    assert {name: (r["job_id"], r["state"]) for name, r in reports.items()} == {
+        name: (job_id, "succeeded") for name in progress}  # a follower takes nothing from the others
+    for name in ("first", "second"):
+        assert progress[name][0]["watch"] and progress[name][0]["job_id"] == job_id
+        joined = progress[name][0]["elapsed_s"]
+        assert any(p["elapsed_s"] > joined for p in progress["submitter"]), "the submitter heard no more"
+    assert progress["submitter"][-1]["maps_done"] == progress["first"][-1]["maps_done"]
     assert {k: int(v) for k, v in text_pairs(tmp_path / "out").items()} == word_counts()
     with Client(cluster.address, key) as late:  # the coordinator still remembers how it ended
-        assert late.follow(job_id)["counters"] == report["counters"]
+        assert late.follow(job_id)["counters"] == reports["submitter"]["counters"]
     with Client(cluster.address, key, reconnect_timeout_s=10) as stranger:
         with pytest.raises(ClusterError, match="does not know job job_nope"):
             stranger.follow("job_nope")

@@ -39,6 +39,10 @@ def test_block_readers_match_line_by_line(tmp_path, pieces, tail, split_size, bl
     records = [(key[1], value) for split in make_splits([str(path)], split_size)
                for key, value in read_text_records(split, False, None)]
     assert records == expected
+    keyless = [(key, value) for split in make_splits([str(path)], split_size)  # for a map that never reads keys
+               for _, chunk in input_format("text").record_chunks(split, {"record_keys": False}, None)
+               for key, value in chunk]
+    assert keyless == [(None, line) for _, line in expected]
     batches = []
     for split in make_splits([str(path)], split_size):
         for batch in read_text_batches(split, False, None, block_bytes=block):

@@ -1,0 +1,113 @@
+"""A map that never reads its key is given None instead of a built ``(path, offset)``:
+which functions count as reading an argument, and that a tracer still sees keys."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import pytest
+
+import pymr
+from pymr.arguments import reads_argument
+from pymr.tasks import run_task
+
+
+def _wraps(function):
+    @functools.wraps(function)
+    def wrapper(*args):
+        return function(*args)
+    return wrapper
+
+
+class Ignores(pymr.Job):
+    def map(self, key, line):
+        for word in line.split():
+            yield word, 1
+
+
+class Underscore(pymr.Job):
+    def map(self, _, line):
+        yield from ((word, 1) for word in line.split())
+
+
+def _yields_key(self, key, line):
+    yield line, key
+
+
+def _in_comprehension(self, key, line):
+    yield line, [part for part in (key,)]
+
+
+def _in_closure(self, key, line):
+    yield line, (lambda: key)()
+
+
+def _sees_locals(self, key, line):
+    yield line, len(locals())
+
+
+def _star_args(self, *args):
+    yield args[1], 1
+
+
+def _reassigned(self, key, line):
+    key = 5
+    yield line, key
+
+
+def _deleted(self, key, line):
+    del key
+    yield line, 1
+
+
+def _breakpoint(self, key, line):
+    breakpoint()
+    yield line, 1
+
+
+@pytest.mark.parametrize("map_", [_yields_key, _in_comprehension, _in_closure, _sees_locals, _star_args,
+                                  _reassigned, _deleted, _breakpoint, _wraps(Ignores.map), pymr.Job.map])
+def test_any_use_of_the_key_or_of_the_frame_counts_as_reading_it(map_):
+    job = type("J", (pymr.Job,), {"map": map_})()
+    assert reads_argument(job.map, 0)
+
+
+def test_a_map_that_only_splits_its_line_does_not_read_its_key():
+    assert not reads_argument(Ignores().map, 0) and reads_argument(Ignores().map, 1)
+    assert not reads_argument(Underscore().map, 0)
+    assert not reads_argument(lambda key, line: [(line, 1)], 0) and reads_argument(print, 0)
+
+
+def _text_map_task(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("a b\nc\n")
+    split = {"path": str(path), "start": 0, "end": path.stat().st_size, "compressed": False, "format": "text"}
+    return {"kind": "map", "split": split, "num_reducers": 1, "map_output": str(tmp_path / "m" / "out.arrow")}, path
+
+
+def test_keys_are_left_out_for_such_a_map_unless_a_tracer_could_show_them(tmp_path):
+    task, path = _text_map_task(tmp_path)
+    seen = []
+
+    def watch(frame, event, arg):  # a profiler sees each call (and resumption) of map, with its arguments
+        if event == "call" and frame.f_code is Ignores.map.__code__:
+            seen.append(frame.f_locals["key"])
+        return watch
+
+    previous = sys.gettrace()  # (coverage's, if the suite runs under it)
+    sys.settrace(None)
+    sys.setprofile(watch)
+    try:
+        run_task(Ignores, {}, task)
+    finally:
+        sys.setprofile(None)
+        sys.settrace(previous)
+    assert set(seen) == {None}
+    seen.clear()
+    sys.settrace(watch)  # a debugger (or coverage): keys are built, as the docs say
+    try:
+        run_task(Ignores, {}, dict(task, map_output=str(tmp_path / "m2" / "out.arrow")))
+    finally:
+        sys.settrace(previous)
+    assert set(seen) == {(str(path), 0), (str(path), 4)}
