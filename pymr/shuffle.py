@@ -177,10 +177,11 @@ class MapOutputBuffer:
         A pair whose value is ``common`` and whose key is a str is only counted in
         ``repeats``. Any other pair is appended to its key's list in ``groups``; while
         nothing is counted, its value becomes ``common`` (so the first pairs pick it).
-        Only a new key's type is looked at there: a str is kept as it is, anything else
-        goes through ``put`` (``_group_key``), so 1, 1.0 and True stay three keys. A
-        non-str key never finds a slot it does not own: the dict holds str keys and
-        tagged tuples that no user key equals."""
+        In both dicts only a new key's type is looked at: a str is kept as it is,
+        anything else goes through ``put`` (``_group_key``), so 1, 1.0 and True stay
+        three keys. A non-str key never finds a slot it does not own: the dicts hold str
+        keys and tagged tuples that no user key equals (only a str subclass, which
+        fails as a key anyway, could equal a str)."""
         groups, put, repeats = self.groups, self.put, self.repeats
         held_values, repeated = groups.get, repeats.get
         common = self.common
@@ -192,9 +193,14 @@ class MapOutputBuffer:
                 for key, value in chunk:
                     pairs = map_(key, value)  # (a local: errors point at its yield)
                     for out_key, out_value in pairs:
-                        if out_value is common and type(out_key) is str:
-                            repeats[out_key] = repeated(out_key, 0) + 1
-                            continue
+                        if out_value is common:
+                            n = repeated(out_key)
+                            if n is not None:  # a key counted before: a str (or equal to one)
+                                repeats[out_key] = n + 1
+                                continue
+                            if type(out_key) is str:
+                                repeats[out_key] = 1
+                                continue
                         if not repeats:
                             common = out_value
                         held = held_values(out_key)
