@@ -74,6 +74,17 @@ def start_early() -> None:
         atexit.register(_close_unused)
 
 
+def start_for_command(args: list[str]) -> None:
+    """``start_early`` when ``args`` (the ``pymr`` command's) ask for a job in local
+    mode, before the command imports click, pyarrow or the job: the server's imports are
+    the longest part of a small job's start. A wrong guess costs a process that is
+    killed at exit; ``pymr submit`` itself starts the server if this did not."""
+    remote = os.environ.get("PYMR_COORDINATOR") or any(
+        arg in ("--inline", "-h", "--help") or arg.split("=", 1)[0] == "--coordinator" for arg in args)
+    if args[:1] == ["submit"] and not remote:
+        start_early()
+
+
 def take() -> ForkServer:
     """The server started early, or a new one."""
     global _early
@@ -82,8 +93,10 @@ def take() -> ForkServer:
 
 
 def _close_unused() -> None:
-    if _early is not None:  # the command failed before it made its LocalCluster
-        _early.close()
+    if _early is not None:  # the command failed before it made its LocalCluster: no worker to stop
+        _early.process.kill()
+        _early.process.wait()
+        _early.conn.close()
         shutil.rmtree(_early.root, ignore_errors=True)
 
 

@@ -105,3 +105,38 @@ def _children(pid: int) -> list[int]:
             return [int(c) for c in f.read().split()]
     except OSError:
         return []
+
+
+_PROBE = '''
+import os, pathlib
+import pymr
+tmp = os.environ["TMPDIR"]
+servers = []
+for entry in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmdline = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\\0", b" ").decode()
+    except OSError:
+        continue
+    if "pymr.forkserver" in cmdline and tmp in cmdline:
+        servers.append(entry)
+if os.environ.get("PROBE_OUT"):
+    pathlib.Path(os.environ.pop("PROBE_OUT")).write_text(str(len(servers)))
+{body}
+'''
+
+
+def test_local_mode_starts_its_fork_server_before_loading_the_job_and_stops_it_if_that_fails(pymr, tmp_path):
+    probe = tmp_path / "servers"
+    good = tmp_path / "probe_job.py"
+    good.write_text(_PROBE.replace("{body}", "class Probe(pymr.Job):\n    pass\n"))
+    pymr.env["PROBE_OUT"] = str(probe)
+    pymr.run("submit", good, SAMPLE / "kjv-pentateuch.txt", "-o", tmp_path / "out", "-w", "1", check=True)
+    assert probe.read_text() == "1"  # running while the submitting process imported the job script
+    pymr.run("submit", good, SAMPLE / "kjv-pentateuch.txt", "-o", tmp_path / "inline", "--inline", check=True)
+    assert probe.read_text() == "0"  # none for --inline (nor --coordinator)
+    bad = tmp_path / "bad_job.py"
+    bad.write_text(_PROBE.replace("{body}", "raise RuntimeError('broken at import')\n"))
+    result = pymr.run("submit", bad, SAMPLE / "kjv-pentateuch.txt", "-o", tmp_path / "out2")
+    assert result.returncode != 0 and "broken at import" in result.stderr
+    assert probe.read_text() == "1" and not (tmp_path / "out2").exists()
+    # (the fixture checks that no process, the early fork server included, is left running)
