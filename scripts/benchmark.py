@@ -263,8 +263,10 @@ def _floor_mr_map(job: tuple[str, int, int, str]) -> list[str]:
     table = pa.table({"key": pa.array(keys, pa.large_string()), "value": pa.array(values, pa.int64()),
                       "partition": pa.array(partition, pa.int32())})
     table = table.take(pc.sort_indices(table, sort_keys=[("partition", "ascending"), ("key", "ascending")]))
+    counts = dict(zip(*(c.to_pylist() for c in pc.value_counts(table.column("partition")).flatten())))
     paths, offset = [], 0
-    for number, rows in enumerate(pc.value_counts(table.column("partition")).flatten()[1].to_pylist()):
+    for number in range(PROCESSES):  # an empty partition gets an empty file
+        rows = counts.get(number, 0)
         paths.append(f"{prefix}-{number}.arrow")
         feather.write_feather(table.slice(offset, rows).select(["key", "value"]), paths[-1], compression="uncompressed")
         offset += rows
