@@ -610,9 +610,21 @@ class Coordinator:
                                    {"job_id": active.run.job_id, "elapsed_s": now - active.started_s, **counts})
 
     def _tell_clients(self, active: ActiveJob, kind: str, body: dict[str, Any]) -> None:
-        """Send to every client of the job; one that cannot be reached (gone) is dropped."""
+        """Send to every client of the job. One that is gone (EHOSTUNREACH) is dropped; one
+        that is only slow (its queue is full: EAGAIN) keeps its place and misses this
+        message: progress is a snapshot that the next one replaces, and a client that
+        misses the end hears nothing more, WATCHes again and gets the report."""
         frames = proto.pack(kind, body)
-        active.clients = [identity for identity in active.clients if self._send_packed(identity, kind, frames)]
+        kept = []
+        for identity in active.clients:
+            try:
+                proto.send_frames(self.socket, [identity, *frames])
+            except zmq.ZMQError as exc:
+                log.info("cannot send %s to client %r: %s", kind, identity[:64], exc)
+                if exc.errno != zmq.EAGAIN:
+                    continue
+            kept.append(identity)
+        active.clients = kept
 
     # -- scheduling ------------------------------------------------------------------------
     def _dispatch(self) -> None:

@@ -4,6 +4,7 @@ order of events (a failure, a cancel, its confirmation) is the test's to choose.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -206,3 +207,45 @@ def test_an_attempt_a_worker_no_longer_runs_is_retried_by_sequence_number(tmp_pa
             assert not job.finished.is_set()
         finally:
             worker.close()
+
+
+def test_a_slow_client_keeps_its_place_among_a_jobs_clients_and_a_gone_one_is_dropped(monkeypatch, caplog):
+    """A client whose queue is full (it reads slowly) misses progress but still hears the
+    job's end; one that has gone is dropped. The coordinator's loop is not running: the
+    test drives its ROUTER socket itself."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(proto, "SEND_HWM", 4)  # a queue that fills after a few messages
+    coordinator = Coordinator()
+    context = zmq.Context()
+    slow = proto.configure(context.socket(zmq.DEALER))
+    slow.setsockopt(zmq.IDENTITY, b"slow")
+    slow.setsockopt(zmq.RCVBUF, 4096)
+    slow.connect(coordinator.address)
+    try:
+        slow.send_multipart(proto.pack(proto.WATCH, {"job_id": "x"}))
+        assert coordinator.socket.poll(5000) and coordinator.socket.recv_multipart()[0] == b"slow"
+        active = SimpleNamespace(clients=[b"gone", b"slow"])
+        progress = proto.pack(proto.PROGRESS, {"job_id": "x", "padding": "p" * 4096})
+        for _ in range(100_000):  # fill the slow client's queue and buffers
+            try:
+                proto.send_frames(coordinator.socket, [b"slow", *progress])
+            except zmq.Again:
+                break
+        else:
+            pytest.fail("the slow client's queue never filled")
+        with caplog.at_level(logging.INFO, logger="pymr.coordinator"):
+            coordinator._tell_clients(active, proto.PROGRESS, {"job_id": "x"})
+        assert active.clients == [b"slow"]  # it missed this one, and stays
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+            "cannot send progress to client b'gone'", "cannot send progress to client b'slow'"]
+        while slow.poll(1000):  # the client catches up
+            slow.recv_multipart()
+        coordinator._tell_clients(active, proto.FINISHED, {"job_id": "x"})
+        assert active.clients == [b"slow"]
+        assert proto.unpack(slow.recv_multipart()).kind == proto.FINISHED
+    finally:
+        slow.close(0)
+        context.term()
+        coordinator.stop()
+        coordinator.serve()  # returns at once: closes the socket
