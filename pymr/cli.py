@@ -127,6 +127,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
         click.Option(["--http", "http_address"], metavar="HOST:PORT|off", default="127.0.0.1:0",
                      help="Local mode: serve the status page here while the job runs [default: a free "
                           "loopback port]; off: no page."),
+        click.Option(["--arrow-threads"], type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Local mode: threads of Arrow's CPU and I/O pools in each task process [default: "
+                          "env PYMR_ARROW_THREADS, else 1]; a cluster's workers take theirs from `pymr worker`."),
         click.Option(["--json", "json_report"], is_flag=True,
                      help="Print the job's report (DIR/_REPORT.json: counters, tasks, attempts, times) to stdout."),
     ]
@@ -197,6 +200,7 @@ def _submit(job_class: type[Job] | None, job_script: str | None = None, **kwargs
         input_format=kwargs["input_format"], files=list(kwargs["files"]), py_files=list(kwargs["py_files"]),
         reconnect_timeout_s=kwargs["reconnect_timeout"], on_notice=None if progress is None else progress.notice,
         quiet=quiet, http=None if kwargs["http_address"].strip().lower() == "off" else kwargs["http_address"],
+        arrow_threads=kwargs["arrow_threads"],
     )
     if not settings["inline"] and not settings["coordinator"]:
         from . import forkserver
@@ -264,7 +268,7 @@ submit = SubmitCommand(
 
     Without --coordinator this runs in local mode: a coordinator and --workers worker
     processes on this machine, forked from one process that imports pyarrow and
-    pymr once; each task process runs Arrow with PYMR_ARROW_THREADS threads
+    pymr once; each task process runs Arrow with --arrow-threads threads
     (default 1). Exit status is 0 only when the output is committed
     (DIR/_SUCCESS written). Job options declared by the script appear below once
     JOB.py is given (try: pymr submit JOB.py --help).""",
@@ -454,15 +458,18 @@ def _key_or_exit(secret_file: str | None, address: str, what: str):
               envvar="PYMR_STALE_JOB_AGE", metavar="SECONDS",
               help="At start-up, delete the files of jobs in --data-dir untouched for this long (the rest go "
                    "once the coordinator says their jobs are over) [env PYMR_STALE_JOB_AGE].")
+@click.option("--arrow-threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Threads of Arrow's CPU and I/O pools in each task process: raise it for few slots on a big "
+                   "machine whose jobs spend their time in Arrow [default: env PYMR_ARROW_THREADS, else 1].")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
 def worker(address: str, secret_file: str | None, slots: int, data_dir: str | None, host: str | None,
-           worker_id: str | None, stale_job_age: float, exit_with_parent: bool) -> None:
+           worker_id: str | None, stale_job_age: float, arrow_threads: int | None, exit_with_parent: bool) -> None:
     """Run a worker that takes tasks from a coordinator until it is stopped.
 
     The worker runs each task in a child process, keeps map outputs in --data-dir and
     serves them to reducers on other machines. If the coordinator goes away, the
     worker keeps trying to reconnect. Each task process runs Arrow with
-    PYMR_ARROW_THREADS threads (default 1: a task process runs one task at a time).
+    --arrow-threads threads (default 1: a task process runs one task at a time).
     """
     from .worker import Worker
 
@@ -473,7 +480,7 @@ def worker(address: str, secret_file: str | None, slots: int, data_dir: str | No
         sys.exit(_fail("--host other than loopback needs --secret-file", 2))
     try:
         service = Worker(address, worker_id, slots, data_dir, exit_with_parent, key=key, host=host,
-                         stale_job_age_s=stale_job_age)
+                         stale_job_age_s=stale_job_age, arrow_threads=arrow_threads)
     except PymrError as exc:  # the address (not this machine's, unknown name, ...), PYMR_ARROW_THREADS
         sys.exit(_fail(str(exc), exc.exit_code))
     if not exit_with_parent:  # local mode's workers stay quiet

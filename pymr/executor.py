@@ -18,7 +18,8 @@ connection: the worker's settings first, then ``("task", task, blob_or_None)`` i
 ``("done", result)`` or ``("failed", error)`` out (the error as data: type, message, traceback). Job code arrives
 once per executor per job. An executor exits when its worker disappears.
 
-Arrow's thread pools in an executor hold ``PYMR_ARROW_THREADS`` threads (default 1: an
+Arrow's thread pools in an executor hold the worker's ``--arrow-threads`` (or
+``PYMR_ARROW_THREADS``) threads (default 1: an
 executor runs one task at a time, and a machine's executors together already keep its
 cores busy; Arrow's own default is one thread per core in every executor).
 """
@@ -46,8 +47,13 @@ ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
 _parent_ends: set[int] = set()  # this process's ends of its forked executors' pipes
 
 
-def arrow_threads() -> int:
-    """Threads of each of an executor's Arrow pools (CPU and I/O), from ``PYMR_ARROW_THREADS``."""
+def checked_arrow_threads(given: int | None = None) -> int:
+    """Threads of each of an executor's Arrow pools (CPU and I/O): ``given`` (a flag or
+    ``run()``'s keyword), else ``PYMR_ARROW_THREADS``, else 1."""
+    if given is not None:
+        if type(given) is not int or given < 1:
+            raise SettingError(f"arrow_threads must be a whole number of at least 1, got {given!r}")
+        return given
     text = os.environ.get(ARROW_THREADS_ENV, "1")
     try:
         threads = int(text)

@@ -174,7 +174,7 @@ def _run_worker(worker_id: str, options: dict[str, Any]) -> int:
                         format="pymr %(name)s: %(levelname)s: %(message)s")
     service = Worker(options["coordinator"], worker_id, options["slots"], options["data_dir"],
                      exit_with_parent=True, key=read_key_file(options["key_file"]), host="127.0.0.1",
-                     fork_executors=True)
+                     fork_executors=True, arrow_threads=options.get("arrow_threads"))
     try:
         return service.run()
     except KeyboardInterrupt:

@@ -36,7 +36,7 @@ from .code import check_sendable, dump_job, importable, local_side_files, side_f
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
                      OutputExistsError, PymrError, StorageError, exception_from)
-from .executor import arrow_threads
+from .executor import checked_arrow_threads
 from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
                      split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
@@ -107,14 +107,15 @@ def run_job(job_class: type[Job], inputs: str | Sequence[str], output: str | Non
             options: dict[str, Any] | None = None, quiet: bool = True, files: Sequence[str] = (),
             py_files: Sequence[str] = (), on_progress: ProgressCallback | None = None,
             reconnect_timeout_s: float = RECONNECT_TIMEOUT_S, on_notice: Callable[[str], None] | None = None,
-            http: str | None = None, **settings: Any) -> JobResult:
+            http: str | None = None, arrow_threads: int | None = None, **settings: Any) -> JobResult:
     """Run a job to completion and return its result (see ``Job.run``); with ``coordinator``,
     ``reconnect_timeout_s`` and ``on_notice`` are the ``Client``'s; in local mode, ``http``
-    (HOST:PORT) serves the status page while the job runs (its URL printed unless ``quiet``)."""
+    (HOST:PORT) serves the status page while the job runs (its URL printed unless ``quiet``)
+    and ``arrow_threads`` sizes each task process's Arrow pools (default: ``PYMR_ARROW_THREADS``, else 1)."""
     _check_settings(settings)
     options = checked_options(job_class, options)
     connection = {"reconnect_timeout_s": reconnect_timeout_s, "on_notice": on_notice}
-    local = {"http": http, "quiet": quiet}
+    local = {"http": http, "quiet": quiet, "arrow_threads": arrow_threads}
     if output is not None:
         return _run(job_class, inputs, output, workers, inline, coordinator, secret_file, options, files, py_files,
                     on_progress, settings, connection, local)
@@ -140,7 +141,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
 
 
 _RUN_KEYWORDS = {"workers", "inline", "coordinator", "secret_file", "options", "quiet", "files", "py_files",
-                 "on_progress", "reconnect_timeout_s", "on_notice", "http"}
+                 "on_progress", "reconnect_timeout_s", "on_notice", "http", "arrow_threads"}
 
 
 def checked_options(job_class: type[Job], options: dict[str, Any] | None) -> dict[str, Any]:
@@ -186,7 +187,8 @@ def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers
             report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), on_progress)
     else:
         code = dump_job(job_class, options, files, py_files)
-        with LocalCluster(workers or os.cpu_count() or 1, http=local["http"]) as cluster:
+        with LocalCluster(workers or os.cpu_count() or 1, http=local["http"],
+                          arrow_threads=local["arrow_threads"]) as cluster:
             page = cluster.status_page if not local["quiet"] else None
             progress = _announcing(page, on_progress)
             with Client(cluster.address, cluster.key) as client:
@@ -621,10 +623,11 @@ class LocalCluster:
     submit code to these workers.
     """
 
-    def __init__(self, workers: int, slots: int = 1, http: str | None = None):
+    def __init__(self, workers: int, slots: int = 1, http: str | None = None, arrow_threads: int | None = None):
         if workers < 1:
             raise PymrError(f"workers must be at least 1, got {workers}")
-        arrow_threads()  # a bad PYMR_ARROW_THREADS is named here, not by every worker failing to start
+        # a bad PYMR_ARROW_THREADS is named here, not by every worker failing to start
+        self.arrow_threads = checked_arrow_threads(arrow_threads)
         self.num_workers = workers
         self.slots = slots
         self._server = forkserver.take()  # first: it imports while the rest is set up
@@ -666,7 +669,8 @@ class LocalCluster:
 
     def _start_worker(self, worker_id: str) -> None:
         options = {"coordinator": self.address, "slots": self.slots, "key_file": self.key_file,
-                   "data_dir": os.path.join(self.root, worker_id), "log_level": logging.getLogger().level}
+                   "data_dir": os.path.join(self.root, worker_id), "log_level": logging.getLogger().level,
+                   "arrow_threads": self.arrow_threads}
         self._server.start_worker(worker_id, options)
 
     def _watch(self) -> None:

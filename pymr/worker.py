@@ -35,7 +35,7 @@ from . import attempt_log
 from . import messages
 from . import protocol as proto
 from .errors import AddressError
-from .executor import Executor, arrow_threads
+from .executor import Executor, checked_arrow_threads
 from .fetch import ShuffleServer
 from .security import ClusterKey, Security, connect, is_loopback_host
 
@@ -52,7 +52,7 @@ class Worker:
     def __init__(self, coordinator: str, worker_id: str | None = None, slots: int = 1,
                  data_dir: str | None = None, exit_with_parent: bool = False, key: ClusterKey | None = None,
                  host: str | None = None, stale_job_age_s: float = STALE_JOB_AGE_S,
-                 fork_executors: bool = False):
+                 fork_executors: bool = False, arrow_threads: int | None = None):
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
@@ -66,7 +66,7 @@ class Worker:
         if key is None and not is_loopback_host(self.host):
             raise ValueError("a worker without a cluster key serves map outputs on loopback only")
         settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir,
-                    "arrow_threads": arrow_threads()}
+                    "arrow_threads": checked_arrow_threads(arrow_threads)}
         # Executors start first: they import the task code while the worker registers. A worker
         # forked warm (``forkserver``) forks them too, before its ZeroMQ context exists.
         self.executors = [Executor(f"{self.worker_id}-{i}", settings, fork=fork_executors) for i in range(self.slots)]

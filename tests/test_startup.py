@@ -9,7 +9,12 @@ import os
 import signal
 import time
 
+import pytest
+from cluster import Cluster
 from conftest import SAMPLE, TEST_JOBS, processes_mentioning, text_pairs
+
+from pymr import load_job_class
+from pymr.errors import SettingError
 
 
 def _fork_servers(pymr) -> list[int]:
@@ -53,6 +58,23 @@ def test_arrow_pools_hold_one_thread_unless_set(pymr, tmp_path):
              check=True)
     assert text_pairs(out)["cpu threads"] == "3" and text_pairs(out)["io threads"] == "3"
 
+    out = tmp_path / "flag"  # the flag wins over the environment
+    pymr.run("submit", TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out, "-w", "2",
+             "--arrow-threads", "2", check=True)
+    assert text_pairs(out)["cpu threads"] == "2" and text_pairs(out)["io threads"] == "2"
+
+
+def test_a_cluster_worker_sizes_its_task_processes_arrow_pools(tmp_path):
+    cluster = Cluster(tmp_path, workers=0)
+    try:
+        cluster.start_worker("w0", extra=["--arrow-threads", "2"])
+        out = tmp_path / "out"
+        result = cluster.submit(TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out)
+        assert result.returncode == 0, result.stderr
+        assert text_pairs(out) == {"cpu threads": "2", "io threads": "2", "task process": "1"}
+    finally:
+        cluster.stop()
+
 
 def test_a_bad_arrow_thread_count_is_a_usage_error(pymr, tmp_path):
     pymr.env["PYMR_ARROW_THREADS"] = "many"
@@ -61,6 +83,10 @@ def test_a_bad_arrow_thread_count_is_a_usage_error(pymr, tmp_path):
     assert result.returncode == 2
     assert "PYMR_ARROW_THREADS must be a whole number of at least 1, got 'many'" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+    result = pymr.run("submit", TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out,
+                      "--arrow-threads", "0")
+    assert result.returncode == 2 and "--arrow-threads" in result.stderr and not out.exists()
 
 
 def test_a_killed_fork_server_is_replaced_and_the_job_finishes(pymr, tmp_path):
@@ -140,3 +166,10 @@ def test_local_mode_starts_its_fork_server_before_loading_the_job_and_stops_it_i
     assert result.returncode != 0 and "broken at import" in result.stderr
     assert probe.read_text() == "1" and not (tmp_path / "out2").exists()
     # (the fixture checks that no process, the early fork server included, is left running)
+
+
+def test_run_takes_arrow_threads_and_refuses_a_bad_count():
+    job_class = load_job_class(TEST_JOBS / "arrow_threads.py")
+    assert dict(job_class.run([SAMPLE], workers=1, arrow_threads=2))["cpu threads"] == 2
+    with pytest.raises(SettingError, match="arrow_threads must be a whole number of at least 1, got 2.5"):
+        job_class.run([SAMPLE], workers=1, arrow_threads=2.5)
