@@ -207,8 +207,9 @@ class Job:
         (a dict of job option values, checked as the command line checks them),
         ``files`` (side files), ``py_files`` (modules to ship, as ``--py-files``),
         ``quiet`` (default True), ``arrow_threads`` (local mode: Arrow's pool size in
-        each task process; default ``PYMR_ARROW_THREADS``, else 1). Without ``output`` the result goes to a new temporary
-        folder (``jsonl``), which is removed if the run fails.
+        each task process; default ``PYMR_ARROW_THREADS``, else 1). Without ``output``
+        the result goes to a new temporary folder (``jsonl``), which is removed if the
+        run fails.
         """
         from .runners import run_job
 
