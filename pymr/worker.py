@@ -56,17 +56,18 @@ class Worker:
         self.coordinator = coordinator
         self.worker_id = worker_id or f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.slots = max(1, slots)
+        threads = checked_arrow_threads(arrow_threads)  # settings are checked before any folder is made
+        self.host = host or ("127.0.0.1" if key is None else _default_host())
+        self.key = key
+        if key is None and not is_loopback_host(self.host):
+            raise ValueError("a worker without a cluster key serves map outputs on loopback only")
         self.own_data_dir = data_dir is None
         self.data_dir = os.path.abspath(data_dir or tempfile.mkdtemp(prefix="pymr-worker-"))
         os.makedirs(self.data_dir, exist_ok=True)
         _remove_stale_jobs(self.data_dir, stale_job_age_s)
         self.parent_pid = os.getppid() if exit_with_parent else None
-        self.host = host or ("127.0.0.1" if key is None else _default_host())
-        self.key = key
-        if key is None and not is_loopback_host(self.host):
-            raise ValueError("a worker without a cluster key serves map outputs on loopback only")
         settings = {"host": self.host, "key": key.to_dict() if key else None, "data_dir": self.data_dir,
-                    "arrow_threads": checked_arrow_threads(arrow_threads)}
+                    "arrow_threads": threads}
         # Executors start first: they import the task code while the worker registers. A worker
         # forked warm (``forkserver``) forks them too, before its ZeroMQ context exists.
         self.executors = [Executor(f"{self.worker_id}-{i}", settings, fork=fork_executors) for i in range(self.slots)]

@@ -173,3 +173,11 @@ def test_run_takes_arrow_threads_and_refuses_a_bad_count():
     assert dict(job_class.run([SAMPLE], workers=1, arrow_threads=2))["cpu threads"] == 2
     with pytest.raises(SettingError, match="arrow_threads must be a whole number of at least 1, got 2.5"):
         job_class.run([SAMPLE], workers=1, arrow_threads=2.5)
+
+
+def test_a_worker_refused_for_its_settings_leaves_no_folder_behind(pymr):
+    pymr.env["PYMR_ARROW_THREADS"] = "many"
+    result = pymr.run("worker", "--coordinator", "tcp://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "PYMR_ARROW_THREADS must be a whole number of at least 1, got 'many'" in result.stderr
+    assert list(pymr.tmpdir.iterdir()) == []  # no pymr-worker-* data folder
