@@ -1570,6 +1570,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.against and not args.pymr_ref:  # both sides exported and compiled alike: the working tree too
             args.pymr_ref = working_tree_commit()
         args.pymr_env = export_pymr(args.pymr_ref, workdir) if args.pymr_ref else {}
+        if not args.pymr_ref:  # the working tree as installed, compiled as an installed copy is
+            compileall.compile_dir(str(HERE.parent / "pymr"), quiet=1)
         args.against_env = export_pymr(args.against, workdir, "pymr-against") if args.against else {}
         if args.profile:
             report = profile_pymr(args, workdir)
