@@ -81,7 +81,8 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Output folder or URI, e.g. s3://bucket/prefix (must not exist unless --overwrite, "
                           "nor lie in an input folder unless its name starts with _)."),
         click.Option(["--workers", "-w"], type=click.IntRange(min=1), default=None,
-                     help="Worker processes in local mode [default: number of CPU cores]."),
+                     help="Worker processes in local mode [default: number of CPU cores]; a cluster has the "
+                          "workers it has."),
         click.Option(["--reducers", "-r"], type=click.IntRange(min=1), default=None,
                      help="Reduce tasks, one part file each [default: the job's, usually 1]."),
         click.Option(["--split-size"], type=SIZE, default=None,
@@ -128,8 +129,9 @@ def _submit_params(with_script: bool) -> list[click.Parameter]:
                      help="Local mode: serve the status page here while the job runs [default: a free "
                           "loopback port]; off: no page."),
         click.Option(["--arrow-threads"], type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Local mode: threads of Arrow's CPU and I/O pools in each task process [default: "
-                          "env PYMR_ARROW_THREADS, else 1]; a cluster's workers take theirs from `pymr worker`."),
+                     help="Local mode: threads of Arrow's CPU and I/O pools in each task process (with --inline, "
+                          "in this one, for the run) [default: env PYMR_ARROW_THREADS, else 1]; a cluster's workers "
+                          "take theirs from `pymr worker`."),
         click.Option(["--json", "json_report"], is_flag=True,
                      help="Print the job's report (DIR/_REPORT.json: counters, tasks, attempts, times) to stdout."),
     ]

@@ -207,7 +207,9 @@ class Job:
         (a dict of job option values, checked as the command line checks them),
         ``files`` (side files), ``py_files`` (modules to ship, as ``--py-files``),
         ``quiet`` (default True), ``arrow_threads`` (local mode: Arrow's pool size in
-        each task process; default ``PYMR_ARROW_THREADS``, else 1). Without ``output``
+        each task process, or with ``inline`` in this one for the run; default
+        ``PYMR_ARROW_THREADS``, else 1). ``workers`` and ``arrow_threads`` do nothing with
+        a ``coordinator`` (a warning says so). Without ``output``
         the result goes to a new temporary folder (``jsonl``), which is removed if the
         run fails.
         """

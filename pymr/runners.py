@@ -12,6 +12,7 @@ the run ends, however it ends.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import logging
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -179,8 +180,10 @@ def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers
     if inline:
         check_sendable(job_class, options)  # what fails in local mode fails here too
         importable(py_files)
-        report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
+        with _arrow_pools(checked_arrow_threads(local["arrow_threads"])):
+            report = _run_steps(spec, steps, lambda s, _: run_inline(job_class, options, s, files), on_progress)
     elif coordinator:
+        _warn_local_only(workers=workers, arrow_threads=local["arrow_threads"])
         key = read_key_file(secret_file) if secret_file else None
         code = dump_job(job_class, options, files, py_files)
         with Client(coordinator, key, **connection) as client:
@@ -194,6 +197,30 @@ def _run(job_class: type[Job], inputs: str | Sequence[str], output: str, workers
             with Client(cluster.address, cluster.key) as client:
                 report = _run_steps(spec, steps, lambda s, progress: client.run(s, code, progress), progress)
     return JobResult(spec["output"], spec["output_format"], report["counters"], report)
+
+
+@contextlib.contextmanager
+def _arrow_pools(threads: int) -> Iterator[None]:
+    """Arrow's pools sized as a task process's are (``--inline`` is a debugger's view of
+    one), then as they were: the caller's process goes on after the job."""
+    import pyarrow as pa
+
+    before = pa.cpu_count(), pa.io_thread_count()
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(before[0])
+        pa.set_io_thread_count(before[1])
+
+
+def _warn_local_only(**given: Any) -> None:
+    """Say that settings of local mode's own workers do nothing for a cluster's."""
+    ignored = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if ignored:
+        log.warning("%s: local mode only, ignored with --coordinator (a cluster's workers have the slots and "
+                    "Arrow threads that `pymr worker --slots/--arrow-threads` gave them)", ", ".join(ignored))
 
 
 def _announcing(page: StatusServer | None, on_progress: ProgressCallback | None) -> ProgressCallback | None:

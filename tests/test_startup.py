@@ -69,9 +69,11 @@ def test_a_cluster_worker_sizes_its_task_processes_arrow_pools(tmp_path):
     try:
         cluster.start_worker("w0", extra=["--arrow-threads", "2"])
         out = tmp_path / "out"
-        result = cluster.submit(TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out)
+        result = cluster.submit(TEST_JOBS / "arrow_threads.py", SAMPLE / "kjv-pentateuch.txt", "-o", out,
+                                "--arrow-threads", "3", "--workers", "4")
         assert result.returncode == 0, result.stderr
         assert text_pairs(out) == {"cpu threads": "2", "io threads": "2", "task process": "1"}
+        assert "--workers, --arrow-threads: local mode only, ignored with --coordinator" in result.stderr
     finally:
         cluster.stop()
 
@@ -166,6 +168,18 @@ def test_local_mode_starts_its_fork_server_before_loading_the_job_and_stops_it_i
     assert result.returncode != 0 and "broken at import" in result.stderr
     assert probe.read_text() == "1" and not (tmp_path / "out2").exists()
     # (the fixture checks that no process, the early fork server included, is left running)
+
+
+def test_inline_sizes_arrow_pools_as_a_task_process_for_the_run_only(monkeypatch):
+    import pyarrow as pa
+
+    monkeypatch.delenv("PYMR_ARROW_THREADS", raising=False)
+    job_class = load_job_class(TEST_JOBS / "arrow_threads.py")
+    before = pa.cpu_count(), pa.io_thread_count()
+    assert dict(job_class.run([SAMPLE / "kjv-pentateuch.txt"], inline=True)) == {
+        "cpu threads": 1, "io threads": 1, "task process": 1}
+    assert dict(job_class.run([SAMPLE / "kjv-pentateuch.txt"], inline=True, arrow_threads=2))["io threads"] == 2
+    assert (pa.cpu_count(), pa.io_thread_count()) == before
 
 
 def test_run_takes_arrow_threads_and_refuses_a_bad_count():
