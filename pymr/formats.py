@@ -8,13 +8,14 @@ file gives each record exactly once, in file order.
 
 ``jsonl`` (``.jsonl``, ``.ndjson``, ``.json``)
     One JSON value per line. Splits like text: line-aligned byte ranges; a compressed
-    file is one split. Key ``(path, byte_offset)``, value the parsed JSON; blank lines
-    are skipped. A line that is not UTF-8 or not JSON is a bad record.
+    file is one split. Key ``(path, byte_offset)`` (None, as for text, when the map
+    never reads its key), value the parsed JSON; blank lines are skipped. A line that
+    is not UTF-8 or not JSON is a bad record.
 
 ``csv`` (``.csv``) and ``csv-noheader``
     RFC 4180 CSV (``"`` quotes, doubled inside a quoted field, which may hold the
     delimiter, quotes and newlines). Key ``(path, byte_offset)`` of the record's first
-    byte; value a dict keyed by the header (``csv``) or a tuple of str
+    byte (None when the map never reads it); value a dict keyed by the header (``csv``) or a tuple of str
     (``csv-noheader``); blank lines are skipped. Splits are byte ranges as for text,
     but a record may span lines, so a record start is a line start *outside quotes*.
     Since every quote opens, closes or is half of a doubled quote, a position is
@@ -131,6 +132,7 @@ class JsonLinesFormat(InputFormat):
 
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         skip = bool(options.get("skip_bad_records"))
+        keyed = options.get("record_keys", True)  # False: the map never reads its key
         for offset, raw in read_lines(split):
             if not raw.strip():
                 continue
@@ -139,7 +141,7 @@ class JsonLinesFormat(InputFormat):
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both are
                 _reject(split.path, offset, raw, exc, skip, on_skip)
                 continue
-            yield (split.path, offset), value
+            yield ((split.path, offset) if keyed else None), value
 
 
 # -- csv -------------------------------------------------------------------------------------
@@ -179,6 +181,7 @@ class CsvFormat(InputFormat):
 
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         skip = bool(options.get("skip_bad_records"))
+        keyed = options.get("record_keys", True)  # False: the map never reads its key
         state = split.state or {}  # a split made by hand: find out what planning would have stored
         header = state["header"] if "header" in state else (self._read_header(split.path) if self.header else None)
         if "in_quotes" in state or split.start == 0:
@@ -200,7 +203,7 @@ class CsvFormat(InputFormat):
                     _reject(split.path, offset, raw, exc, skip, on_skip)
                     continue
                 if row is not None:
-                    yield (split.path, offset), row
+                    yield ((split.path, offset) if keyed else None), row
 
     def _read_header(self, path: str) -> list[str]:
         with _open_input(path) as stream:

@@ -111,3 +111,38 @@ def test_keys_are_left_out_for_such_a_map_unless_a_tracer_could_show_them(tmp_pa
     finally:
         sys.settrace(previous)
     assert set(seen) == {(str(path), 0), (str(path), 4)}
+
+
+class IgnoresRecordKey(pymr.Job):
+    def map(self, key, record):
+        yield repr(record), 1
+
+
+class ReadsRecordKey(pymr.Job):
+    def map(self, key, record):
+        yield key[1], 1
+
+
+@pytest.mark.parametrize("fmt, text, offsets", [("jsonl", '{"w": 1}\n\n[2]\n', [0, 10]),
+                                                ("csv", 'w,n\n"a\nb",1\nc,2\n', [4, 12])])
+def test_jsonl_and_csv_records_are_keyed_as_text_lines_are(tmp_path, fmt, text, offsets):
+    path = tmp_path / f"in.{fmt}"
+    path.write_text(text)
+    split = {"path": str(path), "start": 0, "end": path.stat().st_size, "compressed": False, "format": fmt}
+    seen = {IgnoresRecordKey.map.__code__: set(), ReadsRecordKey.map.__code__: set()}
+
+    def watch(frame, event, arg):  # (a call event for each call and each resumption of map)
+        if event == "call" and frame.f_code in seen:
+            seen[frame.f_code].add(frame.f_locals["key"])
+
+    previous = sys.gettrace()
+    sys.settrace(None)
+    sys.setprofile(watch)
+    try:
+        for n, job_class in enumerate([IgnoresRecordKey, ReadsRecordKey]):
+            run_task(job_class, {}, {"kind": "map", "split": split, "num_reducers": 1,
+                                     "map_output": str(tmp_path / f"m{n}" / "out.arrow")})
+    finally:
+        sys.setprofile(None)
+        sys.settrace(previous)
+    assert list(seen.values()) == [{None}, {(str(path), offset) for offset in offsets}]
