@@ -40,7 +40,7 @@ file gives each record exactly once, in file order.
     compressed data (at least one group each). ``start``/``end`` are the byte range
     the groups occupy (so counters and messages speak of bytes) and ``state`` is
     ``{"row_groups": [first, stop], "first_row": n}``. ``parquet``: key
-    ``(path, row_index)``, value the row as a dict. ``parquet-batches``: key
+    ``(path, row_index)`` (None when the map never reads it), value the row as a dict. ``parquet-batches``: key
     ``(path, index_of_the_batch's_first_row)``, value a ``pyarrow.RecordBatch`` of up
     to ``batch_rows`` rows. One row group is in memory at a time. A ``map_batch`` job
     gets those batches (``record_batches``).
@@ -49,7 +49,7 @@ file gives each record exactly once, in file order.
     The Arrow IPC *file* format (Feather v2). Splits are runs of consecutive record
     batches, planned from the file's footer without decoding the data;
     ``state`` is ``{"batches": [first, stop], "first_row": n}``. Key
-    ``(path, row_index)``, value the row as a dict; the file is memory-mapped. A
+    ``(path, row_index)`` (None when the map never reads it), value the row as a dict; the file is memory-mapped. A
     ``map_batch`` job gets the file's record batches as they are.
 
 ``wholefile`` and ``wholefile-bytes`` (by name only, no extensions)
@@ -65,6 +65,7 @@ of the record; with the ``skip_bad_records`` option it is passed to
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import struct
@@ -360,11 +361,16 @@ def _piece_splits(path: str, fmt: str, pieces: list[_Piece], split_size: int, ki
     return splits
 
 
-def _rows(path: str, first_row: int, batch: pa.RecordBatch, chunk: int) -> Iterator[tuple[tuple[str, int], dict]]:
-    """Row records of a batch, converted to Python ``chunk`` rows at a time."""
+def _rows(path: str, first_row: int, batch: pa.RecordBatch, chunk: int,
+          keyed: bool = True) -> Iterator[tuple[tuple[str, int] | None, dict]]:
+    """Row records of a batch, converted to Python ``chunk`` rows at a time; keyed
+    ``(path, row)``, or None for a map that never reads its key."""
     for at in range(0, batch.num_rows, chunk):
-        for i, row in enumerate(batch.slice(at, chunk).to_pylist(), first_row + at):
-            yield (path, i), row
+        rows = batch.slice(at, chunk).to_pylist()
+        if keyed:
+            yield from zip(zip(itertools.repeat(path), itertools.count(first_row + at)), rows)
+        else:
+            yield from zip(itertools.repeat(None), rows)
 
 
 def _parquet_file(path: str):
@@ -400,7 +406,7 @@ class ParquetFormat(InputFormat):
 
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         for first_row, batch in self._batches(split):
-            yield from _rows(split.path, first_row, batch, self.batch_rows)
+            yield from _rows(split.path, first_row, batch, self.batch_rows, options.get("record_keys", True))
 
     def record_batches(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[pa.RecordBatch]:
         """The split's rows as Arrow batches with the file's columns, for ``map_batch``."""
@@ -442,7 +448,7 @@ class ArrowFormat(InputFormat):
     def records(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[tuple[Any, Any]]:
         row = split.state["first_row"]
         for batch in self.record_batches(split, options, on_skip):
-            yield from _rows(split.path, row, batch, self.batch_rows)
+            yield from _rows(split.path, row, batch, self.batch_rows, options.get("record_keys", True))
             row += batch.num_rows
 
     def record_batches(self, split: Split, options: dict[str, Any], on_skip: OnSkip) -> Iterator[pa.RecordBatch]:

@@ -99,7 +99,8 @@ class Job:
     def map(self, key: Any, value: Any) -> Iterable[Pair]:
         """Turn one input record into pairs. The default passes the record through.
 
-        A map that never reads ``key`` is given None for it with text, jsonl and csv input (see README)."""
+        A map that never reads ``key`` is given None for it with text, jsonl, csv, parquet and
+        arrow input (see README)."""
         yield key, value
 
     def map_batch(self, batch: Any) -> Any:

@@ -123,12 +123,30 @@ class ReadsRecordKey(pymr.Job):
         yield key[1], 1
 
 
+def _write_table(path, fmt):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    table = pa.table({"w": ["a", "b", "c"]})
+    if fmt == "parquet":
+        pq.write_table(table, path, row_group_size=2)
+    else:
+        feather.write_feather(table, path, chunksize=2)
+
+
 @pytest.mark.parametrize("fmt, text, offsets", [("jsonl", '{"w": 1}\n\n[2]\n', [0, 10]),
-                                                ("csv", 'w,n\n"a\nb",1\nc,2\n', [4, 12])])
-def test_jsonl_and_csv_records_are_keyed_as_text_lines_are(tmp_path, fmt, text, offsets):
+                                                ("csv", 'w,n\n"a\nb",1\nc,2\n', [4, 12]),
+                                                ("parquet", None, [0, 1, 2]), ("arrow", None, [0, 1, 2])])
+def test_records_of_every_format_are_keyed_as_text_lines_are(tmp_path, fmt, text, offsets):
+    from pymr.inputs import plan_splits
+
     path = tmp_path / f"in.{fmt}"
-    path.write_text(text)
-    split = {"path": str(path), "start": 0, "end": path.stat().st_size, "compressed": False, "format": fmt}
+    if text is None:
+        _write_table(path, fmt)
+    else:
+        path.write_text(text)
+    [split] = [s.to_dict() for s in plan_splits([str(path)], 1 << 20, None)]
     seen = {IgnoresRecordKey.map.__code__: set(), ReadsRecordKey.map.__code__: set()}
 
     def watch(frame, event, arg):  # (a call event for each call and each resumption of map)
