@@ -15,8 +15,8 @@ file gives each record exactly once, in file order.
 ``csv`` (``.csv``) and ``csv-noheader``
     RFC 4180 CSV (``"`` quotes, doubled inside a quoted field, which may hold the
     delimiter, quotes and newlines). Key ``(path, byte_offset)`` of the record's first
-    byte (None when the map never reads it); value a dict keyed by the header (``csv``) or a tuple of str
-    (``csv-noheader``); blank lines are skipped. Splits are byte ranges as for text,
+    byte (None when the map never reads it); value a dict keyed by the header (``csv``)
+    or a tuple of str (``csv-noheader``); blank lines are skipped. Splits are byte ranges as for text,
     but a record may span lines, so a record start is a line start *outside quotes*.
     Since every quote opens, closes or is half of a doubled quote, a position is
     inside quotes exactly when an odd number of ``"`` bytes come before it: planning
@@ -40,17 +40,18 @@ file gives each record exactly once, in file order.
     compressed data (at least one group each). ``start``/``end`` are the byte range
     the groups occupy (so counters and messages speak of bytes) and ``state`` is
     ``{"row_groups": [first, stop], "first_row": n}``. ``parquet``: key
-    ``(path, row_index)`` (None when the map never reads it), value the row as a dict. ``parquet-batches``: key
-    ``(path, index_of_the_batch's_first_row)``, value a ``pyarrow.RecordBatch`` of up
-    to ``batch_rows`` rows. One row group is in memory at a time. A ``map_batch`` job
-    gets those batches (``record_batches``).
+    ``(path, row_index)`` (None when the map never reads it), value the row as a dict.
+    ``parquet-batches``: key ``(path, index_of_the_batch's_first_row)``, value a
+    ``pyarrow.RecordBatch`` of up to ``batch_rows`` rows. One row group is in memory at
+    a time. A ``map_batch`` job gets those batches (``record_batches``).
 
 ``arrow`` (``.arrow``, ``.feather``, ``.ipc``)
     The Arrow IPC *file* format (Feather v2). Splits are runs of consecutive record
     batches, planned from the file's footer without decoding the data;
     ``state`` is ``{"batches": [first, stop], "first_row": n}``. Key
-    ``(path, row_index)`` (None when the map never reads it), value the row as a dict; the file is memory-mapped. A
-    ``map_batch`` job gets the file's record batches as they are.
+    ``(path, row_index)`` (None when the map never reads it), value the row as a dict;
+    the file is memory-mapped. A ``map_batch`` job gets the file's record batches as
+    they are.
 
 ``wholefile`` and ``wholefile-bytes`` (by name only, no extensions)
     One split per file, empty files included. Key the path, value the whole
