@@ -212,7 +212,7 @@ def _main(conn: Connection, parent_pid: int) -> None:
         settings = conn.recv()
     except (EOFError, OSError):
         return
-    _size_arrow_pools(int(settings.get("arrow_threads") or 1))
+    size_arrow_pools(int(settings.get("arrow_threads") or 1))
     jobs: dict[str, tuple[type, dict[str, Any], dict[str, str]]] = {}
     folders: dict[str, str] = {}  # side files, one folder per job
     try:
@@ -285,7 +285,7 @@ def _run_one(task: dict[str, Any], blob: bytes | None, jobs: dict, folders: dict
         return ("failed", error)
 
 
-def _size_arrow_pools(threads: int) -> None:
+def size_arrow_pools(threads: int) -> None:
     """Arrow sizes its pools to the machine; an executor runs one task at a time, so 16
     executors with 16 threads each would only fight over the cores (and their caches)."""
     import pyarrow as pa

@@ -37,7 +37,7 @@ from .code import check_sendable, dump_job, importable, local_side_files, side_f
 from .coordinator import STOP_WAIT_S, ActiveJob, Coordinator
 from .errors import (ClusterError, InputError, JobCancelled, JobFailed, JobScriptError, OptionError,
                      OutputExistsError, PymrError, StorageError, exception_from)
-from .executor import checked_arrow_threads
+from .executor import checked_arrow_threads, size_arrow_pools
 from .inputs import (DEFAULT_SPLIT_SIZE, check_output_apart, parse_size, plan_splits, require_record_batches,
                      split_format_prefix)
 from .job import AGGREGATES, OUTPUT_FORMATS, Job
@@ -206,8 +206,7 @@ def _arrow_pools(threads: int) -> Iterator[None]:
     import pyarrow as pa
 
     before = pa.cpu_count(), pa.io_thread_count()
-    pa.set_cpu_count(threads)
-    pa.set_io_thread_count(threads)
+    size_arrow_pools(threads)
     try:
         yield
     finally:
