@@ -216,6 +216,13 @@ def test_a_slow_client_keeps_its_place_among_a_jobs_clients_and_a_gone_one_is_dr
     from types import SimpleNamespace
 
     monkeypatch.setattr(proto, "SEND_HWM", 4)  # a queue that fills after a few messages
+    configure = proto.configure
+
+    def small_buffers(sock: zmq.Socket) -> zmq.Socket:  # else loopback TCP grows its buffers to MiBs, slowly
+        sock.setsockopt(zmq.SNDBUF, 4096)
+        return configure(sock)
+
+    monkeypatch.setattr(proto, "configure", small_buffers)
     coordinator = Coordinator()
     context = zmq.Context()
     slow = proto.configure(context.socket(zmq.DEALER))

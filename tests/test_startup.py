@@ -33,7 +33,8 @@ def _parent(pid: int) -> int | None:
 
 def test_workers_and_their_task_processes_are_forked_from_one_server(pymr, tmp_path):
     out = tmp_path / "out"
-    proc = pymr.popen("submit", TEST_JOBS / "spans.py", SAMPLE, "-o", out, "-w", "3", "--sleep", "3")
+    three = sorted(SAMPLE.glob("*.txt"))[:3]  # a map task each, all three at once
+    proc = pymr.popen("submit", TEST_JOBS / "spans.py", *three, "-o", out, "-w", "3", "--sleep", "1.5")
     try:
         tree = _wait_for(lambda: _tree(pymr), lambda t: len(t) == 1 and all(len(w) == 1 for w in t[0][1].values())
                          and len(t[0][1]) == 3)
