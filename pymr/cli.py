@@ -354,7 +354,8 @@ def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -
     ETA from the pace of its finished tasks since ``reduce_started_s``)."""
     elapsed = float(body.get("elapsed_s") or 0.0)
     maps_done, maps_total = body["maps_done"], body["maps_total"]
-    bytes_total, bytes_done = body.get("map_bytes_total") or 0, body.get("map_bytes_done") or 0
+    bytes_total = body.get("map_bytes_total") or 0
+    bytes_done = body.get("map_bytes_read") or body.get("map_bytes_done") or 0  # running maps' reads included
     fraction = bytes_done / bytes_total if bytes_total else (maps_done / maps_total if maps_total else 1.0)
     parts = [f"map {fraction:4.0%} ({maps_done}/{maps_total})"]
     if body["reduces_total"]:
@@ -699,7 +700,7 @@ def _job_text(job: dict[str, Any]) -> str:
         if phase["tasks_total"]:
             line = f"  {name}: {phase['tasks_done']}/{phase['tasks_total']} tasks ({phase['fraction']:.0%})"
             if phase.get("bytes_total"):
-                line += f", {_bytes(phase['bytes_done'])} of {_bytes(phase['bytes_total'])}"
+                line += f", {_bytes(phase.get('bytes_read', phase['bytes_done']))} of {_bytes(phase['bytes_total'])} read"
             if phase["running"]:
                 line += f", {phase['running']} running"
             lines.append(line)

@@ -16,7 +16,8 @@ and import nothing; an executor that replaces one is always a fresh process.
 An executor talks to its worker over a socket pair wrapped in a ``multiprocessing``
 connection: the worker's settings first, then ``("task", task, blob_or_None)`` in,
 ``("done", result)`` or ``("failed", error)`` out (the error as data: type, message, traceback). Job code arrives
-once per executor per job. An executor exits when its worker disappears.
+once per executor per job. While a map task runs, ``("progress", bytes_read)`` goes out
+every ``PROGRESS_INTERVAL_S`` (see ``ReadProgress``). An executor exits when its worker disappears.
 
 Arrow's thread pools in an executor hold the worker's ``--arrow-threads`` (or
 ``PYMR_ARROW_THREADS``) threads (default 1: an
@@ -44,6 +45,7 @@ from . import attempt_log
 from .errors import SettingError
 
 ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
+PROGRESS_INTERVAL_S = 1.0  # as often as the worker's heartbeat, which carries it on
 _parent_ends: set[int] = set()  # this process's ends of its forked executors' pipes
 
 
@@ -72,6 +74,7 @@ class Executor:
         self.name = name
         self.settings = settings
         self.attempt_id: str | None = None
+        self.read_bytes = 0  # what the running map task has read so far, as it last said
         self.jobs_loaded: set[str] = set()
         self._start(fork)
 
@@ -111,12 +114,17 @@ class Executor:
                 pass
 
     def receive(self) -> tuple[Any, ...] | None:
-        """The finished task's message, or None if the process died (see ``exit_reason``)."""
+        """The executor's message: a running map's progress (noted in ``read_bytes``), the
+        finished task's result, or None if the process died (see ``exit_reason``)."""
         try:
             message = self.conn.recv()
         except (EOFError, OSError):
             return None
+        if message[0] == "progress":
+            self.read_bytes = message[1]
+            return message
         self.attempt_id = None
+        self.read_bytes = 0
         return message
 
     def exit_reason(self) -> str:
@@ -135,6 +143,7 @@ class Executor:
         """Kill the process (whatever it is doing) and start a fresh one."""
         self.kill()
         self.attempt_id = None
+        self.read_bytes = 0
         self._start()
 
     def kill(self) -> None:
@@ -225,7 +234,12 @@ def _main(conn: Connection, parent_pid: int) -> None:
                 jobs.pop(message[1], None)
                 _forget_folder(folders.pop(message[1], ""))
                 continue
-            reply = attempt_log.run_captured(_run_one, message[1], message[2], jobs, folders, settings)
+            progress = ReadProgress(conn) if message[1].get("kind") == "map" else None
+            try:
+                reply = attempt_log.run_captured(_run_one, message[1], message[2], jobs, folders, settings)
+            finally:
+                if progress is not None:
+                    progress.stop()  # before the reply: no progress follows a task's end
             try:
                 conn.send(reply)
             except (EOFError, OSError):
@@ -235,6 +249,50 @@ def _main(conn: Connection, parent_pid: int) -> None:
     finally:
         for folder in folders.values():
             _forget_folder(folder)
+
+
+class ReadProgress:
+    """Tells the worker, every ``PROGRESS_INTERVAL_S`` while a map task runs, how many bytes
+    this process has read since the task began: the kernel's count of every read (Linux's
+    ``/proc/self/io``), so it measures every input format, compressed or remote, with
+    nothing in the map's loop. Reads of a task's own spills and side files count too;
+    the coordinator caps a task's figure at its split's size. Elsewhere it says nothing."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.began = bytes_read()
+        self._stopped = threading.Event()
+        self._thread = None
+        if self.began is not None:
+            self._thread = threading.Thread(target=self._report, name="pymr-progress", daemon=True)
+            self._thread.start()
+
+    def _report(self) -> None:
+        while not self._stopped.wait(PROGRESS_INTERVAL_S):
+            now = bytes_read()
+            if now is None:
+                return
+            try:
+                self.conn.send(("progress", max(0, now - self.began)))
+            except (OSError, ValueError):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def bytes_read() -> int | None:
+    """The bytes this process has read so far (``rchar``), or None where the kernel does not say."""
+    try:
+        with open("/proc/self/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _forget_folder(folder: str) -> None:

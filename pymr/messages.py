@@ -23,6 +23,7 @@ TEXT = 64 * 1024  # error messages
 TRACEBACK = 1024 * 1024
 PATH = 4096
 MAX_LIST = 1_000_000
+MAX_SLOTS = 4096  # tasks one worker runs at once
 
 
 class Invalid(ValueError):
@@ -173,12 +174,13 @@ SPEC = record({
 JOB_ATTEMPT = {"job_id": text(ID), "attempt_id": text(ID)}
 
 TO_COORDINATOR: dict[str, Check] = {
-    proto.REGISTER: record({"slots": integer(1, 4096)}, {
+    proto.REGISTER: record({"slots": integer(1, MAX_SLOTS)}, {
         "versions": VERSIONS, "pid": integer(), "host": text(255), "shuffle_address": text(300),
         "incarnation": text(64), "running": IDS, "seq": integer(), "jobs": IDS, "jobs_loaded": IDS,
         "map_outputs": IDS,
     }),
-    proto.HEARTBEAT: record(optional_fields={"running": IDS, "seq": integer()}),
+    proto.HEARTBEAT: record(optional_fields={"running": IDS, "seq": integer(),
+                                             "read_bytes": mapping(text(ID), integer(), MAX_SLOTS)}),
     proto.TASK_DONE: record({**JOB_ATTEMPT, "result": RESULT}),
     proto.TASK_FAILED: record({**JOB_ATTEMPT, "error": ERROR}),
     proto.ATTEMPT_STOPPED: record(JOB_ATTEMPT),

@@ -84,6 +84,7 @@ class Attempt:
     finished_s: float | None = None
     backup: bool = False
     error: dict[str, Any] | None = None
+    read_bytes: int = 0  # of its input, while it runs (a map's, as its worker last said)
 
 
 @dataclass(slots=True, eq=False)
@@ -236,7 +237,17 @@ class JobRun:
             "failed_attempts": self.failed_attempts,
             "map_bytes_total": self.map_bytes_total,
             "map_bytes_done": self.map_bytes_done,
+            "map_bytes_read": self.map_bytes_done + self.map_bytes_reading(),
         }
+
+    def map_bytes_reading(self) -> int:
+        """The input that running maps have read so far: each unfinished map's furthest
+        attempt, capped at its split."""
+        furthest: dict[int, int] = {}
+        for task, attempt in self.running_attempts.values():
+            if task.kind == "map" and task.state != TaskState.DONE and attempt.read_bytes:
+                furthest[task.index] = max(furthest.get(task.index, 0), min(attempt.read_bytes, task.input_bytes))
+        return sum(furthest.values())
 
 
 def new_job(job_id: str, name: str, splits: list[dict[str, Any]], num_reducers: int,
@@ -392,6 +403,15 @@ def finish_restored(job: JobRun) -> list[Effect]:
         job.state = JobState.SUCCEEDED
         return [Effect("job_succeeded")]
     return []
+
+
+def note_read(job: JobRun, attempt_id: str, worker_id: str, read_bytes: int) -> None:
+    """A running attempt's worker says how much of its input it has read (progress only:
+    nothing is scheduled by it). Figures for attempts that ended, or that run elsewhere,
+    are ignored."""
+    found = job.running_attempts.get(attempt_id)
+    if found is not None and found[1].worker_id == worker_id:
+        found[1].read_bytes = read_bytes
 
 
 # -- ends of attempts -----------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """A worker: registers with the coordinator, runs tasks in executors, serves map outputs.
 
 The worker process itself runs no user code. Its main loop owns every socket: the
-DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S``,
-receive tasks and cancels, send results), the shuffle server other workers fetch map
+DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S`` with the
+bytes each running map has read, receive tasks and cancels, send results), the shuffle server other workers fetch map
 outputs from (``fetch.ShuffleServer``), and the pipes of its ``slots`` executors
 (``executor.Executor``), each a child process that runs one task at a time.
 
@@ -122,6 +122,10 @@ class Worker:
         """The attempts this worker runs or has queued."""
         return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
 
+    def _read_bytes(self) -> dict[str, int]:
+        """What each running map attempt has read so far, as its executor last said."""
+        return {e.attempt_id: e.read_bytes for e in self.executors if e.busy and e.read_bytes}
+
     def _map_outputs_on_disk(self) -> list[str]:
         """The attempts whose map output is in the data dir: a coordinator that restarted
         counts the committed ones as done instead of running them again."""
@@ -169,7 +173,8 @@ class Worker:
             self._start_queued()
             now = time.monotonic()
             if now >= next_heartbeat:
-                self._send(proto.HEARTBEAT, {"running": self._running(), "seq": self.last_seq})
+                self._send(proto.HEARTBEAT, {"running": self._running(), "seq": self.last_seq,
+                                             "read_bytes": self._read_bytes()})
                 next_heartbeat = now + proto.HEARTBEAT_INTERVAL_S
             if now - self._last_heard_s > backoff_s:
                 log.warning("coordinator %s silent for %.0f s; reconnecting", self.coordinator, backoff_s)
@@ -309,6 +314,8 @@ class Worker:
     def _collect(self, executor: Executor) -> None:
         attempt_id = executor.attempt_id
         message = executor.receive()
+        if message is not None and message[0] == "progress":
+            return  # sent on with the next heartbeat
         ids = {"job_id": attempt_id.rsplit("-", 2)[0] if attempt_id else None, "attempt_id": attempt_id}
         if message is None:
             reason = executor.exit_reason()

@@ -22,9 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, SAMPLE, reference_word_counts, text_pairs
+from pymr import messages as schemas
 from pymr import protocol as proto
 from pymr.code import dump_job
 from pymr.coordinator import Coordinator
+from pymr.errors import ProtocolError
 from pymr.job import load_job_class
 from pymr.runners import Client, job_spec
 
@@ -39,7 +41,7 @@ TEMPLATES = {
     proto.REGISTER: {"slots": 2, "versions": proto.versions(), "host": "127.0.0.1",
                      "shuffle_address": "tcp://127.0.0.1:9", "incarnation": "x", "running": ["job_a-m00000-0"],
                      "seq": 3, "jobs": ["job_a"], "jobs_loaded": ["job_a"]},
-    proto.HEARTBEAT: {"running": ["job_a-m00000-0"], "seq": 1},
+    proto.HEARTBEAT: {"running": ["job_a-m00000-0"], "seq": 1, "read_bytes": {"job_a-m00000-0": 4096}},
     proto.TASK_DONE: {"job_id": "job_a", "attempt_id": "job_a-m00000-0",
                       "result": {"map_output": {"path": "/x", "host": "h", "address": "tcp://h:1"},
                                  "files": ["part-00000"], "counters": {"g": {"n": 1}}, "max_rss_kb": 5}},
@@ -223,3 +225,14 @@ def test_the_messages_that_used_to_kill_a_coordinator_process_are_dropped(tmp_pa
         context.destroy(linger=0)
         process.terminate()
         process.wait(10)
+
+
+def test_a_heartbeats_read_bytes_are_checked_like_every_field():
+    def heartbeat(read_bytes):
+        return schemas.validate(proto.Message(proto.HEARTBEAT, {"read_bytes": read_bytes}), schemas.TO_COORDINATOR)
+
+    assert heartbeat({"job_a-m00000-0": 4096}).body == {"read_bytes": {"job_a-m00000-0": 4096}}
+    for bad in ({"job_a-m00000-0": -1}, {"job_a-m00000-0": "4096"}, {"job_a-m00000-0": 1.5}, ["job_a-m00000-0"],
+                {f"a{i}": 1 for i in range(schemas.MAX_SLOTS + 1)}):
+        with pytest.raises(ProtocolError, match="heartbeat"):
+            heartbeat(bad)

@@ -118,6 +118,37 @@ def test_a_running_job_is_listed_with_growing_progress_and_followed_to_its_end(w
     assert families["pymr_task_duration_seconds"].type == "histogram"
 
 
+def test_a_running_map_shows_how_much_of_its_split_it_has_read(watched, tmp_path):
+    """Progress inside a task: one map over 8 MB that reads it slowly; before it ends, the
+    job, its phase and its attempt say how far it has read, and the figure grows."""
+    data = tmp_path / "lines.txt"
+    data.write_bytes((b"x" * 99 + b"\n") * 80_000)
+    out = tmp_path / "out"
+    job = watched.popen_submit(TEST_JOBS / "slow_lines.py", data, "-o", out, "--split-size", "64M",
+                               "--pause", "0.2", "--every", "4000")
+    job_id = _wait_for(lambda: [j["job_id"] for j in _get(watched, "/api/jobs") if j["state"] == "running"],
+                       "a running job")[0]
+    read_while_mapping = []
+    while job.poll() is None:
+        detail = _get(watched, f"/api/jobs/{job_id}")
+        if detail["maps_done"] == 0:
+            phase = detail["phases"]["map"]
+            [attempt] = [a for a in detail["tasks"][0]["attempts"] if a["state"] == "running"] or [None]
+            fraction = attempt["read_fraction"] if attempt else None
+            read_while_mapping.append((detail["map_bytes_read"], phase["bytes_read"], phase["fraction"], fraction))
+            assert detail["map_bytes_done"] == phase["bytes_done"] == 0 and phase["bytes_total"] == 8_000_000
+        time.sleep(0.2)
+    _, stderr = job.communicate()
+    assert job.returncode == 0, stderr
+    partly = sorted({entry for entry in read_while_mapping if 0 < entry[0] < 8_000_000})
+    assert len({entry[0] for entry in partly}) >= 2, read_while_mapping  # it grew before the map ended
+    for read, phase_read, phase_fraction, attempt_fraction in partly:
+        assert read == phase_read and phase_fraction == attempt_fraction == round(read / 8_000_000, 4)
+    detail = _wait_for(lambda: [d for d in [_get(watched, f"/api/jobs/{job_id}")] if d["ended"]], "the job's end")[0]
+    assert detail["map_bytes_read"] == detail["map_bytes_done"] == 8_000_000
+    assert all(a["read_fraction"] is None for t in detail["tasks"] for a in t["attempts"])  # none runs now
+
+
 def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("fine line\nthis will FAIL <script>alert(1)</script>\n")

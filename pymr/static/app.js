@@ -34,8 +34,8 @@ function bytes(n) {
   return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
 }
 
-function stateCell(state) {
-  return el("td", {}, el("span", {class: "state state-" + state, text: state}));
+function stateCell(state, note) {
+  return el("td", {}, el("span", {class: "state state-" + state, text: state}), note ? " " + note : "");
 }
 
 function bar(fraction, done) {
@@ -64,7 +64,7 @@ async function getJSON(url) {
 // -- the pages ---------------------------------------------------------------------------
 function jobRow(job) {
   const maps = job.maps_total ? job.maps_done / job.maps_total : 1;
-  const fraction = job.map_bytes_total ? job.map_bytes_done / job.map_bytes_total : maps;
+  const fraction = job.map_bytes_total ? (job.map_bytes_read ?? job.map_bytes_done) / job.map_bytes_total : maps;
   const reduces = job.reduces_total ? job.reduces_done / job.reduces_total : null;
   return el("tr", {"data-job": job.job_id},
     el("td", {}, el("a", {href: "/jobs/" + encodeURIComponent(job.job_id), text: job.job_id})),
@@ -112,7 +112,8 @@ function phaseBox(title, phase, running) {
   const lines = [el("strong", {text: title}), " ",
                  el("span", {text: phase.tasks_done + "/" + phase.tasks_total + " tasks"})];
   if (phase.bytes_total !== undefined)
-    lines.push(el("span", {text: " · " + bytes(phase.bytes_done) + " of " + bytes(phase.bytes_total)}));
+    lines.push(el("span", {text: " · " + bytes(phase.bytes_read ?? phase.bytes_done) + " of " +
+                                 bytes(phase.bytes_total) + " read"}));
   const facts = [];
   facts.push((phase.fraction * 100).toFixed(1) + "%");
   if (phase.running) facts.push(phase.running + " running");
@@ -158,7 +159,8 @@ function tasksTable(jobId, tasks) {
       el("td", {}, a ? el("a", {href: logUrl(jobId, a.attempt_id), title: "the attempt's output",
                                text: String(i) + (a.backup ? " (backup)" : "")}) : "–"),
       el("td", {text: a ? a.worker_id : ""}),
-      a ? stateCell(a.state) : el("td", {}),
+      a ? stateCell(a.state, a.read_fraction != null ? Math.round(a.read_fraction * 100) + "% read" : "")
+        : el("td", {}),
       el("td", {class: "num", text: a ? seconds(a.seconds) : ""}),
       el("td", {text: a && a.error ? a.error.type + ": " + a.error.message : ""}))));
   }
