@@ -5,6 +5,7 @@ Screenshots are saved to the test's tmp dir."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -80,7 +81,8 @@ def test_the_page_shows_progress_the_end_and_a_failure_as_text(watched, browser,
         time.sleep(0.3)
     assert len(seen - {""}) >= 2, seen  # the page moved with the job
     _wait_for(lambda: _text(browser, "#job-state") == "succeeded", "the finished state on the page")
-    assert "map 6/6 tasks" in _text(browser, '[data-phase="map"]').replace("\n", " ")
+    phase = _text(browser, '[data-phase="map"]').replace("\n", " ")
+    assert "map 6/6 tasks" in phase and re.search(r"· (\d+) B of \1 B read", phase), phase
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1100, min(4000, max(900, height + 150)))  # the whole page, tasks table too
     browser.save_screenshot(str(tmp_path / "job-succeeded.png"))
