@@ -253,10 +253,12 @@ def _main(conn: Connection, parent_pid: int) -> None:
 
 class ReadProgress:
     """Tells the worker, every ``PROGRESS_INTERVAL_S`` while a map task runs, how many bytes
-    this process has read since the task began: the kernel's count of every read (Linux's
-    ``/proc/self/io``), so it measures every input format, compressed or remote, with
-    nothing in the map's loop. Reads of a task's own spills and side files count too;
-    the coordinator caps a task's figure at its split's size. Elsewhere it says nothing."""
+    this process has read since the task began: the kernel's count of its reads from files
+    (Linux's ``/proc/self/io``), so it measures every input format on a local disk,
+    compressed or not, with nothing in the map's loop. Reads of a task's own spills and
+    side files count too (the coordinator caps a task's figure at its split's size);
+    socket reads (an object store's input) and memory-mapped files do not. Without
+    ``/proc`` it says nothing."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
