@@ -255,10 +255,11 @@ class ReadProgress:
     """Tells the worker, every ``PROGRESS_INTERVAL_S`` while a map task runs, how many bytes
     this process has read since the task began: the kernel's count of its reads from files
     (Linux's ``/proc/self/io``), so it measures every input format on a local disk,
-    compressed or not, with nothing in the map's loop. Reads of a task's own spills and
-    side files count too (the coordinator caps a task's figure at its split's size);
-    socket reads (an object store's input) and memory-mapped files do not. Without
-    ``/proc`` it says nothing."""
+    compressed or not, with nothing in the map's loop, and what ``storage`` has read from
+    remote files as a stream (text, JSON lines, CSV, whole files: the kernel counts no
+    socket reads). Reads of a task's own spills and side files count too (the
+    coordinator caps a task's figure at its split's size); Parquet and Arrow files on an
+    object store and memory-mapped files do not. Without ``/proc`` it says nothing."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -286,12 +287,15 @@ class ReadProgress:
 
 
 def bytes_read() -> int | None:
-    """The bytes this process has read so far (``rchar``), or None where the kernel does not say."""
+    """The bytes this process has read so far: from files (``rchar``), and from remote
+    files through ``storage.open_input``; None where the kernel does not say."""
+    from . import storage
+
     try:
         with open("/proc/self/io", "rb") as f:
             for line in f:
                 if line.startswith(b"rchar:"):
-                    return int(line.split()[1])
+                    return int(line.split()[1]) + storage.remote_bytes_read
     except (OSError, ValueError, IndexError):
         pass
     return None

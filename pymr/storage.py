@@ -38,6 +38,10 @@ from .errors import StorageError
 
 #: bytes read from remote storage at a time (each read is one ranged request)
 REMOTE_READ_BUFFER = 8 * 1024 * 1024
+#: bytes this process has read from remote files through ``open_input``: the kernel's
+#: count of a process's reads (a running map's progress, ``executor.ReadProgress``) sees
+#: no socket reads
+remote_bytes_read = 0
 #: the biggest object copied by the store itself (S3's CopyObject limit); bigger ones are streamed
 SERVER_COPY_MAX_BYTES = 5 * 1024**3
 _RENAMING_FILESYSTEMS = {"local", "hdfs"}
@@ -265,7 +269,37 @@ def open_input(path: str, buffering: int = -1) -> IO[bytes]:
     ``REMOTE_READ_BUFFER``) per request."""
     if not is_remote(path):
         return open(path, "rb", buffering=buffering)
-    return io.BufferedReader(open_random(path), buffer_size=buffering if buffering > 0 else REMOTE_READ_BUFFER)
+    return io.BufferedReader(_CountedReads(open_random(path)),
+                             buffer_size=buffering if buffering > 0 else REMOTE_READ_BUFFER)
+
+
+class _CountedReads(io.RawIOBase):
+    """A remote file whose reads add to ``remote_bytes_read`` (one call per buffer's worth)."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        global remote_bytes_read
+        count = self.raw.readinto(buffer)
+        remote_bytes_read += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def open_random(path: str) -> Any:

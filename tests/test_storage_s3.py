@@ -248,6 +248,24 @@ def test_a_prefix_of_many_files_cut_in_many_splits_gives_exactly_the_local_outpu
     assert read_parts(tmp_path / "remote") == read_parts(tmp_path / "local")
 
 
+def test_what_a_task_reads_from_an_object_store_counts_toward_its_progress(s3, s3_books):
+    """A running map reports the bytes its process has read; the kernel's count of them
+    sees no socket reads, so storage counts a remote file's bytes itself."""
+    from pymr.executor import bytes_read
+
+    book = BOOKS[1]
+    uri = storage.normalize(s3.uri(f"{s3_books}/{book.name}"))
+    before, process_before = storage.remote_bytes_read, bytes_read()
+    with storage.open_input(uri, buffering=64 * 1024) as f:
+        assert f.read(1000) == book.read_bytes()[:1000]
+        assert 1000 <= storage.remote_bytes_read - before <= 64 * 1024  # a buffer's worth at most
+        f.seek(0)
+        assert f.read() == book.read_bytes()
+    read = storage.remote_bytes_read - before
+    assert book.stat().st_size <= read <= book.stat().st_size + 64 * 1024
+    assert bytes_read() - process_before >= book.stat().st_size
+
+
 @pytest.mark.parametrize("mode", [["--workers", "2", "--max-attempts", "2"], ["--inline"]], ids=["local", "inline"])
 def test_a_failed_job_leaves_no_success_and_no_part_files_on_s3(pymr, s3, key, mode):
     s3.put(f"{key}/in/words.txt", b"alpha beta gamma delta\n" * 200 + b"FAIL\n")
