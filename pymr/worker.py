@@ -2,9 +2,10 @@
 
 The worker process itself runs no user code. Its main loop owns every socket: the
 DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S`` with the
-bytes each running map has read, receive tasks and cancels, send results), the shuffle server other workers fetch map
-outputs from (``fetch.ShuffleServer``), and the pipes of its ``slots`` executors
-(``executor.Executor``), each a child process that runs one task at a time.
+bytes each running map has read, receive tasks and cancels, send results), the shuffle
+server other workers fetch map outputs from (``fetch.ShuffleServer``), and the pipes of
+its ``slots`` executors (``executor.Executor``), each a child process that runs one task
+at a time.
 
 * An executor that dies (``os._exit``, a segfault, the OOM killer) fails its attempt
   with the reason, and a fresh one replaces it; a cancelled attempt's executor is
