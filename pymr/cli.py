@@ -351,7 +351,7 @@ class ProgressDisplay:
 
 def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -> tuple[str, str]:
     """The phase a progress message is in, and the line that shows it (the reduce phase's
-    ETA from the pace of its finished tasks since ``reduce_started_s``)."""
+    ETA from its pace since ``reduce_started_s``, running tasks' progress included)."""
     elapsed = float(body.get("elapsed_s") or 0.0)
     maps_done, maps_total = body["maps_done"], body["maps_total"]
     bytes_total = body.get("map_bytes_total") or 0
@@ -359,7 +359,9 @@ def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -
     fraction = bytes_done / bytes_total if bytes_total else (maps_done / maps_total if maps_total else 1.0)
     parts = [f"map {fraction:4.0%} ({maps_done}/{maps_total})"]
     if body["reduces_total"]:
-        parts.append(f"reduce {body['reduces_done']}/{body['reduces_total']}")
+        share = body.get("reduce_fraction")
+        parts.append(f"reduce {body['reduces_done']}/{body['reduces_total']}"
+                     + (f" {share:.0%}" if share and body["reduces_done"] < body["reduces_total"] else ""))
     phase = "map" if maps_done < maps_total else "reduce" if body["reduces_done"] < body["reduces_total"] else "done"
     rate = bytes_done / elapsed if elapsed > 0 and bytes_done else None
     if phase == "map" and rate:
@@ -367,9 +369,11 @@ def progress_line(body: dict[str, Any], reduce_started_s: float | None = None) -
         parts.append(f"ETA {_duration((bytes_total - bytes_done) / rate)}")
     elif phase == "map" and maps_done and elapsed > 0:
         parts.append(f"ETA {_duration(elapsed * (maps_total - maps_done) / maps_done)}")
-    elif phase == "reduce" and body["reduces_done"] and reduce_started_s is not None:
-        spent, done = elapsed - reduce_started_s, body["reduces_done"]
-        parts.append(f"ETA {_duration(spent * (body['reduces_total'] - done) / done)}")
+    elif phase == "reduce" and reduce_started_s is not None:
+        spent = elapsed - reduce_started_s
+        share = body.get("reduce_fraction") or body["reduces_done"] / body["reduces_total"]
+        if share:
+            parts.append(f"ETA {_duration(spent * (1 - share) / share)}")
     parts.append(f"running {body['running']}")
     if body.get("failed_attempts"):
         parts.append(f"failed attempts {body['failed_attempts']}")

@@ -410,10 +410,10 @@ class Coordinator:
         self._send_packed(identity, proto.HEARTBEAT, HEARTBEAT_REPLY)
         if "running" in msg.body and "seq" in msg.body:
             self._reconcile(worker, set(msg.body["running"]), msg.body["seq"])
-        for attempt_id, read_bytes in msg.body.get("read_bytes", {}).items():
+        for attempt_id, fraction in msg.body.get("progress", {}).items():
             active = self._job_of_attempt(attempt_id) if attempt_id in worker.running else None
             if active is not None:
-                sched.note_read(active.run, attempt_id, worker.worker_id, read_bytes)
+                sched.note_progress(active.run, attempt_id, worker.worker_id, fraction)
 
     def _reconcile(self, worker: WorkerInfo, reported: set[str], last_seq: int) -> None:
         """An attempt whose ASSIGN the worker received (its sequence number is not past

@@ -16,8 +16,8 @@ and import nothing; an executor that replaces one is always a fresh process.
 An executor talks to its worker over a socket pair wrapped in a ``multiprocessing``
 connection: the worker's settings first, then ``("task", task, blob_or_None)`` in,
 ``("done", result)`` or ``("failed", error)`` out (the error as data: type, message, traceback). Job code arrives
-once per executor per job. While a map task runs, ``("progress", bytes_read)`` goes out
-every ``PROGRESS_INTERVAL_S`` (see ``ReadProgress``). An executor exits when its worker disappears.
+once per executor per job. While a task runs, ``("progress", fraction)`` goes out every
+``PROGRESS_INTERVAL_S`` (see ``TaskProgress``). An executor exits when its worker disappears.
 
 Arrow's thread pools in an executor hold the worker's ``--arrow-threads`` (or
 ``PYMR_ARROW_THREADS``) threads (default 1: an
@@ -41,7 +41,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import attempt_log
+from . import attempt_log, progress
 from .errors import SettingError
 
 ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
@@ -74,7 +74,7 @@ class Executor:
         self.name = name
         self.settings = settings
         self.attempt_id: str | None = None
-        self.read_bytes = 0  # what the running map task has read so far, as it last said
+        self.progress = 0.0  # how far the running task has got (0 to 1), as it last said
         self.jobs_loaded: set[str] = set()
         self._start(fork)
 
@@ -114,17 +114,17 @@ class Executor:
                 pass
 
     def receive(self) -> tuple[Any, ...] | None:
-        """The executor's message: a running map's progress (noted in ``read_bytes``), the
+        """The executor's message: the running task's progress (noted in ``progress``), the
         finished task's result, or None if the process died (see ``exit_reason``)."""
         try:
             message = self.conn.recv()
         except (EOFError, OSError):
             return None
         if message[0] == "progress":
-            self.read_bytes = message[1]
+            self.progress = message[1]
             return message
         self.attempt_id = None
-        self.read_bytes = 0
+        self.progress = 0.0
         return message
 
     def exit_reason(self) -> str:
@@ -143,7 +143,7 @@ class Executor:
         """Kill the process (whatever it is doing) and start a fresh one."""
         self.kill()
         self.attempt_id = None
-        self.read_bytes = 0
+        self.progress = 0.0
         self._start()
 
     def kill(self) -> None:
@@ -234,12 +234,11 @@ def _main(conn: Connection, parent_pid: int) -> None:
                 jobs.pop(message[1], None)
                 _forget_folder(folders.pop(message[1], ""))
                 continue
-            progress = ReadProgress(conn) if message[1].get("kind") == "map" else None
+            reporter = TaskProgress(conn, message[1])
             try:
                 reply = attempt_log.run_captured(_run_one, message[1], message[2], jobs, folders, settings)
             finally:
-                if progress is not None:
-                    progress.stop()  # before the reply: no progress follows a task's end
+                reporter.stop()  # before the reply: no progress follows a task's end
             try:
                 conn.send(reply)
             except (EOFError, OSError):
@@ -251,39 +250,53 @@ def _main(conn: Connection, parent_pid: int) -> None:
             _forget_folder(folder)
 
 
-class ReadProgress:
-    """Tells the worker, every ``PROGRESS_INTERVAL_S`` while a map task runs, how many bytes
-    this process has read since the task began: the kernel's count of its reads from files
-    (Linux's ``/proc/self/io``), so it measures every input format on a local disk,
-    compressed or not, with nothing in the map's loop, and what ``storage`` has read from
-    remote files as a stream (text, JSON lines, CSV, whole files: the kernel counts no
-    socket reads). Reads of a task's own spills and side files count too (the
-    coordinator caps a task's figure at its split's size); Parquet and Arrow files on an
-    object store and memory-mapped files do not. Without ``/proc`` it says nothing."""
+class TaskProgress:
+    """Tells the worker, every ``PROGRESS_INTERVAL_S`` while a task runs and whenever it has
+    moved, how far the task has got, from 0 to 1.
 
-    def __init__(self, conn: Connection):
+    A map: the share of its split's bytes that this process has read since the task
+    began, from the kernel's count of its reads from files (Linux's ``/proc/self/io``) and
+    what ``storage`` has read from remote files as a stream, so it measures text, JSON
+    lines, CSV and whole files, local or remote, compressed or not, with nothing in the
+    map's loop. Reads of the task's own spills and side files count too (the figure stops
+    at 1); Parquet and Arrow files on an object store, memory-mapped files, and systems
+    without ``/proc``, give none. A reduce: the share of its partition's rows read from
+    the map outputs (``progress``)."""
+
+    def __init__(self, conn: Connection, task: dict[str, Any]):
+        progress.expect(0)  # a reduce says how many rows it will read
         self.conn = conn
-        self.began = bytes_read()
+        split = task.get("split") or {}
+        self.split_bytes = max(0, int(split.get("end", 0)) - int(split.get("start", 0))) if task.get("kind") == "map" \
+            else 0
+        self.began = bytes_read() if self.split_bytes else None
+        self.said = 0.0
         self._stopped = threading.Event()
-        self._thread = None
-        if self.began is not None:
-            self._thread = threading.Thread(target=self._report, name="pymr-progress", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._report, name="pymr-progress", daemon=True)
+        self._thread.start()
+
+    def fraction(self) -> float | None:
+        if not self.split_bytes:
+            return progress.fraction()
+        now = bytes_read()
+        if now is None or self.began is None:
+            return None
+        return min(1.0, max(0, now - self.began) / self.split_bytes)
 
     def _report(self) -> None:
         while not self._stopped.wait(PROGRESS_INTERVAL_S):
-            now = bytes_read()
-            if now is None:
-                return
+            fraction = self.fraction()
+            if fraction is None or round(fraction, 4) == self.said:
+                continue
+            self.said = round(fraction, 4)
             try:
-                self.conn.send(("progress", max(0, now - self.began)))
+                self.conn.send(("progress", self.said))
             except (OSError, ValueError):
                 return
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._thread.join()
 
 
 def bytes_read() -> int | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from . import attempt_log
+from . import attempt_log, progress
 from . import protocol as proto
 from .errors import AddressError, PymrError
 from .security import Security, connect, listen, tcp_address
@@ -204,7 +204,9 @@ class RemoteRunReader:
                     continue
                 if msg.kind == proto.BATCH and msg.blobs and int(msg.body["seq"]) >= wanted:
                     pending[int(msg.body["seq"])] = _from_wire(msg.body, msg.blobs[0])
-            yield pa.ipc.read_record_batch(pending.pop(wanted), self.schema)
+            batch = pa.ipc.read_record_batch(pending.pop(wanted), self.schema)
+            progress.advance(batch.num_rows)
+            yield batch
 
     def _request(self, frames: list[list[bytes]], expect: int) -> list[proto.Message]:
         for attempt in range(RETRIES):

@@ -180,7 +180,7 @@ TO_COORDINATOR: dict[str, Check] = {
         "map_outputs": IDS,
     }),
     proto.HEARTBEAT: record(optional_fields={"running": IDS, "seq": integer(),
-                                             "read_bytes": mapping(text(ID), integer(), MAX_SLOTS)}),
+                                             "progress": mapping(text(ID), number(0.0, 1.0), MAX_SLOTS)}),
     proto.TASK_DONE: record({**JOB_ATTEMPT, "result": RESULT}),
     proto.TASK_FAILED: record({**JOB_ATTEMPT, "error": ERROR}),
     proto.ATTEMPT_STOPPED: record(JOB_ATTEMPT),

@@ -84,7 +84,7 @@ class Attempt:
     finished_s: float | None = None
     backup: bool = False
     error: dict[str, Any] | None = None
-    read_bytes: int = 0  # of its input, while it runs (a map's, as its worker last said)
+    progress: float = 0.0  # how far it has got while it runs (0 to 1), as its worker last said
 
 
 @dataclass(slots=True, eq=False)
@@ -237,17 +237,19 @@ class JobRun:
             "failed_attempts": self.failed_attempts,
             "map_bytes_total": self.map_bytes_total,
             "map_bytes_done": self.map_bytes_done,
-            "map_bytes_read": self.map_bytes_done + self.map_bytes_reading(),
+            "map_bytes_read": self.map_bytes_done + round(sum(
+                task.input_bytes * share for task, share in self.running_progress("map").items())),
+            "reduce_fraction": round((self.reduce_phase.done + sum(self.running_progress("reduce").values()))
+                                     / len(self.reduces), 4) if self.reduces else 1.0,
         }
 
-    def map_bytes_reading(self) -> int:
-        """The input that running maps have read so far: each unfinished map's furthest
-        attempt, capped at its split."""
-        furthest: dict[int, int] = {}
+    def running_progress(self, kind: str) -> dict[Task, float]:
+        """How far each unfinished task of ``kind`` has got: its furthest running attempt."""
+        furthest: dict[Task, float] = {}
         for task, attempt in self.running_attempts.values():
-            if task.kind == "map" and task.state != TaskState.DONE and attempt.read_bytes:
-                furthest[task.index] = max(furthest.get(task.index, 0), min(attempt.read_bytes, task.input_bytes))
-        return sum(furthest.values())
+            if task.kind == kind and task.state != TaskState.DONE and attempt.progress:
+                furthest[task] = max(furthest.get(task, 0.0), attempt.progress)
+        return furthest
 
 
 def new_job(job_id: str, name: str, splits: list[dict[str, Any]], num_reducers: int,
@@ -405,13 +407,12 @@ def finish_restored(job: JobRun) -> list[Effect]:
     return []
 
 
-def note_read(job: JobRun, attempt_id: str, worker_id: str, read_bytes: int) -> None:
-    """A running attempt's worker says how much of its input it has read (progress only:
-    nothing is scheduled by it). Figures for attempts that ended, or that run elsewhere,
-    are ignored."""
+def note_progress(job: JobRun, attempt_id: str, worker_id: str, fraction: float) -> None:
+    """A running attempt's worker says how far it has got (for people to see: nothing is
+    scheduled by it). Figures for attempts that ended, or that run elsewhere, are ignored."""
     found = job.running_attempts.get(attempt_id)
     if found is not None and found[1].worker_id == worker_id:
-        found[1].read_bytes = read_bytes
+        found[1].progress = fraction
 
 
 # -- ends of attempts -----------------------------------------------------------------------

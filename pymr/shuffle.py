@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import keys as keyenc
+from . import progress
 from .aggregate import aggregate_table, arrow_ok, merge_aggregate, python_aggregate
 from .errors import KeyTypeError
 from .grouping import Block, apply_per_key, function_name, key_groups, returned_none, single_groups
@@ -869,7 +870,9 @@ class RunReader:
     def batches(self, partition: int) -> Iterator[pa.RecordBatch]:
         first, count = self.index[partition][:2]
         for i in range(first, first + count):
-            yield self._reader.get_batch(i)
+            batch = self._reader.get_batch(i)
+            progress.advance(batch.num_rows)
+            yield batch
 
     def triples(self, partition: int, encoded: bool) -> Iterator[tuple[Any, Any, Any]]:
         """``(sort_key, key, value)``; ``sort_key`` is the key's byte encoding if ``encoded``."""

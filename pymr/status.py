@@ -28,8 +28,8 @@ TASKS_LISTED = 1000  # a job's detail lists at most this many tasks: those that 
 DURATION_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 SUMMARY_FIELDS = ("job_id", "name", "state", "submitted", "elapsed_s", "maps_done", "maps_total", "reduces_done",
-                  "reduces_total", "running", "failed_attempts", "map_bytes_done", "map_bytes_read", "map_bytes_total",
-                  "error")
+                  "reduces_total", "reduce_fraction", "running", "failed_attempts", "map_bytes_done", "map_bytes_read",
+                  "map_bytes_total", "error")
 
 
 def iso_time(unix_s: float) -> str:
@@ -110,7 +110,7 @@ def task_view(task: Any, now: float) -> dict[str, Any]:
             "backup": attempt.backup,
             "seconds": round(end - attempt.started_s, 3) if end is not None else None,
             "error": _error_view(attempt_error) if failed else None,
-            "read_fraction": _read_fraction(task, attempt),
+            "progress": attempt.progress if attempt.state == "running" and getattr(attempt, "progress", 0.0) else None,
         })
     counters = framework_counters(task)
     return {"task_id": task.task_id, "kind": task.kind, "index": task.index, "state": _value(task.state),
@@ -140,17 +140,9 @@ def _describe(task: Any) -> str | None:
     return f"{split['path']} {split.get('start', 0)}-{split.get('end', 0)}" if split.get("path") else None
 
 
-def _read_fraction(task: Any, attempt: Any) -> float | None:
-    """How much of its split a running map attempt has read (None if it has not said)."""
-    read, size = getattr(attempt, "read_bytes", 0), getattr(task, "input_bytes", 0)
-    if attempt.state != "running" or not read or not size:
-        return None
-    return round(min(1.0, read / size), 4)
-
-
-def _reading(task: Any, size: int) -> int:
-    """What an unfinished task's furthest running attempt has read, capped at its input."""
-    return min(size, max((getattr(a, "read_bytes", 0) for a in task.attempts if a.state == "running"), default=0))
+def _furthest(task: Any) -> float:
+    """How far an unfinished task's furthest running attempt has got (0 to 1)."""
+    return max((getattr(a, "progress", 0.0) for a in task.attempts if a.state == "running"), default=0.0)
 
 
 def _value(state: Any) -> str:
@@ -159,8 +151,9 @@ def _value(state: Any) -> str:
 
 def phase_progress(tasks: list[Any], now: float, by_bytes: bool = False) -> dict[str, Any]:
     """Done/total by tasks (and input bytes: those of finished tasks, and those read so far
-    with what running attempts have read), the rate since the phase's first attempt
-    started, and the time left at that rate (None until something finished or was read)."""
+    with what running attempts have read); the fraction done, counting how far running
+    tasks have got; the rate since the phase's first attempt started, and the time left
+    at that rate (None until something finished or moved)."""
     total = len(tasks)
     done = [t for t in tasks if _value(t.state) == "done"]
     starts = [a.started_s for t in tasks for a in t.attempts]
@@ -174,14 +167,15 @@ def phase_progress(tasks: list[Any], now: float, by_bytes: bool = False) -> dict
     if by_bytes:
         size = [max(0, int((t.split or {}).get("end", 0)) - int((t.split or {}).get("start", 0))) for t in tasks]
         done_bytes = sum(s for s, t in zip(size, tasks) if _value(t.state) == "done")
-        read_bytes = done_bytes + sum(_reading(t, s) for s, t in zip(size, tasks) if _value(t.state) != "done")
+        read_bytes = done_bytes + round(sum(s * _furthest(t) for s, t in zip(size, tasks) if _value(t.state) != "done"))
         progress.update(bytes_done=done_bytes, bytes_read=read_bytes, bytes_total=sum(size))
         amount, left = read_bytes, sum(size) - read_bytes
         progress["bytes_per_s"] = round(read_bytes / elapsed, 1) if elapsed > 0 else None
+        progress["fraction"] = round(read_bytes / (sum(size) or 1), 4) if total else 1.0
     else:
-        amount, left = len(done), total - len(done)
-    progress["fraction"] = round((progress.get("bytes_read", len(done)) / (progress.get("bytes_total") or total or 1)), 4) \
-        if total else 1.0
+        amount = len(done) + sum(_furthest(t) for t in tasks if _value(t.state) != "done")
+        left = total - amount
+        progress["fraction"] = round(amount / total, 4) if total else 1.0
     progress["eta_s"] = round(elapsed * left / amount, 1) if amount and elapsed > 0 else (0.0 if not left else None)
     return progress
 
@@ -241,7 +235,8 @@ def stored_detail(record: dict[str, Any]) -> dict[str, Any]:
         "submitted": iso_time(record["submitted_unix_s"]) if record.get("submitted_unix_s") else None,
         "elapsed_s": report.get("elapsed_s"), "error": report.get("error"), "error_detail": report.get("error_detail"),
         "maps_total": maps, "maps_done": maps if done else 0, "reduces_total": reduces,
-        "reduces_done": reduces if done else 0, "running": 0, "failed_attempts": report.get("failed_attempts", 0),
+        "reduces_done": reduces if done else 0, "reduce_fraction": 1.0 if done else 0.0, "running": 0,
+        "failed_attempts": report.get("failed_attempts", 0),
         "map_bytes_total": 0, "map_bytes_done": 0, "map_bytes_read": 0, "output": report.get("output"),
         "counters": report.get("counters", {}), "largest_partitions": report.get("largest_reduce_partitions", []),
         "bytes": report.get("bytes"), "ended": True, "phases": {}, "failed": [],

@@ -39,7 +39,7 @@ from .errors import StorageError
 #: bytes read from remote storage at a time (each read is one ranged request)
 REMOTE_READ_BUFFER = 8 * 1024 * 1024
 #: bytes this process has read from remote files through ``open_input``: the kernel's
-#: count of a process's reads (a running map's progress, ``executor.ReadProgress``) sees
+#: count of a process's reads (a running map's progress, ``executor.TaskProgress``) sees
 #: no socket reads
 remote_bytes_read = 0
 #: the biggest object copied by the store itself (S3's CopyObject limit); bigger ones are streamed

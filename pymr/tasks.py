@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import locations, storage
+from . import locations, progress, storage
 from .aggregate import arrow_ok, merge_aggregate, python_aggregate
 from .arguments import reads_argument
 from .grouping import Block, apply_per_key, function_name, key_changes, returned_none, unpacking_error, yielded_at
@@ -227,7 +227,9 @@ def _run_reduce(job: Job, task: dict[str, Any], settings: dict[str, Any]) -> dic
         writer = open_part_writer(task["attempt_dir"], partition, task["output_format"], job.output_key_type,
                                   job.output_value_type)
         name = os.path.basename(writer.path)
-        count(FRAMEWORK, "reduce input records", sum(r.rows(partition) for r in readers))
+        rows = sum(r.rows(partition) for r in readers)
+        progress.expect(rows)
+        count(FRAMEWORK, "reduce input records", rows)
         count(FRAMEWORK, "reduce input groups", 0)  # reported even when no key arrives
         try:
             job.reduce_init()

@@ -1,8 +1,8 @@
 """A worker: registers with the coordinator, runs tasks in executors, serves map outputs.
 
 The worker process itself runs no user code. Its main loop owns every socket: the
-DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S`` with the
-bytes each running map has read, receive tasks and cancels, send results), the shuffle
+DEALER to the coordinator (register, heartbeat every ``HEARTBEAT_INTERVAL_S`` with how
+far each running task has got, receive tasks and cancels, send results), the shuffle
 server other workers fetch map outputs from (``fetch.ShuffleServer``), and the pipes of
 its ``slots`` executors (``executor.Executor``), each a child process that runs one task
 at a time.
@@ -123,9 +123,9 @@ class Worker:
         """The attempts this worker runs or has queued."""
         return [e.attempt_id for e in self.executors if e.busy] + [t["attempt_id"] for t in self.queue]
 
-    def _read_bytes(self) -> dict[str, int]:
-        """What each running map attempt has read so far, as its executor last said."""
-        return {e.attempt_id: e.read_bytes for e in self.executors if e.busy and e.read_bytes}
+    def _progress(self) -> dict[str, float]:
+        """How far each running attempt has got (0 to 1), as its executor last said."""
+        return {e.attempt_id: e.progress for e in self.executors if e.busy and e.progress}
 
     def _map_outputs_on_disk(self) -> list[str]:
         """The attempts whose map output is in the data dir: a coordinator that restarted
@@ -175,7 +175,7 @@ class Worker:
             now = time.monotonic()
             if now >= next_heartbeat:
                 self._send(proto.HEARTBEAT, {"running": self._running(), "seq": self.last_seq,
-                                             "read_bytes": self._read_bytes()})
+                                             "progress": self._progress()})
                 next_heartbeat = now + proto.HEARTBEAT_INTERVAL_S
             if now - self._last_heard_s > backoff_s:
                 log.warning("coordinator %s silent for %.0f s; reconnecting", self.coordinator, backoff_s)

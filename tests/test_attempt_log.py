@@ -199,6 +199,8 @@ def test_the_progress_line_shows_percent_of_bytes_throughput_and_eta():
     assert "reduce 1/2  ETA 4.0s" in line  # one of two reduces done in the 4 s since the maps ended
     _, line = progress_line(dict(BODY, map_bytes_read=50 * 2**20))  # running maps have read 20 MiB more
     assert line.startswith("map  50% (3/10)  reduce 0/2  5.0 MiB/s  ETA 10.0s")
+    _, line = progress_line(dict(BODY, maps_done=10, map_bytes_done=100 * 2**20, reduce_fraction=0.25), 6.0)
+    assert "reduce 0/2 25%  ETA 12.0s" in line  # half of one of two reduces read in 4 s
 
 
 class Terminal(io.StringIO):

@@ -12,6 +12,10 @@ import pytest
 
 from conftest import JOBS, SAMPLE, TEST_JOBS, read_parts, reference_word_counts, text_pairs, interrupt_when_running
 
+import pymr
+from pymr import progress
+from pymr.tasks import run_task
+
 BOOKS = sorted(SAMPLE.iterdir())
 
 
@@ -498,3 +502,35 @@ def test_map_counters_are_exact_when_a_small_buffer_combines_and_spills(pymr, tm
     # a spill holds each of the 3,000 words at most once: more spilled records mean several spills
     assert counters["spilled records"] > 3000 and counters["combine input records"] > counters["combine output records"]
     assert {w: int(n) for w, n in text_pairs(out).items()} == reference_word_counts([data])
+
+
+class _ProgressSeen(pymr.Job):
+    """Keys each line; its reduce notes how far the task says it has got, every 5,000 keys."""
+
+    def map(self, key, line):
+        yield line, 1
+
+    def reduce_init(self):
+        self.reduced = 0
+
+    def reduce(self, key, values):
+        if self.reduced % 5000 == 0:
+            yield "seen", progress.fraction()
+        self.reduced += 1
+
+
+def test_a_reduce_says_how_much_of_its_partition_it_has_read(tmp_path):
+    """What a reduce's executor reports (``progress.fraction``): the share of its
+    partition's rows read from the map outputs, a batch at a time, up to 1."""
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line {i:06d}\n" for i in range(50_000)))
+    split = {"path": str(lines), "start": 0, "end": lines.stat().st_size, "compressed": False, "format": "text"}
+    output = str(tmp_path / "m" / "out.arrow")  # one map output: its 50,000 rows are read 8,192 at a time
+    run_task(_ProgressSeen, {}, {"kind": "map", "split": split, "num_reducers": 1, "map_output": output})
+    run_task(_ProgressSeen, {}, {"kind": "reduce", "partition": 0, "map_outputs": [{"path": output}],
+                                 "attempt_dir": str(tmp_path / "attempt"), "output_format": "jsonl"})
+    [part] = (tmp_path / "attempt").iterdir()
+    seen = [json.loads(line)[1] for line in part.read_text().splitlines()]
+    assert len(seen) == 10 and seen == sorted(seen), seen
+    assert 0 < seen[0] < 0.5 < seen[-1] <= 1.0, seen
+    assert progress.fraction() == 1.0  # every row of the partition was read

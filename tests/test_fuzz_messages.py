@@ -41,7 +41,7 @@ TEMPLATES = {
     proto.REGISTER: {"slots": 2, "versions": proto.versions(), "host": "127.0.0.1",
                      "shuffle_address": "tcp://127.0.0.1:9", "incarnation": "x", "running": ["job_a-m00000-0"],
                      "seq": 3, "jobs": ["job_a"], "jobs_loaded": ["job_a"]},
-    proto.HEARTBEAT: {"running": ["job_a-m00000-0"], "seq": 1, "read_bytes": {"job_a-m00000-0": 4096}},
+    proto.HEARTBEAT: {"running": ["job_a-m00000-0"], "seq": 1, "progress": {"job_a-m00000-0": 0.25}},
     proto.TASK_DONE: {"job_id": "job_a", "attempt_id": "job_a-m00000-0",
                       "result": {"map_output": {"path": "/x", "host": "h", "address": "tcp://h:1"},
                                  "files": ["part-00000"], "counters": {"g": {"n": 1}}, "max_rss_kb": 5}},
@@ -227,12 +227,14 @@ def test_the_messages_that_used_to_kill_a_coordinator_process_are_dropped(tmp_pa
         process.wait(10)
 
 
-def test_a_heartbeats_read_bytes_are_checked_like_every_field():
-    def heartbeat(read_bytes):
-        return schemas.validate(proto.Message(proto.HEARTBEAT, {"read_bytes": read_bytes}), schemas.TO_COORDINATOR)
+def test_a_heartbeats_progress_is_checked_like_every_field():
+    def heartbeat(progress):
+        return schemas.validate(proto.Message(proto.HEARTBEAT, {"progress": progress}), schemas.TO_COORDINATOR)
 
-    assert heartbeat({"job_a-m00000-0": 4096}).body == {"read_bytes": {"job_a-m00000-0": 4096}}
-    for bad in ({"job_a-m00000-0": -1}, {"job_a-m00000-0": "4096"}, {"job_a-m00000-0": 1.5}, ["job_a-m00000-0"],
-                {f"a{i}": 1 for i in range(schemas.MAX_SLOTS + 1)}):
+    assert heartbeat({"job_a-m00000-0": 0.25, "job_a-r00000-0": 1}).body == {
+        "progress": {"job_a-m00000-0": 0.25, "job_a-r00000-0": 1.0}}
+    for bad in ({"job_a-m00000-0": -0.1}, {"job_a-m00000-0": 1.5}, {"job_a-m00000-0": "0.5"},
+                {"job_a-m00000-0": float("nan")}, ["job_a-m00000-0"],
+                {f"a{i}": 0.5 for i in range(schemas.MAX_SLOTS + 1)}):
         with pytest.raises(ProtocolError, match="heartbeat"):
             heartbeat(bad)

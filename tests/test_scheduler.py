@@ -33,7 +33,7 @@ from pymr.scheduler import (
     kill,
     lose_worker,
     new_job,
-    note_read,
+    note_progress,
     task_description,
 )
 
@@ -98,7 +98,7 @@ def test_new_job_has_one_map_per_split_and_one_reduce_per_partition():
     assert not job.map_only and make_job(reducers=0).map_only
     assert job.counts() == {"maps_total": 3, "maps_done": 0, "reduces_total": 2, "reduces_done": 0,
                             "running": 0, "failed_attempts": 0, "map_bytes_total": 30, "map_bytes_done": 0,
-                            "map_bytes_read": 0}
+                            "map_bytes_read": 0, "reduce_fraction": 0.0}
 
 
 def test_new_job_defaults():
@@ -117,7 +117,7 @@ def test_counts_follow_the_job():
     fail(job, a1.attempt_id, BOOM)
     assert job.counts() == {"maps_total": 3, "maps_done": 1, "reduces_total": 1, "reduces_done": 0,
                             "running": 1, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 10,
-                            "map_bytes_read": 10}
+                            "map_bytes_read": 10, "reduce_fraction": 0.0}
     _, a3 = start(job, "w2", 2.0)  # the failed map, retried
     done(job, a3, 3.0)
     done(job, a2, 3.0)
@@ -125,33 +125,43 @@ def test_counts_follow_the_job():
     assert r.attempt_id == "j1-r00000-0"
     assert job.counts() == {"maps_total": 3, "maps_done": 3, "reduces_total": 1, "reduces_done": 0,
                             "running": 1, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 30,
-                            "map_bytes_read": 30}
+                            "map_bytes_read": 30, "reduce_fraction": 0.0}
     done(job, r, 5.0)
     assert job.counts() == {"maps_total": 3, "maps_done": 3, "reduces_total": 1, "reduces_done": 1,
                             "running": 0, "failed_attempts": 1, "map_bytes_total": 30, "map_bytes_done": 30,
-                            "map_bytes_read": 30}
+                            "map_bytes_read": 30, "reduce_fraction": 1.0}
 
 
-def test_the_bytes_read_count_what_running_maps_have_read_as_their_workers_say():
-    job = make_job(maps=3, reducers=1)
+def test_counts_take_in_how_far_running_tasks_have_got_as_their_workers_say():
+    job = make_job(maps=3, reducers=2)
     t0, a0 = start(job, "w1")
     _, a1 = start(job, "w2")
-    note_read(job, a0.attempt_id, "w1", 4)
-    note_read(job, a1.attempt_id, "w9", 7)  # not the worker that runs it: ignored
+    note_progress(job, a0.attempt_id, "w1", 0.4)
+    note_progress(job, a1.attempt_id, "w9", 0.7)  # not the worker that runs it: ignored
     assert job.counts()["map_bytes_read"] == 4 and job.counts()["map_bytes_done"] == 0
-    note_read(job, a1.attempt_id, "w2", 25)  # past its split (a task's spills are read too): capped
+    note_progress(job, a1.attempt_id, "w2", 1.0)
     assert job.counts()["map_bytes_read"] == 4 + 10
-    backup = Attempt("j1-m00000-9", "w3", 0.0, backup=True)  # a backup of t0 that has read further
+    backup = Attempt("j1-m00000-9", "w3", 0.0, backup=True)  # a backup of t0 that has got further
     t0.attempts.append(backup)
     job.running_attempts[backup.attempt_id] = (t0, backup)
-    note_read(job, backup.attempt_id, "w3", 6)
+    note_progress(job, backup.attempt_id, "w3", 0.6)
     assert job.counts()["map_bytes_read"] == 6 + 10  # a task counts its furthest attempt once
-    fail(job, a1.attempt_id, BOOM)  # what a failed attempt read is no longer read
+    fail(job, a1.attempt_id, BOOM)  # how far a failed attempt got no longer counts
     assert job.counts()["map_bytes_read"] == 6
     done(job, a0, 1.0)  # a finished map counts its whole split, once
     assert job.counts()["map_bytes_done"] == 10 and job.counts()["map_bytes_read"] == 10
-    note_read(job, a0.attempt_id, "w1", 9)  # a late figure for an ended attempt: ignored
-    assert a0.read_bytes == 4 and job.counts()["map_bytes_read"] == 10
+    note_progress(job, a0.attempt_id, "w1", 0.9)  # a late figure for an ended attempt: ignored
+    assert a0.progress == 0.4 and job.counts()["map_bytes_read"] == 10
+    _, a2 = start(job, "w1", 2.0)
+    done(job, a2, 3.0)
+    _, a3 = start(job, "w2", 4.0)  # the failed map again
+    done(job, a3, 5.0)
+    _, r0 = start(job, "w1", 6.0)
+    _, r1 = start(job, "w2", 6.0)
+    note_progress(job, r0.attempt_id, "w1", 0.5)
+    assert job.counts()["reduce_fraction"] == 0.25  # half of one of two reduces
+    done(job, r1, 7.0)
+    assert job.counts()["reduce_fraction"] == 0.75
 
 
 def test_task_description_names_the_input_of_a_map():

@@ -134,7 +134,7 @@ def test_a_running_map_shows_how_much_of_its_split_it_has_read(watched, tmp_path
         if detail["maps_done"] == 0:
             phase = detail["phases"]["map"]
             [attempt] = [a for a in detail["tasks"][0]["attempts"] if a["state"] == "running"] or [None]
-            fraction = attempt["read_fraction"] if attempt else None
+            fraction = attempt["progress"] if attempt else None
             read_while_mapping.append((detail["map_bytes_read"], phase["bytes_read"], phase["fraction"], fraction))
             assert detail["map_bytes_done"] == phase["bytes_done"] == 0 and phase["bytes_total"] == 8_000_000
         time.sleep(0.2)
@@ -146,7 +146,7 @@ def test_a_running_map_shows_how_much_of_its_split_it_has_read(watched, tmp_path
         assert read == phase_read and phase_fraction == attempt_fraction == round(read / 8_000_000, 4)
     detail = _wait_for(lambda: [d for d in [_get(watched, f"/api/jobs/{job_id}")] if d["ended"]], "the job's end")[0]
     assert detail["map_bytes_read"] == detail["map_bytes_done"] == 8_000_000
-    assert all(a["read_fraction"] is None for t in detail["tasks"] for a in t["attempts"])  # none runs now
+    assert all(a["progress"] is None for t in detail["tasks"] for a in t["attempts"])  # none runs now
 
 
 def test_a_failing_job_shows_its_error_and_the_attempts_output(watched, tmp_path):

@@ -159,7 +159,7 @@ function tasksTable(jobId, tasks) {
       el("td", {}, a ? el("a", {href: logUrl(jobId, a.attempt_id), title: "the attempt's output",
                                text: String(i) + (a.backup ? " (backup)" : "")}) : "–"),
       el("td", {text: a ? a.worker_id : ""}),
-      a ? stateCell(a.state, a.read_fraction != null ? Math.round(a.read_fraction * 100) + "% read" : "")
+      a ? stateCell(a.state, a.progress != null ? Math.round(a.progress * 100) + "%" : "")
         : el("td", {}),
       el("td", {class: "num", text: a ? seconds(a.seconds) : ""}),
       el("td", {text: a && a.error ? a.error.type + ": " + a.error.message : ""}))));
