@@ -110,7 +110,7 @@ def task_view(task: Any, now: float) -> dict[str, Any]:
             "backup": attempt.backup,
             "seconds": round(end - attempt.started_s, 3) if end is not None else None,
             "error": _error_view(attempt_error) if failed else None,
-            "progress": attempt.progress if attempt.state == "running" and getattr(attempt, "progress", 0.0) else None,
+            "progress": (getattr(attempt, "progress", 0.0) or None) if attempt.state == "running" else None,
         })
     counters = framework_counters(task)
     return {"task_id": task.task_id, "kind": task.kind, "index": task.index, "state": _value(task.state),
@@ -251,7 +251,7 @@ def finished_detail(active: Any, report: dict[str, Any]) -> dict[str, Any]:
     for task in detail["tasks"]:
         for attempt in task["attempts"]:
             if attempt["state"] == "running":
-                attempt["state"] = "killed"
+                attempt["state"], attempt["progress"] = "killed", None
     return detail
 
 
