@@ -1003,13 +1003,16 @@ class Coordinator:
 
     def _reclaim_outputs(self, worker: WorkerInfo, held: list[str]) -> None:
         """A worker registered holding map outputs (attempt ids): the committed ones count
-        as done again, as they were before the restart."""
+        as done again, as they were before the restart, served from where the worker serves
+        them now (a worker that restarted too has a new shuffle port)."""
         for attempt_id in held:
             active = self._job_of_attempt(attempt_id)
             found = active.reclaimable.pop(attempt_id, None) if active is not None else None
             if found is None:
                 continue
             index, worker_id, result = found
+            result = {**result, "map_output": {**result["map_output"], "host": worker.host,
+                                               "address": worker.shuffle_address}}
             if worker_id == worker.worker_id and sched.restore(active.run, active.run.maps[index], attempt_id,
                                                                worker_id, result):
                 worker.jobs_held.add(active.job_id)

@@ -95,6 +95,27 @@ def test_killed_during_reduces_the_committed_reduces_stay(cluster, tmp_path):
     assert report["resumed"]["kept"]["map"] == len(before["map"])  # every map output was still on its worker
 
 
+def test_a_worker_restarted_with_the_coordinator_serves_its_kept_map_outputs_from_its_new_port(cluster, tmp_path):
+    """Its committed map outputs count as done again, and reduces on other workers fetch
+    them where it serves them now: before, they were sent its old port, waited there, and
+    only backup attempts on that worker itself (which read them from disk) finished."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    process, out = submit(cluster, tmp_path, "-r", "3", "--split-size", "96K", "--marker-dir", markers,
+                          "--reduce-delay", "1")
+    wait_for(lambda: any(markers.iterdir()), 120, "the reduces to start (every map committed)")
+    cluster.kill_coordinator()
+    before = commits(cluster.state_dir)
+    held = [p.name for p in (cluster.dir / "data-w0").rglob("*") if p.name == "map.arrow"]
+    assert held, "w0 holds map outputs"
+    cluster.kill_worker("w0")
+    cluster.start_worker("w0", host="127.0.0.2")  # the same machine and data dir, a new shuffle port
+    cluster.start_coordinator()
+    report = finish_and_check(cluster, process, out, before)
+    assert report["resumed"]["kept"]["map"] == len(before["map"])  # w0's outputs were kept, not rerun
+    assert report["backup_attempts"] == 0 and report["killed_attempts"] == 0, report
+
+
 def test_killed_during_the_job_commit_the_commit_is_finished(cluster, tmp_path):
     cluster.kill_coordinator()
     cluster.start_coordinator(env={"PYMR_TEST_COMMIT_FAULT": "part-1"})  # dies as kill -9 would, half way
