@@ -328,6 +328,8 @@ class MapOutputBuffer:
         table, distinct = self._take_buffered()
         if table is None or not table.num_rows:
             return
+        if self.aggregate is not None and not distinct:
+            table, distinct = self._aggregate_partials(table), True
         path = os.path.join(self.directory, f"spill-{len(self.runs):05d}.arrow")
         self.spilled_records += table.num_rows
         write_table_run(path, table, self._partition_array(table.column("key"), distinct), self.num_partitions)
@@ -352,6 +354,14 @@ class MapOutputBuffer:
         if len(parts) <= 1:
             return parts[0] if parts else (None, False)
         return _concat([table for table, _ in parts]), False
+
+    def _aggregate_partials(self, table: pa.Table) -> pa.Table:
+        """One row per key of an aggregate's partial values (its groups and its ``map_batch``
+        tables, aggregated apart, may share keys): the reduce side merges an aggregate's
+        runs as holding each key once."""
+        if arrow_ok(self.aggregate, table.schema.field("value").type, "reduce"):
+            return aggregate_table(table, self.aggregate, "reduce")
+        return pairs_table(*self._combine_sorted(*_table_columns(table)))
 
     def _groups_table(self) -> tuple[pa.Table, bool]:
         """The held groups as pairs, and whether each key is in one pair only."""
@@ -497,7 +507,8 @@ class MapOutputBuffer:
 
     def _merge(self, runs: list[str], path: str) -> None:
         if not (self.aggregate and merge_aggregated_runs(runs, path, self.num_partitions, self.aggregate)):
-            combiner = self.combiner if len(runs) >= MIN_RUNS_TO_COMBINE else None
+            # an aggregate's runs are always combined: the reduce side takes each key once per run
+            combiner = self.combiner if len(runs) >= MIN_RUNS_TO_COMBINE or self.aggregate else None
             merge_run_files(runs, path, self.num_partitions, combiner)
         for run in runs:
             os.unlink(run)

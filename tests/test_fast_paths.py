@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pymr
@@ -100,6 +100,8 @@ def outputs(job, path, tmp_path, name, **settings):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=RECORDS, split=st.sampled_from([64, 300, 1 << 20]))
+@example(records=[("hot", 0)] * 7 + [(t, 0) for t in ("a", "b", "c", "7", "42", "tx", "ty", "aa", "aaa", "hot")],
+         split=300)  # two spills of different key kinds, once merged without being summed: ('y', 2) twice
 def test_fast_paths_match_the_plain_path(tmp_path, records, split):
     path = tmp_path / "in.txt"
     path.write_text("".join(f"{token} {value}\n" for token, value in records))
@@ -325,3 +327,26 @@ def test_reduce_batch_gives_way_to_reduce_when_values_must_be_sorted(tmp_path):
     for key in ("k0", "k1", "k2"):
         values = [v for k, v in got if k == key]
         assert values == sorted(values) and len(values) == 10
+
+
+def test_an_aggregates_map_output_holds_each_key_once_when_pairs_and_tables_meet(tmp_path):
+    """A map_batch that returns pairs for some batches and tables for others: the buffer
+    aggregates each apart, and the run they share must still hold each key once, since
+    the reduce side merges an aggregate's runs as such (before: "a" came out twice)."""
+    from pymr.shuffle import MapOutputBuffer, RunReader
+    from pymr.tasks import run_task
+
+    buffer = MapOutputBuffer(str(tmp_path), 1, lambda key, count: 0, None, 1 << 30, aggregate="sum")
+    buffer.put("a", 1)
+    buffer.put(7, 1)
+    buffer.add_table(pa.table({"key": pa.array(["a", "b"], pa.large_string()), "value": pa.array([2, 3], pa.int64())}))
+    path = buffer.close(str(tmp_path / "map.arrow"))
+    assert [(key, value) for _, key, value in RunReader(path).triples(0, False)] == [(7, 1), ("a", 3), ("b", 3)]
+
+    class Sum(pymr.Job):
+        aggregate = "sum"
+
+    run_task(Sum, {}, {"kind": "reduce", "partition": 0, "map_outputs": [{"path": path}],
+                       "attempt_dir": str(tmp_path / "attempt"), "output_format": "text"})
+    [part] = (tmp_path / "attempt").iterdir()
+    assert part.read_text().splitlines() == ["7\t1", "a\t3", "b\t3"]
