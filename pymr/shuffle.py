@@ -423,7 +423,7 @@ class MapOutputBuffer:
         if self.combiner is None:
             return table, False
         keys, values = _table_columns(table)
-        return pairs_table(*self._combine_sorted(keys, values)), False
+        return pairs_table(*self._combine_sorted(keys, values)), self.aggregate is not None  # one pair per key
 
     def _combine_sorted(self, keys: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run the combiner over each key's values, in sorted order."""
