@@ -411,8 +411,8 @@ class Coordinator:
         if "running" in msg.body and "seq" in msg.body:
             self._reconcile(worker, set(msg.body["running"]), msg.body["seq"])
         for attempt_id, fraction in msg.body.get("progress", {}).items():
-            active = self._job_of_attempt(attempt_id) if attempt_id in worker.running else None
-            if active is not None:
+            active = self._job_of_attempt(attempt_id)
+            if active is not None:  # (the scheduler takes figures only for attempts this worker runs)
                 sched.note_progress(active.run, attempt_id, worker.worker_id, fraction)
 
     def _reconcile(self, worker: WorkerInfo, reported: set[str], last_seq: int) -> None:

@@ -41,7 +41,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import attempt_log, progress
+from . import attempt_log, progress, storage
 from .errors import SettingError
 
 ARROW_THREADS_ENV = "PYMR_ARROW_THREADS"
@@ -267,8 +267,8 @@ class TaskProgress:
         progress.expect(0)  # a reduce says how many rows it will read
         self.conn = conn
         split = task.get("split") or {}
-        self.split_bytes = max(0, int(split.get("end", 0)) - int(split.get("start", 0))) if task.get("kind") == "map" \
-            else 0
+        is_map = task.get("kind") == "map"
+        self.split_bytes = max(0, int(split.get("end", 0)) - int(split.get("start", 0))) if is_map else 0
         self.began = bytes_read() if self.split_bytes else None
         self.said = 0.0
         self._stopped = threading.Event()
@@ -302,8 +302,6 @@ class TaskProgress:
 def bytes_read() -> int | None:
     """The bytes this process has read so far: from files (``rchar``), and from remote
     files through ``storage.open_input``; None where the kernel does not say."""
-    from . import storage
-
     try:
         with open("/proc/self/io", "rb") as f:
             for line in f:

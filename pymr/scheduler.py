@@ -110,6 +110,10 @@ class Task:
     def running(self) -> list[Attempt]:
         return [a for a in self.attempts if a.state == "running"]
 
+    def furthest_progress(self) -> float:
+        """How far its furthest running attempt has got (0 to 1), as their workers last said."""
+        return max((a.progress for a in self.attempts if a.state == "running"), default=0.0)
+
     @property
     def input_bytes(self) -> int:
         """The bytes of input a map reads (0 for a reduce)."""
@@ -244,12 +248,9 @@ class JobRun:
         }
 
     def running_progress(self, kind: str) -> dict[Task, float]:
-        """How far each unfinished task of ``kind`` has got: its furthest running attempt."""
-        furthest: dict[Task, float] = {}
-        for task, attempt in self.running_attempts.values():
-            if task.kind == kind and task.state != TaskState.DONE and attempt.progress:
-                furthest[task] = max(furthest.get(task, 0.0), attempt.progress)
-        return furthest
+        """How far each unfinished task of ``kind`` that runs has got (O(running attempts))."""
+        return {task: task.furthest_progress() for task, _ in self.running_attempts.values()
+                if task.kind == kind and task.state != TaskState.DONE}
 
 
 def new_job(job_id: str, name: str, splits: list[dict[str, Any]], num_reducers: int,

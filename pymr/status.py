@@ -140,11 +140,6 @@ def _describe(task: Any) -> str | None:
     return f"{split['path']} {split.get('start', 0)}-{split.get('end', 0)}" if split.get("path") else None
 
 
-def _furthest(task: Any) -> float:
-    """How far an unfinished task's furthest running attempt has got (0 to 1)."""
-    return max((getattr(a, "progress", 0.0) for a in task.attempts if a.state == "running"), default=0.0)
-
-
 def _value(state: Any) -> str:
     return getattr(state, "value", state)
 
@@ -167,13 +162,14 @@ def phase_progress(tasks: list[Any], now: float, by_bytes: bool = False) -> dict
     if by_bytes:
         size = [max(0, int((t.split or {}).get("end", 0)) - int((t.split or {}).get("start", 0))) for t in tasks]
         done_bytes = sum(s for s, t in zip(size, tasks) if _value(t.state) == "done")
-        read_bytes = done_bytes + round(sum(s * _furthest(t) for s, t in zip(size, tasks) if _value(t.state) != "done"))
+        read_bytes = done_bytes + round(sum(s * t.furthest_progress() for s, t in zip(size, tasks)
+                                            if _value(t.state) != "done"))
         progress.update(bytes_done=done_bytes, bytes_read=read_bytes, bytes_total=sum(size))
         amount, left = read_bytes, sum(size) - read_bytes
         progress["bytes_per_s"] = round(read_bytes / elapsed, 1) if elapsed > 0 else None
         progress["fraction"] = round(read_bytes / (sum(size) or 1), 4) if total else 1.0
     else:
-        amount = len(done) + sum(_furthest(t) for t in tasks if _value(t.state) != "done")
+        amount = len(done) + sum(t.furthest_progress() for t in tasks if _value(t.state) != "done")
         left = total - amount
         progress["fraction"] = round(amount / total, 4) if total else 1.0
     progress["eta_s"] = round(elapsed * left / amount, 1) if amount and elapsed > 0 else (0.0 if not left else None)
